@@ -1,0 +1,20 @@
+//! Shared building blocks of clintune.
+//!
+//! Every stage (de-identification, curation, training, export) writes its
+//! results through these helpers so that the same guarantees hold everywhere:
+//! outputs appear atomically or not at all ([`staging`]), files are identified
+//! by content ([`hash`]), and secrets never reach a log line ([`secret`]).
+
+pub mod hash;
+pub mod progress;
+pub mod secret;
+pub mod staging;
+
+/// Name of the tool as recorded in lineage manifests.
+pub const TOOL_NAME: &str = "clintune";
+
+/// Version of the tool as recorded in lineage manifests.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Git commit the tool was built from, or `unknown` outside a git checkout.
+pub const GIT_COMMIT: &str = env!("CLINTUNE_GIT_COMMIT");

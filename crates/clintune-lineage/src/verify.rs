@@ -1,0 +1,233 @@
+//! Verification: recompute every hash along a manifest chain.
+
+use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestError};
+use clintune_core::hash::file_digest;
+use std::path::{Path, PathBuf};
+
+/// What a successful verification checked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Manifests whose content id was recomputed.
+    pub manifests: usize,
+    /// Files whose hash was recomputed and matched.
+    pub files_checked: usize,
+    /// Input files not on disk (or recorded under a pseudonym) and so not checked.
+    pub inputs_not_found: usize,
+}
+
+/// The first mismatch found.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A manifest's content does not match its id.
+    #[error(
+        "{path}: content id mismatch: recorded {recorded}, recomputed {actual} (the manifest was edited)"
+    )]
+    ManifestId {
+        /// The manifest file.
+        path: PathBuf,
+        /// The id written in it.
+        recorded: String,
+        /// The id its content hashes to.
+        actual: String,
+    },
+    /// A file listed in a manifest is missing.
+    #[error("{path}: missing (listed in {manifest})")]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// The manifest that lists it.
+        manifest: PathBuf,
+    },
+    /// A file's content differs from what the manifest recorded.
+    #[error("{path}: {what} differs from {manifest}: recorded {recorded}, found {actual}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// `size` or `sha256`.
+        what: &'static str,
+        /// The manifest that lists it.
+        manifest: PathBuf,
+        /// The recorded value.
+        recorded: String,
+        /// The value found.
+        actual: String,
+    },
+    /// A parent manifest on disk is not the one referenced.
+    #[error("{path}: parent manifest id is {actual}, but {child} references {recorded}")]
+    Parent {
+        /// The parent manifest.
+        path: PathBuf,
+        /// The referencing manifest.
+        child: PathBuf,
+        /// The referenced id.
+        recorded: String,
+        /// The id found.
+        actual: String,
+    },
+    /// An I/O error while hashing.
+    #[error("{path}: {err}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+}
+
+/// Verifies the manifest in `dir`, its outputs, the inputs still on disk, and
+/// every parent manifest reachable on disk, recursively; stops at the first mismatch.
+pub fn verify_chain(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    let mut report = VerifyReport::default();
+    verify_dir(dir, None, &mut report)?;
+    Ok(report)
+}
+
+fn verify_dir(
+    dir: &Path,
+    expected: Option<(&str, &Path)>,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let manifest = Manifest::read(dir)?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let actual = manifest.compute_id();
+    if actual != manifest.id {
+        return Err(VerifyError::ManifestId {
+            path: manifest_path,
+            recorded: manifest.id,
+            actual,
+        });
+    }
+    if let Some((id, child)) = expected
+        && id != manifest.id
+    {
+        return Err(VerifyError::Parent {
+            path: manifest_path,
+            child: child.to_path_buf(),
+            recorded: id.to_string(),
+            actual: manifest.id,
+        });
+    }
+    report.manifests += 1;
+    for entry in &manifest.outputs {
+        check_file(&dir.join(&entry.path), entry, &manifest_path)?;
+        report.files_checked += 1;
+    }
+    for entry in &manifest.inputs {
+        let path = resolve(dir, &entry.path);
+        if entry.redacted || !path.is_file() {
+            report.inputs_not_found += 1;
+            continue;
+        }
+        check_file(&path, entry, &manifest_path)?;
+        report.files_checked += 1;
+    }
+    for parent in &manifest.parents {
+        let parent_dir = resolve(dir, &parent.path);
+        if parent_dir.join(MANIFEST_FILE).is_file() {
+            verify_dir(&parent_dir, Some((&parent.id, &manifest_path)), report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a recorded path: absolute as is, relative against the manifest's directory.
+pub(crate) fn resolve(dir: &Path, recorded: &str) -> PathBuf {
+    let p = Path::new(recorded);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn check_file(path: &Path, entry: &FileEntry, manifest: &Path) -> Result<(), VerifyError> {
+    if !path.is_file() {
+        return Err(VerifyError::Missing {
+            path: path.to_path_buf(),
+            manifest: manifest.to_path_buf(),
+        });
+    }
+    let digest = file_digest(path).map_err(|err| VerifyError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    if digest.bytes != entry.bytes {
+        return Err(VerifyError::Mismatch {
+            path: path.to_path_buf(),
+            what: "size",
+            manifest: manifest.to_path_buf(),
+            recorded: entry.bytes.to_string(),
+            actual: digest.bytes.to_string(),
+        });
+    }
+    if digest.sha256 != entry.sha256 {
+        return Err(VerifyError::Mismatch {
+            path: path.to_path_buf(),
+            what: "sha256",
+            manifest: manifest.to_path_buf(),
+            recorded: entry.sha256.clone(),
+            actual: digest.sha256,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ManifestBuilder, ParentRef};
+
+    fn stage(dir: &Path, stage: &str, content: &[u8], parent: Option<ParentRef>) -> Manifest {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("data.bin"), content).unwrap();
+        let mut b = ManifestBuilder::new(stage, "sha256:00".into())
+            .output(FileEntry::from_file(&dir.join("data.bin"), "data.bin", Some(1)).unwrap());
+        if let Some(p) = parent {
+            b = b.parent(p);
+        }
+        let m = b.finish();
+        m.write(dir).unwrap();
+        m
+    }
+
+    #[test]
+    fn verifies_chain_and_names_flipped_file() {
+        let root = tempfile::tempdir().unwrap();
+        let a = root.path().join("a");
+        let b = root.path().join("b");
+        let ma = stage(&a, "deid", b"hello", None);
+        stage(
+            &b,
+            "curate",
+            b"world",
+            Some(ParentRef {
+                id: ma.id.clone(),
+                stage: "deid".into(),
+                path: "../a".into(),
+            }),
+        );
+        let report = verify_chain(&b).unwrap();
+        assert_eq!(report.manifests, 2);
+        assert_eq!(report.files_checked, 2);
+
+        // Flip one byte in the parent's output: the error names that file.
+        std::fs::write(a.join("data.bin"), b"hellp").unwrap();
+        let err = verify_chain(&b).unwrap_err().to_string();
+        assert!(err.contains("data.bin") && err.contains("sha256"), "{err}");
+        assert!(err.contains(&a.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn edited_manifest_is_detected() {
+        let root = tempfile::tempdir().unwrap();
+        stage(root.path(), "deid", b"x", None);
+        let path = root.path().join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"deid\"", "\"curate\"")).unwrap();
+        let err = verify_chain(root.path()).unwrap_err();
+        assert!(matches!(err, VerifyError::ManifestId { .. }), "{err}");
+    }
+}
