@@ -1,0 +1,304 @@
+//! The de-identification run: discover, route, process, write, account.
+
+use crate::audit::Audit;
+use crate::error::DeidError;
+use crate::input::route::{RouteOptions, Spill, route_all};
+use crate::input::{InputFile, InputKind, discover};
+use crate::output::write_parquet;
+use crate::policy::{LoadedPolicy, Policy};
+use crate::process::{ProcessOptions, process_partition};
+use crate::pseudonym::Pseudonymizer;
+use crate::resource::Deidentifier;
+use crate::scrub::{Dictionaries, Scrubber};
+use chrono::NaiveDate;
+use clintune_core::hash::{file_digest, sha256_hex};
+use clintune_core::secret::SecretKey;
+use clintune_core::staging::StagingDir;
+use clintune_lineage::{FileEntry, Manifest, ManifestBuilder};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bytes of input per partition: bounds the memory one partition needs.
+const PARTITION_BYTES: u64 = 256 << 20;
+
+/// Upper bound on partitions (open files while routing).
+const MAX_PARTITIONS: u64 = 512;
+
+/// Settings of a de-identification run.
+#[derive(Debug, Clone)]
+pub struct DeidOptions {
+    /// Input files or directories.
+    pub inputs: Vec<PathBuf>,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// Output directory (created atomically).
+    pub out: PathBuf,
+    /// Replace an existing output directory.
+    pub force: bool,
+    /// Count invalid records instead of failing.
+    pub skip_invalid: bool,
+    /// Date as of which ages of living patients are computed.
+    pub as_of: NaiveDate,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct DeidSummary {
+    /// The committed output directory.
+    pub out: PathBuf,
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// The counts.
+    pub audit: Audit,
+    /// Input bytes read.
+    pub input_bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// De-identifies `opts.inputs` into `opts.out`. Nothing appears at `opts.out`
+/// unless every record was processed (or counted, under `skip_invalid`).
+pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError> {
+    let started = Instant::now();
+    let loaded = Policy::load(&opts.policy)?;
+    let scrubber = Scrubber::new(Dictionaries::load(&loaded.dictionaries)?);
+    let (inputs, skipped) = discover(&opts.inputs)?;
+    if inputs.is_empty() {
+        let shown: Vec<String> = opts
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(DeidError::NoInput(shown.join(", ")));
+    }
+    let input_bytes: u64 = inputs
+        .iter()
+        .filter_map(|i| std::fs::metadata(&i.path).ok())
+        .map(|m| m.len())
+        .sum();
+    tracing::info!(
+        files = inputs.len(),
+        skipped,
+        bytes = input_bytes,
+        "de-identification: inputs found"
+    );
+
+    let staging = StagingDir::new(&opts.out, opts.force)?;
+    let work = staging.path().join(".work");
+    let partitions = input_bytes
+        .div_ceil(PARTITION_BYTES)
+        .clamp(1, MAX_PARTITIONS) as usize;
+    let spill = Spill::create(&work, partitions)?;
+    let route_opts = RouteOptions {
+        skip_invalid: opts.skip_invalid,
+    };
+    let (mut audit, input_rows) = route_all(&inputs, &loaded.policy, &spill, route_opts)?;
+    *audit
+        .files
+        .entry("skipped (not a record file)".into())
+        .or_default() += skipped;
+    let parts = spill.finish()?;
+
+    let pseudonymizer = Pseudonymizer::new(key.clone());
+    let d = Deidentifier {
+        policy: &loaded.policy,
+        scrubber: &scrubber,
+        pseudonymizer: &pseudonymizer,
+        as_of: opts.as_of,
+    };
+    let process_opts = ProcessOptions {
+        as_of: opts.as_of,
+        skip_invalid: opts.skip_invalid,
+    };
+    let records_dir = staging.path().join("records");
+    std::fs::create_dir_all(&records_dir).map_err(DeidError::io(&records_dir))?;
+    let bar = clintune_core::progress::bar(parts.len() as u64, "de-identify", "partitions");
+    let mut outputs = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let (rows, a) = process_partition(&d, part, &inputs, process_opts)?;
+        audit.merge(&a);
+        std::fs::remove_file(part).map_err(DeidError::io(part))?;
+        bar.inc(1);
+        if rows.is_empty() {
+            continue;
+        }
+        let name = format!("records/part-{i:05}.parquet");
+        write_parquet(&staging.path().join(&name), &rows)?;
+        outputs.push((name, rows.len() as u64));
+    }
+    bar.finish_and_clear();
+    std::fs::remove_dir_all(&work).map_err(DeidError::io(&work))?;
+
+    let manifest = write_reports(
+        &staging,
+        &loaded,
+        key,
+        &inputs,
+        &input_rows,
+        &outputs,
+        &audit,
+        opts,
+        &pseudonymizer,
+    )?;
+    let out = staging.commit()?;
+    Ok(DeidSummary {
+        out,
+        manifest,
+        audit,
+        input_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_reports(
+    staging: &StagingDir,
+    loaded: &LoadedPolicy,
+    key: &SecretKey,
+    inputs: &[InputFile],
+    input_rows: &[u64],
+    outputs: &[(String, u64)],
+    audit: &Audit,
+    opts: &DeidOptions,
+    pseudonymizer: &Pseudonymizer,
+) -> Result<Manifest, DeidError> {
+    let dir = staging.path();
+    let audit_path = dir.join("audit.json");
+    let mut text = serde_json::to_string_pretty(&audit.to_json()).expect("audit serializes");
+    text.push('\n');
+    std::fs::write(&audit_path, text).map_err(DeidError::io(&audit_path))?;
+
+    let policy_bytes = std::fs::read(&loaded.path).map_err(DeidError::io(&loaded.path))?;
+    let config = json!({
+        "policy_sha256": sha256_hex(&policy_bytes),
+        "dictionaries_sha256": dictionaries_hash(&loaded.dictionaries)?,
+        "key_id": key.key_id(),
+        "as_of": opts.as_of.to_string(),
+        "skip_invalid": opts.skip_invalid,
+    });
+    let config_hash = format!(
+        "sha256:{}",
+        sha256_hex(clintune_lineage::manifest::canonical_json(&config).as_bytes())
+    );
+    let mut b = ManifestBuilder::new("deid", config_hash)
+        .config("policy", loaded.policy.name.clone())
+        .config("key_id", key.key_id())
+        .config("as_of", opts.as_of.to_string())
+        .config("skip_invalid", opts.skip_invalid)
+        .input(file_entry(
+            &loaded.path,
+            loaded.path.display().to_string(),
+            None,
+            "deid-policy",
+        )?);
+    for (input, rows) in inputs.iter().zip(input_rows) {
+        b = b.input(input_entry(input, *rows, pseudonymizer)?);
+    }
+    for (name, rows) in outputs {
+        b = b.output(file_entry(
+            &dir.join(name),
+            name.clone(),
+            Some(*rows),
+            "parquet",
+        )?);
+    }
+    b = b.output(file_entry(
+        &audit_path,
+        "audit.json".into(),
+        None,
+        "audit-report",
+    )?);
+    let manifest = b.counts(audit.manifest_counts()).finish();
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+fn file_entry(
+    path: &Path,
+    name: String,
+    rows: Option<u64>,
+    kind: &str,
+) -> Result<FileEntry, DeidError> {
+    FileEntry::from_file(path, name, rows)
+        .map(|e| e.with_kind(kind))
+        .map_err(DeidError::io(path))
+}
+
+/// Input names can identify a patient (Bundle files are often named after
+/// them), so only Bulk Data names of the form `Type.NNN.ndjson` are recorded
+/// as they are; other names are replaced by a keyed pseudonym.
+fn input_entry(
+    input: &InputFile,
+    rows: u64,
+    pseudonymizer: &Pseudonymizer,
+) -> Result<FileEntry, DeidError> {
+    let shown = input.path.display().to_string();
+    let name = input
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let safe = input.kind == InputKind::BulkNdjson
+        && is_bulk_name(&name)
+        && !shown.chars().any(char::is_control);
+    let mut e = if safe {
+        file_entry(&input.path, shown, Some(rows), input.kind.as_str())?
+    } else {
+        let digest = file_digest(&input.path).map_err(DeidError::io(&input.path))?;
+        let pseudo = format!(
+            "input-{}",
+            pseudonymizer.identifier("input-file", &digest.sha256)
+        );
+        let mut e = file_entry(&input.path, pseudo, Some(rows), input.kind.as_str())?;
+        e.redacted = true;
+        e
+    };
+    e.rows = Some(rows);
+    Ok(e)
+}
+
+fn is_bulk_name(name: &str) -> bool {
+    let mut parts = name.split('.');
+    let (Some(ty), Some(num), Some(ext), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    ty.bytes().all(|b| b.is_ascii_alphabetic())
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && ext == "ndjson"
+}
+
+fn dictionaries_hash(dir: &Path) -> Result<String, DeidError> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(DeidError::io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    names.sort();
+    let mut all = String::new();
+    for p in names {
+        let d = file_digest(&p).map_err(DeidError::io(&p))?;
+        all.push_str(&format!(
+            "{} {}\n",
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            d.sha256
+        ));
+    }
+    Ok(sha256_hex(all.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_names() {
+        assert!(is_bulk_name("Patient.000.ndjson"));
+        assert!(!is_bulk_name("Edward_Gulgowski_43481611.json"));
+        assert!(!is_bulk_name("Jane Doe.000.ndjson"));
+    }
+}

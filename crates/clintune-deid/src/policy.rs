@@ -1,0 +1,237 @@
+//! De-identification policy: which fields are kept per resource type, and how.
+//!
+//! The policy is an allowlist. A resource type without a `[resources.X]`
+//! section is dropped whole; a field not listed under it is dropped. Both are
+//! counted in the audit report, never passed through.
+
+use crate::error::DeidError;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// How a kept field is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldKind {
+    /// A FHIR `code` primitive: kept when it looks like a code, else scrubbed as text.
+    Code,
+    /// A coded structure (CodeableConcept, Coding, Quantity, Dosage, components):
+    /// only members listed in `[structured] keys` are kept; strings other than
+    /// those in `[structured] verbatim` are scrubbed as free text.
+    Structured,
+    /// A number or boolean, kept; strings are scrubbed.
+    Value,
+    /// A date, dateTime or Period: shifted by the patient's offset.
+    Date,
+    /// The patient's birth date: shifted, or removed for ages over the cap.
+    BirthDate,
+    /// A Reference: the id becomes a keyed pseudonym, `display` is dropped.
+    Reference,
+    /// Free text: scrubbed.
+    Text,
+    /// An Address: only state, country and the 3-digit ZIP prefix are kept.
+    Address,
+    /// Attachments (DocumentReference.content): text/plain data is decoded,
+    /// scrubbed and emitted as the record's text.
+    Attachment,
+}
+
+/// How detected PHI in free text is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replacement {
+    /// A consistent, realistic surrogate (the same input maps to the same
+    /// surrogate within a patient).
+    #[default]
+    Surrogate,
+    /// A category tag such as `[NAME]`.
+    Tag,
+}
+
+/// Date handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatesPolicy {
+    /// Smallest absolute shift in days.
+    pub min_shift_days: u32,
+    /// Largest absolute shift in days.
+    pub max_shift_days: u32,
+    /// Ages at or above this collapse into one group (Safe Harbor: 90).
+    pub age_cap: u32,
+    /// How dates in free text are handled: `surrogate` shifts them, `tag` replaces them.
+    #[serde(default)]
+    pub text: Replacement,
+}
+
+/// Geography handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeographyPolicy {
+    /// Three-digit ZIP prefixes whose area has 20,000 people or fewer: become `000`.
+    pub restricted_zip3: BTreeSet<String>,
+}
+
+/// Free-text handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPolicy {
+    /// How names are replaced.
+    #[serde(default)]
+    pub names: Replacement,
+    /// Directory of name/place dictionaries, relative to the policy file.
+    pub dictionaries: PathBuf,
+}
+
+/// Chat trace handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatPolicy {
+    /// Dotted paths tried in order to find a trace's patient id.
+    pub patient_fields: Vec<String>,
+    /// Message roles kept; messages with other roles are dropped and counted.
+    pub roles: BTreeSet<String>,
+}
+
+/// Members kept inside `structured` fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructuredPolicy {
+    /// Member names kept.
+    pub keys: BTreeSet<String>,
+    /// Member names whose string values are kept verbatim (codes, systems, units).
+    pub verbatim: BTreeSet<String>,
+}
+
+/// Policy for one resource type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePolicy {
+    /// Fields referencing the patient, tried in order (e.g. `subject`, `patient`).
+    #[serde(default)]
+    pub patient: Vec<String>,
+    /// Dotted paths giving the event time, tried in order.
+    #[serde(default)]
+    pub time: Vec<String>,
+    /// Fields kept, with their treatment.
+    pub fields: BTreeMap<String, FieldKind>,
+}
+
+/// A complete de-identification policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Policy name, recorded in the manifest.
+    pub name: String,
+    /// What the policy is for.
+    #[serde(default)]
+    pub description: String,
+    /// Date handling.
+    pub dates: DatesPolicy,
+    /// Geography handling.
+    pub geography: GeographyPolicy,
+    /// Free-text handling.
+    pub text: TextPolicy,
+    /// Chat trace handling.
+    pub chat: ChatPolicy,
+    /// Structured member allowlist.
+    pub structured: StructuredPolicy,
+    /// Resource types kept, by FHIR resource type name.
+    pub resources: BTreeMap<String, ResourcePolicy>,
+}
+
+/// A policy loaded from disk, with its source text (hashed into the lineage).
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The parsed policy.
+    pub policy: Policy,
+    /// The policy file.
+    pub path: PathBuf,
+    /// The dictionaries directory, resolved against the policy file.
+    pub dictionaries: PathBuf,
+}
+
+impl Policy {
+    /// Reads and validates a policy file (unknown keys are errors).
+    pub fn load(path: &Path) -> Result<LoadedPolicy, DeidError> {
+        let text = std::fs::read_to_string(path).map_err(DeidError::io(path))?;
+        let policy: Policy = toml::from_str(&text).map_err(|e| DeidError::Policy {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        policy.validate().map_err(|message| DeidError::Policy {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let dictionaries = base.join(&policy.text.dictionaries);
+        Ok(LoadedPolicy {
+            policy,
+            path: path.to_path_buf(),
+            dictionaries,
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let d = &self.dates;
+        if d.min_shift_days == 0 || d.min_shift_days > d.max_shift_days {
+            return Err(format!(
+                "[dates] needs 1 <= min_shift_days <= max_shift_days (got {} and {})",
+                d.min_shift_days, d.max_shift_days
+            ));
+        }
+        if d.age_cap == 0 || d.age_cap > 90 {
+            return Err(format!(
+                "[dates] age_cap must be between 1 and 90 (Safe Harbor), got {}",
+                d.age_cap
+            ));
+        }
+        for z in &self.geography.restricted_zip3 {
+            if z.len() != 3 || !z.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "[geography] restricted_zip3: {z:?} is not three digits"
+                ));
+            }
+        }
+        for (name, r) in &self.resources {
+            if name != "Patient" && r.patient.is_empty() {
+                return Err(format!(
+                    "[resources.{name}] needs `patient` (the fields that reference the patient): \
+                     records not linked to a patient cannot be de-identified consistently"
+                ));
+            }
+        }
+        if !self.resources.contains_key("Patient") {
+            return Err("[resources.Patient] is required".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_policy_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/safe-harbor.toml");
+        let p = Policy::load(&path).unwrap();
+        assert!(p.policy.resources.contains_key("Encounter"));
+        assert!(p.dictionaries.ends_with("dictionaries"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/safe-harbor.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let bad = dir.path().join("p.toml");
+        std::fs::write(
+            &bad,
+            text.replace("[dates]", "[dates]\nshift_everything = true"),
+        )
+        .unwrap();
+        let err = Policy::load(&bad).unwrap_err().to_string();
+        assert!(err.contains("shift_everything"), "{err}");
+        assert!(err.contains("p.toml"), "{err}");
+    }
+}

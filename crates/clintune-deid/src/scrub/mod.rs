@@ -1,0 +1,195 @@
+//! Free-text PHI scrubbing.
+//!
+//! Three detectors run over each text and their spans are merged:
+//! 1. the patient's own identifiers from the structured record ([`known`]),
+//! 2. patterns for dates, phones, identifiers, ages, ZIPs, emails, URLs and
+//!    IP addresses ([`patterns`]),
+//! 3. name and place dictionaries with context rules ([`names`]).
+//!
+//! Each span is then replaced ([`replace`]): dates are shifted by the
+//! patient's offset, names get consistent surrogates, everything else a tag.
+
+pub mod dictionary;
+pub mod known;
+pub mod names;
+pub mod patterns;
+pub mod replace;
+pub mod textdate;
+
+use std::collections::BTreeMap;
+
+pub use dictionary::Dictionaries;
+pub use known::KnownMatcher;
+pub use replace::ScrubContext;
+
+/// PHI categories (Safe Harbor identifier kinds, grouped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    /// Names of patients, relatives, clinicians.
+    Name,
+    /// Street addresses.
+    Address,
+    /// Geographic units smaller than a state, facilities.
+    Location,
+    /// ZIP codes.
+    Zip,
+    /// Dates (other than year alone).
+    Date,
+    /// A year standing alone.
+    Year,
+    /// Ages over 89.
+    Age,
+    /// Telephone and fax numbers.
+    Phone,
+    /// Email addresses.
+    Email,
+    /// URLs.
+    Url,
+    /// IP addresses.
+    Ip,
+    /// SSN, MRN, account, plan, licence, device and other identifiers.
+    Id,
+}
+
+impl Category {
+    /// Stable lowercase name used in audit reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Name => "name",
+            Category::Address => "address",
+            Category::Location => "location",
+            Category::Zip => "zip",
+            Category::Date => "date",
+            Category::Year => "year",
+            Category::Age => "age",
+            Category::Phone => "phone",
+            Category::Email => "email",
+            Category::Url => "url",
+            Category::Ip => "ip",
+            Category::Id => "id",
+        }
+    }
+}
+
+/// A detected PHI span (byte offsets into the text, end exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Start byte offset.
+    pub start: usize,
+    /// End byte offset (exclusive).
+    pub end: usize,
+    /// What was found.
+    pub category: Category,
+    /// Which rule found it (for the audit report).
+    pub rule: &'static str,
+}
+
+/// Counts of replacements by category and rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// `(category, rule) -> count`.
+    pub counts: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl Tally {
+    /// Adds one replacement.
+    pub fn add(&mut self, category: Category, rule: &'static str) {
+        *self.counts.entry((category.as_str(), rule)).or_default() += 1;
+    }
+
+    /// Adds another tally into this one.
+    pub fn merge(&mut self, other: &Tally) {
+        for (k, v) in &other.counts {
+            *self.counts.entry(*k).or_default() += v;
+        }
+    }
+
+    /// Total replacements.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// The free-text PHI detector and replacer.
+#[derive(Debug)]
+pub struct Scrubber {
+    patterns: patterns::Patterns,
+    dicts: Dictionaries,
+}
+
+impl Scrubber {
+    /// Builds a scrubber over loaded dictionaries.
+    pub fn new(dicts: Dictionaries) -> Self {
+        Self {
+            patterns: patterns::Patterns::new(),
+            dicts,
+        }
+    }
+
+    /// The dictionaries in use.
+    pub fn dictionaries(&self) -> &Dictionaries {
+        &self.dicts
+    }
+
+    /// Finds PHI spans in `text`, merged so that no two overlap, in order.
+    pub fn detect(&self, text: &str, known: Option<&KnownMatcher>) -> Vec<Span> {
+        let mut spans = Vec::new();
+        if let Some(k) = known {
+            k.find(text, &mut spans);
+        }
+        self.patterns.find(text, &mut spans);
+        names::find(text, &self.dicts, &mut spans);
+        merge(spans)
+    }
+
+    /// Detects and replaces PHI in `text`.
+    pub fn scrub(&self, text: &str, ctx: &ScrubContext<'_>, tally: &mut Tally) -> String {
+        let spans = self.detect(text, ctx.known);
+        replace::apply(text, &spans, ctx, &self.dicts, tally)
+    }
+}
+
+/// Sorts spans and merges overlapping or touching ones; the merged span keeps
+/// the category of its longest part.
+fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match out.last_mut() {
+            Some(last) if s.start < last.end => {
+                if s.end > last.end {
+                    if s.end - s.start > last.end - last.start {
+                        last.category = s.category;
+                        last.rule = s.rule;
+                    }
+                    last.end = s.end;
+                }
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_overlaps() {
+        let s = |start, end, category| Span {
+            start,
+            end,
+            category,
+            rule: "t",
+        };
+        let merged = merge(vec![
+            s(5, 9, Category::Name),
+            s(0, 3, Category::Date),
+            s(6, 15, Category::Location),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!((merged[1].start, merged[1].end), (5, 15));
+        assert_eq!(merged[1].category, Category::Location);
+    }
+}

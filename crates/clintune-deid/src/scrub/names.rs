@@ -1,0 +1,803 @@
+//! Name and place detection: dictionaries gated by context.
+//!
+//! A word in a name list is not a name by itself ("Will", "Brown", "May"):
+//! it needs a title before it ("Dr."), a relation ("wife"), a cue ("paged",
+//! "per"), a neighbouring name, or to be a capitalised, uncommon word.
+
+use super::dictionary::Dictionaries;
+use super::known::is_boundary;
+use super::{Category, Span};
+
+pub(crate) const TITLES: &[&str] = &[
+    "dr",
+    "drs",
+    "doctor",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mister",
+    "prof",
+    "professor",
+    "sir",
+    "dame",
+    "rev",
+    "fr",
+];
+
+/// Words after which a place name is likely ("transferred to GH", "lives in Catonsville").
+pub(crate) const PLACE_CUES: &[&str] = &[
+    "transferred",
+    "transfered",
+    "transfer",
+    "trans",
+    "sent",
+    "admitted",
+    "adm",
+    "referred",
+    "brought",
+    "taken",
+    "arrived",
+    "presented",
+    "recieved",
+    "received",
+    "transported",
+    "went",
+    "lives",
+    "lived",
+    "returned",
+    "discharged",
+    "xfer",
+    "xferred",
+    "moved",
+    "going",
+    "go",
+    "came",
+    "flown",
+    "medflighted",
+];
+
+/// Credentials written after a name ("Edward C. Jones, RRT").
+pub(crate) const CREDENTIALS: &[&str] = &[
+    "md", "rn", "rrt", "np", "pa", "do", "phd", "lpn", "cna", "msw", "lcsw", "pharmd", "crnp",
+];
+
+pub(crate) const RELATIONS: &[&str] = &[
+    "wife",
+    "husband",
+    "son",
+    "sons",
+    "daughter",
+    "daughters",
+    "dtr",
+    "mother",
+    "mom",
+    "father",
+    "dad",
+    "brother",
+    "sister",
+    "sis",
+    "bro",
+    "friend",
+    "niece",
+    "nephew",
+    "grandson",
+    "granddaughter",
+    "grandmother",
+    "grandfather",
+    "aunt",
+    "uncle",
+    "spouse",
+    "partner",
+    "fiance",
+    "fiancee",
+    "boyfriend",
+    "girlfriend",
+    "cousin",
+    "neighbor",
+    "neighbour",
+    "sibling",
+    "guardian",
+    "caregiver",
+    "hcp",
+    "proxy",
+    "sister-in-law",
+    "son-in-law",
+    "daughter-in-law",
+    "brother-in-law",
+    "stepson",
+    "stepdaughter",
+    "gf",
+    "bf",
+];
+
+pub(crate) const CUES: &[&str] = &[
+    "per",
+    "by",
+    "called",
+    "paged",
+    "notified",
+    "informed",
+    "spoke",
+    "seen",
+    "saw",
+    "attending",
+    "resident",
+    "intern",
+    "pcp",
+    "covering",
+    "dictated",
+    "signed",
+    "named",
+    "contact",
+    "contacted",
+    "aware",
+    "cc",
+    "w/",
+    "d/w",
+    "discussed",
+    "visited",
+    "visit",
+    "name",
+    "with",
+    "reach",
+    "reached",
+    "nurse",
+    "np",
+    "pa",
+    "page",
+    "paging",
+    "call",
+];
+
+pub(crate) const STOPWORDS: &[&str] = &[
+    "a",
+    "an",
+    "and",
+    "the",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "is",
+    "was",
+    "were",
+    "be",
+    "been",
+    "will",
+    "as",
+    "by",
+    "or",
+    "if",
+    "it",
+    "he",
+    "she",
+    "his",
+    "her",
+    "they",
+    "them",
+    "this",
+    "that",
+    "not",
+    "no",
+    "yes",
+    "am",
+    "pm",
+    "re",
+    "s",
+    "is",
+    "who",
+    "whom",
+    "also",
+    "here",
+    "there",
+    "from",
+    "into",
+    "about",
+    "today",
+    "now",
+    "all",
+    "pt",
+    "patient",
+    "pts",
+    "team",
+    "service",
+    "md",
+    "rn",
+    "and/or",
+    "up",
+    "out",
+    "off",
+    "over",
+    "aware",
+    "after",
+    "before",
+    "again",
+    "any",
+    "some",
+    "via",
+    "regarding",
+    "re:",
+    "has",
+    "had",
+    "have",
+    "did",
+    "does",
+];
+
+pub(crate) const FACILITIES: &[&str] = &[
+    "hospital",
+    "hosp",
+    "medical",
+    "clinic",
+    "rehab",
+    "rehabilitation",
+    "hospice",
+    "manor",
+    "healthcare",
+    "university",
+    "college",
+    "center",
+    "centre",
+    "infirmary",
+    "sanitarium",
+    "house",
+    "regional",
+    "memorial",
+];
+
+/// Ordinary words that facility names are often made of.
+pub(crate) const FACILITY_NAME_WORDS: &[&str] = &[
+    "saint",
+    "st",
+    "holy",
+    "mount",
+    "mt",
+    "general",
+    "memorial",
+    "children's",
+    "county",
+    "regional",
+    "community",
+    "city",
+    "north",
+    "south",
+    "east",
+    "west",
+    "cross",
+    "mercy",
+    "good",
+    "samaritan",
+    "sacred",
+    "heart",
+    "union",
+    "baptist",
+    "methodist",
+    "presbyterian",
+    "lutheran",
+    "valley",
+    "river",
+    "lake",
+    "harbor",
+    "shore",
+    "state",
+];
+
+/// Word classes, as bits of one lexicon entry (see [`Dictionaries::flags`]).
+pub(crate) const FIRST: u32 = 1;
+pub(crate) const LAST: u32 = 1 << 1;
+pub(crate) const COMMON: u32 = 1 << 2;
+pub(crate) const CLINICAL: u32 = 1 << 3;
+pub(crate) const PLACE: u32 = 1 << 4;
+pub(crate) const STOP: u32 = 1 << 5;
+pub(crate) const TITLE: u32 = 1 << 6;
+pub(crate) const RELATION: u32 = 1 << 7;
+pub(crate) const CUE: u32 = 1 << 8;
+pub(crate) const FACILITY: u32 = 1 << 9;
+pub(crate) const FACILITY_NAME: u32 = 1 << 10;
+pub(crate) const PLACE_CUE: u32 = 1 << 11;
+pub(crate) const CREDENTIAL: u32 = 1 << 12;
+pub(crate) const PREP: u32 = 1 << 13;
+pub(crate) const THE: u32 = 1 << 14;
+
+/// One word of the text.
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    start: usize,
+    end: usize,
+    /// End of the alphabetic part (names may carry trailing digits).
+    letters_end: usize,
+}
+
+/// Appends name and place spans found in `text`.
+pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
+    let bytes = text.as_bytes();
+    let tokens = tokenize(bytes);
+    let caps_text = mostly_upper(bytes);
+    let mut buf = [0u8; 48];
+    let flags: Vec<u32> = tokens
+        .iter()
+        .map(|t| dicts.flags(&bytes[t.start..t.letters_end], &mut buf))
+        .collect();
+    let ctx = Ctx {
+        bytes,
+        tokens: &tokens,
+        flags: &flags,
+        caps_text,
+    };
+    let mut i = 0;
+    while i < tokens.len() {
+        i += ctx.rule_at(i, spans).max(1);
+    }
+    find_multiword_places(text, dicts, spans);
+}
+
+struct Ctx<'a> {
+    bytes: &'a [u8],
+    tokens: &'a [Token],
+    flags: &'a [u32],
+    caps_text: bool,
+}
+
+impl Ctx<'_> {
+    /// Applies the rules at token `i`; returns how many tokens were consumed.
+    fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
+        if self.has(i, TITLE) && self.adjacent(i, i + 1) {
+            return 1 + self.name_run(i + 1, 3, true, "title", spans);
+        }
+        if self.has(i, RELATION) && self.adjacent(i, i + 1) {
+            return 1 + self.name_run(i + 1, 2, false, "relation", spans);
+        }
+        if self.has(i, CUE) && self.adjacent(i, i + 1) {
+            let n = self.name_run(i + 1, 2, false, "cue", spans);
+            if n > 0 {
+                return 1 + n;
+            }
+        }
+        if self.has(i, PLACE_CUE)
+            && let Some(n) = self.place_after_cue(i, spans)
+        {
+            return n;
+        }
+        if let Some(n) = self.facility(i, spans) {
+            return n;
+        }
+        if let Some(n) = self.initial_name(i, spans) {
+            return n;
+        }
+        if self.before_credential(i) {
+            self.push(i, Category::Name, "credential", spans);
+            if i > 0 && self.adjacent(i - 1, i) && self.name_like(i - 1) {
+                self.push(i - 1, Category::Name, "credential", spans);
+            }
+            return 1;
+        }
+        if self.pair_at(i) {
+            self.push(i, Category::Name, "name-pair", spans);
+            self.push(i + 1, Category::Name, "name-pair", spans);
+            return 2;
+        }
+        if self.standalone_name(i) {
+            self.push(i, Category::Name, "name-dictionary", spans);
+        } else if self.standalone_place(i) {
+            self.push(i, Category::Location, "place-dictionary", spans);
+        }
+        1
+    }
+
+    /// Marks up to `max` name-like tokens from `i`; `strong` accepts any
+    /// capitalised word (after a title), otherwise dictionary words only.
+    fn name_run(
+        &self,
+        i: usize,
+        max: usize,
+        strong: bool,
+        rule: &'static str,
+        spans: &mut Vec<Span>,
+    ) -> usize {
+        let mut n = 0;
+        while n < max && i + n < self.tokens.len() {
+            let j = i + n;
+            if n > 0 && !self.adjacent(j - 1, j) {
+                break;
+            }
+            let candidate = !self.has(j, STOP | RELATION | TITLE);
+            let ok = candidate
+                && if strong && n == 0 {
+                    // Right after a title anything capitalised is a name ("Dr. Beer").
+                    !self.has(j, CLINICAL)
+                        && (self.capitalised(j) || self.is_name(j) || !self.is_common(j))
+                } else if n == 0 {
+                    self.is_name(j)
+                        && !self.acronym(j)
+                        && !self.has(j, CLINICAL)
+                        && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text))
+                } else {
+                    self.name_like(j) && (!self.caps_text || self.is_name(j))
+                };
+            if !ok {
+                break;
+            }
+            self.push(j, Category::Name, rule, spans);
+            n += 1;
+        }
+        n
+    }
+
+    /// `transferred to GH`, `lives in catonsville`: the place after a movement verb.
+    fn place_after_cue(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
+        let prep = i + 1;
+        if prep >= self.tokens.len() || !self.adjacent(i, prep) || !self.has(prep, PREP) {
+            return None;
+        }
+        let mut j = prep + 1;
+        if j < self.tokens.len() && self.has(j, THE) && self.adjacent(prep, j) {
+            j += 1;
+        }
+        let first = j;
+        while j < self.tokens.len()
+            && j - first < 3
+            && self.adjacent(j - 1, j)
+            && self.place_word(j)
+        {
+            j += 1;
+        }
+        if j == first {
+            return None;
+        }
+        for k in first..j {
+            self.push(k, Category::Location, "place-cue", spans);
+        }
+        Some(j - i)
+    }
+
+    /// A word that can name a place after a cue: not an ordinary or clinical word.
+    fn place_word(&self, i: usize) -> bool {
+        self.len(i) >= 2
+            && (!self.has(i, STOP | FACILITY | CREDENTIAL) && !self.is_common(i)
+                || self.has(i, FACILITY_NAME) && self.capitalised(i))
+    }
+
+    /// `E. WELSH`, `Z. Miller`: an initial and a surname.
+    fn initial_name(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
+        let t = self.tokens[i];
+        let j = i + 1;
+        let dotted = self.bytes.get(t.letters_end) == Some(&b'.');
+        if t.letters_end - t.start != 1
+            || !dotted
+            || !self.bytes[t.start].is_ascii_uppercase()
+            || j >= self.tokens.len()
+            || !self.adjacent(i, j)
+        {
+            return None;
+        }
+        // S., O., A., P. head the sections of SOAP notes.
+        let soap = b"SOAPI".contains(&self.bytes[t.start]);
+        let surname =
+            self.is_last(j) && !self.has(j, CLINICAL | STOP) && (!soap || !self.is_common(j));
+        if !(surname || (!self.caps_text && self.name_like(j))) || self.len(j) < 3 {
+            return None;
+        }
+        self.push(i, Category::Name, "initial", spans);
+        self.push(j, Category::Name, "initial", spans);
+        Some(2)
+    }
+
+    /// `Jones, RRT`, `O'connell MD`: the word before a credential.
+    fn before_credential(&self, i: usize) -> bool {
+        let j = i + 1;
+        if j >= self.tokens.len() || !self.adjacent(i, j) || !self.has(j, CREDENTIAL) {
+            return false;
+        }
+        let cred = self.tokens[j];
+        let cred_upper = self.bytes[cred.start..cred.letters_end]
+            .iter()
+            .all(u8::is_ascii_uppercase);
+        let comma = self.bytes[self.tokens[i].end..cred.start].contains(&b',');
+        let name = if self.caps_text {
+            self.is_name(i) && !self.is_common(i)
+        } else {
+            self.name_like(i)
+        };
+        cred_upper && (comma || !self.caps_text) && name && !self.has(i, STOP)
+    }
+
+    /// `John Smith`: a first name followed by a surname.
+    fn pair_at(&self, i: usize) -> bool {
+        let j = i + 1;
+        if j >= self.tokens.len() || !self.adjacent(i, j) || self.acronym(i) || self.acronym(j) {
+            return false;
+        }
+        let plain = |k: usize| self.len(k) >= 3 && !self.has(k, STOP | RELATION | TITLE);
+        if !plain(i) || !plain(j) || !self.is_first(i) {
+            return false;
+        }
+        if !self.is_last(j) {
+            // `Hank Przybylo`: an uncommon first name and an unknown capitalised word.
+            return !self.caps_text
+                && !self.is_common(i)
+                && self.capitalised(i)
+                && self.capitalised(j)
+                && !self.is_common(j)
+                && !self.acronym(j);
+        }
+        let both_capitalised = self.capitalised(i) && self.capitalised(j);
+        if self.caps_text {
+            !self.is_common(i) && !self.is_common(j)
+        } else {
+            both_capitalised
+        }
+    }
+
+    /// A name-list word in a position where a name is plausible: capitalised
+    /// and not an ordinary word, or (in mixed-case text) capitalised mid-sentence.
+    fn name_like(&self, i: usize) -> bool {
+        if self.acronym(i) || self.has(i, CLINICAL) {
+            return false;
+        }
+        let uncommon = !self.is_common(i);
+        ((self.is_name(i) || self.capitalised(i)) && uncommon)
+            || (self.capitalised(i) && self.is_name(i) && !self.caps_text)
+    }
+
+    /// An all-capital word of up to four letters in mixed-case text: an
+    /// abbreviation (DOB, NPI, CHF), not a name.
+    fn acronym(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        !self.caps_text
+            && t.letters_end - t.start <= 4
+            && self.bytes[t.start..t.letters_end]
+                .iter()
+                .all(u8::is_ascii_uppercase)
+    }
+
+    /// `Calvert Hospital`, `Holy Cross Hospital`: capitalised words before a facility word.
+    fn facility(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
+        if !self.facility_word(i) {
+            return None;
+        }
+        let mut j = i;
+        while j + 1 < self.tokens.len()
+            && j - i < 3
+            && self.adjacent(j, j + 1)
+            && self.facility_word(j + 1)
+        {
+            j += 1;
+        }
+        let f = j + 1;
+        if f < self.tokens.len()
+            && self.adjacent(j, f)
+            && self.has(f, FACILITY)
+            && !self.has(i, CLINICAL)
+        {
+            for k in i..=f {
+                self.push(k, Category::Location, "facility", spans);
+            }
+            return Some(f - i + 1);
+        }
+        None
+    }
+
+    /// A word that can be part of a facility's name: capitalised, and either
+    /// uncommon or a word facility names are made of.
+    fn facility_word(&self, i: usize) -> bool {
+        !self.has(i, STOP | FACILITY | CLINICAL)
+            && (self.capitalised(i) || !self.is_common(i))
+            && (self.has(i, FACILITY_NAME)
+                || !self.is_common(i)
+                || (!self.caps_text && !self.sentence_start(i)))
+    }
+
+    fn standalone_name(&self, i: usize) -> bool {
+        self.len(i) >= 3
+            && !self.caps_text
+            && !self.acronym(i)
+            && self.capitalised(i)
+            && !self.sentence_start(i)
+            && self.is_name(i)
+            && !self.is_common(i)
+            && !self.has(i, STOP)
+    }
+
+    fn standalone_place(&self, i: usize) -> bool {
+        self.len(i) >= 4
+            && self.has(i, PLACE)
+            && !self.is_common(i)
+            && (self.caps_text || self.capitalised(i))
+    }
+
+    /// True when token `i` opens a sentence or a line (capitalised anyway).
+    fn sentence_start(&self, i: usize) -> bool {
+        let before = &self.bytes[..self.tokens[i].start];
+        match before.iter().rposition(|c| !matches!(c, b' ' | b'\t')) {
+            None => true,
+            Some(p) => matches!(
+                before[p],
+                b'.' | b'\n' | b'\r' | b':' | b'!' | b'?' | b'-' | b'*' | b'#'
+            ),
+        }
+    }
+
+    fn has(&self, i: usize, flag: u32) -> bool {
+        self.flags[i] & flag != 0
+    }
+
+    /// Letters in token `i`.
+    fn len(&self, i: usize) -> usize {
+        let t = self.tokens[i];
+        t.letters_end - t.start
+    }
+
+    fn is_first(&self, i: usize) -> bool {
+        self.len(i) >= 2 && self.has(i, FIRST) && !self.has(i, CLINICAL)
+    }
+
+    fn is_last(&self, i: usize) -> bool {
+        self.len(i) >= 2 && self.has(i, LAST) && !self.has(i, CLINICAL)
+    }
+
+    fn is_name(&self, i: usize) -> bool {
+        self.is_first(i) || self.is_last(i)
+    }
+
+    fn is_common(&self, i: usize) -> bool {
+        self.has(i, COMMON | CLINICAL)
+    }
+
+    fn capitalised(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        self.bytes[t.start].is_ascii_uppercase()
+            && (self.caps_text
+                || self.bytes[t.start + 1..t.letters_end]
+                    .iter()
+                    .any(u8::is_ascii_lowercase)
+                || t.letters_end - t.start <= 3)
+    }
+
+    /// True when tokens `a` and `b` are separated only by spaces, a period or a comma.
+    fn adjacent(&self, a: usize, b: usize) -> bool {
+        if b >= self.tokens.len() {
+            return false;
+        }
+        let gap = &self.bytes[self.tokens[a].end..self.tokens[b].start];
+        gap.len() <= 3 && gap.iter().all(|c| matches!(c, b' ' | b'.' | b',' | b'\t'))
+    }
+
+    fn push(&self, i: usize, category: Category, rule: &'static str, spans: &mut Vec<Span>) {
+        let t = self.tokens[i];
+        spans.push(Span {
+            start: t.start,
+            end: t.end,
+            category,
+            rule,
+        });
+    }
+}
+
+/// Words tagged by the rules themselves, with their class.
+pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
+    vec![
+        (STOPWORDS, STOP),
+        (TITLES, TITLE),
+        (RELATIONS, RELATION),
+        (CUES, CUE),
+        (FACILITIES, FACILITY),
+        (FACILITY_NAME_WORDS, FACILITY_NAME),
+        (PLACE_CUES, PLACE_CUE),
+        (CREDENTIALS, CREDENTIAL),
+        (&["to", "from", "at", "in"], PREP),
+        (&["the"], THE),
+    ]
+}
+
+fn find_multiword_places(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
+    let Some(ac) = &dicts.multiword_places else {
+        return;
+    };
+    let bytes = text.as_bytes();
+    for m in ac.find_iter(text) {
+        if is_boundary(bytes, m.start(), m.end()) && bytes[m.start()].is_ascii_uppercase() {
+            spans.push(Span {
+                start: m.start(),
+                end: m.end(),
+                category: Category::Location,
+                rule: "place-dictionary",
+            });
+        }
+    }
+}
+
+/// Splits text into words: letters with inner apostrophes or hyphens,
+/// optionally followed by digits (some systems suffix names with digits).
+fn tokenize(b: &[u8]) -> Vec<Token> {
+    let mut tokens = Vec::with_capacity(b.len() / 5);
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len()
+            && (b[i].is_ascii_alphabetic()
+                || (matches!(b[i], b'\'' | b'-')
+                    && i + 1 < b.len()
+                    && b[i + 1].is_ascii_alphabetic()))
+        {
+            i += 1;
+        }
+        let letters_end = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i < b.len() && b[i].is_ascii_alphabetic() {
+            // Mixed letters and digits ("3lnp", "a1c"): not a word.
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            continue;
+        }
+        if letters_end - start >= 2 || (i == letters_end && b.get(i) == Some(&b'.')) {
+            tokens.push(Token {
+                start,
+                end: i,
+                letters_end,
+            });
+        }
+    }
+    tokens
+}
+
+/// True when most letters are upper case (some notes are written all in capitals).
+fn mostly_upper(b: &[u8]) -> bool {
+    let (mut up, mut low) = (0usize, 0usize);
+    for c in b {
+        if c.is_ascii_uppercase() {
+            up += 1;
+        } else if c.is_ascii_lowercase() {
+            low += 1;
+        }
+    }
+    up > 3 * low
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dictionary::tests::repo_dictionaries;
+    use super::*;
+
+    fn names(text: &str) -> Vec<String> {
+        let d = repo_dictionaries();
+        let mut spans = Vec::new();
+        find(text, &d, &mut spans);
+        spans
+            .iter()
+            .map(|s| text[s.start..s.end].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn titles_relations_and_pairs() {
+        let f = names(
+            "Seen by Dr. Liane379 Kunze215 today. Wife Rose at bedside. John Smith called back.",
+        );
+        for want in ["Liane379", "Kunze215", "Rose", "John", "Smith"] {
+            assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn common_words_stay() {
+        let f = names("Patient will follow up. Pain is better. Brown stool noted.");
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn facilities() {
+        let f = names("Transferred from Calvert Hospital yesterday.");
+        assert!(f.contains(&"Calvert".to_string()), "{f:?}");
+    }
+}
