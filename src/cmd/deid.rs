@@ -1,0 +1,182 @@
+//! `clintune deid`: de-identify records, and score the detector.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use clintune_core::secret::SecretKey;
+use clintune_deid::eval::{self, Format};
+use clintune_deid::scrub::{Dictionaries, Scrubber};
+use clintune_deid::{DeidOptions, Policy};
+use std::path::PathBuf;
+
+/// Environment variable holding the de-identification key.
+pub const KEY_ENV: &str = "CLINTUNE_DEID_KEY";
+
+/// Arguments of `clintune deid`.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  clintune keygen --out deid.key\n  clintune deid --input exports/bulk --input traces.jsonl --key-file deid.key --out datasets/deid\n  clintune deid eval --format physionet ../shared/corpora/physionet-deid-dev"
+)]
+pub struct DeidArgs {
+    #[command(subcommand)]
+    command: Option<DeidCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Arguments of a de-identification run.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Input files or directories (searched recursively). Formats are detected by
+    /// content: FHIR R4 Bulk Data NDJSON, FHIR R4 Bundle JSON, chat-format JSONL.
+    #[arg(long = "input", short = 'i', value_name = "PATH", num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// Policy: the allowlist of kept fields and how each is treated.
+    #[arg(long, value_name = "FILE", default_value = "deid/safe-harbor.toml")]
+    policy: PathBuf,
+    /// Output directory; written to a temporary directory and renamed when complete.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// File holding the secret key (at least 32 bytes). Otherwise $CLINTUNE_DEID_KEY is used.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Replace the output directory if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Drop and count invalid records instead of stopping at the first one.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Date (YYYY-MM-DD) as of which living patients' ages are computed for the
+    /// 90+ rule; default: today.
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeidCommand {
+    /// Score the free-text PHI detector against an annotated corpus.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CorpusFormat {
+    /// PhysioNet deid package: id.text with id.deid or id-phi.phrase.
+    Physionet,
+    /// brat standoff: NAME.txt with NAME.ann.
+    Brat,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// Corpus layout.
+    #[arg(long, value_enum, default_value = "physionet")]
+    format: CorpusFormat,
+    /// Corpus directory.
+    dir: PathBuf,
+    /// Policy whose dictionaries the detector uses.
+    #[arg(long, value_name = "FILE", default_value = "deid/safe-harbor.toml")]
+    policy: PathBuf,
+    /// Also write the predicted spans in the PhysioNet id.phi layout.
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
+    /// Also print every missed span and false positive with its context
+    /// (quotes the corpus: for development corpora only).
+    #[arg(long)]
+    show_errors: bool,
+}
+
+/// Runs `clintune deid`.
+pub fn run(args: DeidArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(DeidCommand::Eval(e)) => run_eval(e),
+        None => run_deid(args.run),
+    }
+}
+
+fn run_deid(a: RunArgs) -> anyhow::Result<()> {
+    // Checked here rather than by clap, which would also demand them of `deid eval`.
+    let Some(out) = a.out else {
+        bail!(
+            "`clintune deid` needs --out DIR (where the de-identified records go); see `clintune deid --help`"
+        );
+    };
+    if a.inputs.is_empty() {
+        bail!(
+            "`clintune deid` needs at least one --input PATH (a file or directory of records); see `clintune deid --help`"
+        );
+    }
+    let key = SecretKey::load(a.key_file.as_deref(), KEY_ENV)?;
+    let as_of = a.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let opts = DeidOptions {
+        inputs: a.inputs,
+        policy: a.policy,
+        out,
+        force: a.force,
+        skip_invalid: a.skip_invalid,
+        as_of,
+    };
+    let s = clintune_deid::run(&opts, &key)
+        .context("de-identification failed; no output was written")?;
+    let counts = &s.manifest.counts;
+    let mb = s.input_bytes as f64 / 1e6;
+    println!(
+        "de-identified {} patients: {} records in, {} out, {} dropped, {} fields dropped",
+        s.audit.patients,
+        count(counts, "records_in"),
+        count(counts, "records_out"),
+        count(counts, "records_dropped"),
+        count(counts, "fields_dropped")
+    );
+    println!(
+        "PHI replaced: {}",
+        counts
+            .get("phi_replaced")
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    );
+    if s.audit.invalid.values().sum::<u64>() > 0 {
+        println!(
+            "invalid records skipped: {} (see audit.json)",
+            s.audit.invalid.values().sum::<u64>()
+        );
+    }
+    println!(
+        "{mb:.1} MB in {:.1} s ({:.1} MB/s)",
+        s.seconds,
+        mb / s.seconds.max(1e-9)
+    );
+    println!("output: {} (manifest {})", s.out.display(), s.manifest.id);
+    Ok(())
+}
+
+fn count(counts: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
+    counts
+        .get(k)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
+    let policy = Policy::load(&e.policy)?;
+    let scrubber = Scrubber::new(Dictionaries::load(&policy.dictionaries)?);
+    let format = match e.format {
+        CorpusFormat::Physionet => Format::Physionet,
+        CorpusFormat::Brat => Format::Brat,
+    };
+    let notes = eval::load(&e.dir, format)
+        .with_context(|| format!("reading corpus {}", e.dir.display()))?;
+    let preds: Vec<_> = notes.iter().map(|n| eval::predict(&scrubber, n)).collect();
+    let report = eval::score(&notes, &preds);
+    if e.show_errors {
+        for line in eval::errors(&notes, &preds) {
+            println!("{line}");
+        }
+    }
+    print!("{}", report.render());
+    if let Some(p) = e.predictions {
+        eval::write_predictions(&p, &notes, &preds)?;
+        println!("predictions written to {}", p.display());
+    }
+    Ok(())
+}

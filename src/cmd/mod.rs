@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod deid;
+pub mod keygen;
+pub mod lineage;

@@ -1,0 +1,69 @@
+//! `clintune`: frontier tuning of clinical foundation models.
+//!
+//! A thin command-line layer over the stage libraries under `crates/`.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Adapt a clinical foundation model to your institution's records, safely.
+///
+/// Records flow one way: de-identify (`deid`) → curate → train → export,
+/// and every stage writes a lineage manifest (`lineage show|verify`).
+#[derive(Debug, Parser)]
+#[command(name = "clintune", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// De-identify FHIR R4 records and chat traces (HIPAA Safe Harbor) into Parquet.
+    Deid(cmd::deid::DeidArgs),
+    /// Show or verify the lineage of any stage's output directory.
+    #[command(subcommand)]
+    Lineage(cmd::lineage::LineageCommand),
+    /// Create a new random de-identification key file (mode 0600).
+    Keygen(cmd::keygen::KeygenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Deid(args) => cmd::deid::run(args),
+        Command::Lineage(c) => cmd::lineage::run(c),
+        Command::Keygen(args) => cmd::keygen::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLINTUNE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

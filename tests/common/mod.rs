@@ -1,0 +1,142 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use arrow_array::{Array, Int32Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bundled sample records.
+pub fn sample() -> PathBuf {
+    repo().join("datasets/sample")
+}
+
+/// A fixed test key (not a secret: used on synthetic data only).
+pub const KEY_A: &str = "test-key-A-0123456789abcdef0123456789abcdef";
+/// A second test key.
+pub const KEY_B: &str = "test-key-B-fedcba9876543210fedcba9876543210";
+
+/// Runs the clintune binary with `args` and the key in the environment.
+pub fn clintune(args: &[&str], key: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clintune"));
+    cmd.args(args)
+        .current_dir(repo())
+        .env_remove("CLINTUNE_DEID_KEY")
+        .env("NO_COLOR", "1");
+    if let Some(k) = key {
+        cmd.env("CLINTUNE_DEID_KEY", k);
+    }
+    cmd.output().expect("clintune runs")
+}
+
+/// Runs `clintune deid` on `inputs` into `out` with a fixed as-of date.
+pub fn deid(inputs: &[&Path], out: &Path, key: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec!["-v".into(), "deid".into()];
+    for i in inputs {
+        args.push("--input".into());
+        args.push(i.display().to_string());
+    }
+    args.extend([
+        "--out".into(),
+        out.display().to_string(),
+        "--as-of".into(),
+        "2026-01-01".into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    clintune(&refs, Some(key))
+}
+
+/// One de-identified row, as read back from Parquet.
+#[derive(Debug, Clone)]
+pub struct OutRow {
+    pub patient_key: String,
+    pub resource_type: String,
+    pub record_key: String,
+    pub timestamp: Option<String>,
+    pub age_years: Option<i32>,
+    pub fields: Value,
+    pub text: Option<String>,
+}
+
+/// Reads every Parquet file under `dir/records`.
+pub fn read_rows(dir: &Path) -> Vec<OutRow> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("records"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let col = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (pk, rt, rk, ts, fields, text) = (
+                col("patient_key"),
+                col("resource_type"),
+                col("record_key"),
+                col("timestamp"),
+                col("fields"),
+                col("text"),
+            );
+            let age = b
+                .column_by_name("age_years")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .clone();
+            for i in 0..b.num_rows() {
+                let opt = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
+                rows.push(OutRow {
+                    patient_key: pk.value(i).to_string(),
+                    resource_type: rt.value(i).to_string(),
+                    record_key: rk.value(i).to_string(),
+                    timestamp: opt(&ts),
+                    age_years: (!age.is_null(i)).then(|| age.value(i)),
+                    fields: serde_json::from_str(fields.value(i)).unwrap(),
+                    text: opt(&text),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Every Patient resource in the sample (bulk NDJSON and Bundles).
+pub fn sample_patients() -> Vec<Value> {
+    let mut out = Vec::new();
+    let bulk = std::fs::read_to_string(sample().join("bulk/Patient.000.ndjson")).unwrap();
+    for line in bulk.lines().filter(|l| !l.trim().is_empty()) {
+        out.push(serde_json::from_str(line).unwrap());
+    }
+    for entry in std::fs::read_dir(sample().join("bundles")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let b: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            for e in b["entry"].as_array().unwrap() {
+                if e["resource"]["resourceType"] == "Patient" {
+                    out.push(e["resource"].clone());
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,416 @@
+//! End-to-end behaviour of `clintune deid`: consistency, keys, bad input,
+//! atomic output, and lineage verification.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// (year, month, day) of an ISO timestamp.
+fn chrono_like(ts: &str) -> (i64, i64, i64) {
+    (
+        ts[..4].parse().unwrap(),
+        ts[5..7].parse().unwrap(),
+        ts[8..10].parse().unwrap(),
+    )
+}
+
+fn julian(ts: &str) -> i64 {
+    // Days since 0000-03-01 (proleptic Gregorian), exact.
+    let (y, m, d) = chrono_like(ts);
+    let (y, m) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+    365 * y + y / 4 - y / 100 + y / 400 + (153 * (m - 3) + 2) / 5 + d
+}
+
+#[test]
+fn intervals_between_a_patients_events_survive_the_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    ok(&deid(&[&sample().join("bulk")], &out, KEY_A, &[]));
+    let rows = read_rows(&out);
+
+    // Original encounter start dates per patient, from the input.
+    let raw = std::fs::read_to_string(sample().join("bulk/Encounter.000.ndjson")).unwrap();
+    let mut original: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in raw.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let pid = v["subject"]["reference"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("Patient/")
+            .to_string();
+        original
+            .entry(pid)
+            .or_default()
+            .push(v["period"]["start"].as_str().unwrap().to_string());
+    }
+    let mut shifted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.resource_type == "Encounter") {
+        shifted
+            .entry(r.patient_key.clone())
+            .or_default()
+            .push(r.timestamp.clone().unwrap());
+    }
+    assert_eq!(original.len(), 3);
+    assert_eq!(shifted.len(), 3);
+    // Match patients by event count and compare the sorted interval sequences.
+    let intervals = |v: &Vec<String>| -> Vec<i64> {
+        let mut d: Vec<i64> = v.iter().map(|t| julian(t)).collect();
+        d.sort();
+        d.windows(2).map(|w| w[1] - w[0]).collect()
+    };
+    let orig: BTreeSet<Vec<i64>> = original.values().map(intervals).collect();
+    let shift: BTreeSet<Vec<i64>> = shifted.values().map(intervals).collect();
+    assert_eq!(orig, shift, "intervals changed");
+    // And the dates themselves did move.
+    let all_orig: BTreeSet<&String> = original.values().flatten().collect();
+    assert!(shifted.values().flatten().all(|t| !all_orig.contains(t)));
+}
+
+#[test]
+fn same_key_same_output_different_key_unlinkable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2, b) = (
+        dir.path().join("a1"),
+        dir.path().join("a2"),
+        dir.path().join("b"),
+    );
+    ok(&deid(&[&sample()], &a1, KEY_A, &[]));
+    ok(&deid(&[&sample()], &a2, KEY_A, &[]));
+    ok(&deid(&[&sample()], &b, KEY_B, &[]));
+    let m = |d: &Path| {
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(d.join("manifest.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    // Same key: byte-identical records, same manifest id.
+    assert_eq!(m(&a1)["id"], m(&a2)["id"]);
+    let part = |d: &Path| std::fs::read(d.join("records/part-00000.parquet")).unwrap();
+    assert_eq!(part(&a1), part(&a2));
+    // Different key: no pseudonym in common.
+    let keys = |d: &Path| -> BTreeSet<String> {
+        read_rows(d)
+            .into_iter()
+            .flat_map(|r| [r.patient_key, r.record_key])
+            .collect()
+    };
+    let (ka, kb) = (keys(&a1), keys(&b));
+    assert!(ka.len() > 100);
+    assert!(ka.is_disjoint(&kb));
+    assert_ne!(m(&a1)["config"]["key_id"], m(&b)["config"]["key_id"]);
+}
+
+#[test]
+fn patient_over_89_loses_birth_date_and_ages_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    ok(&deid(&[&sample().join("bulk")], &out, KEY_A, &[]));
+    let rows = read_rows(&out);
+    let patients: Vec<_> = rows
+        .iter()
+        .filter(|r| r.resource_type == "Patient")
+        .collect();
+    let capped: Vec<_> = patients
+        .iter()
+        .filter(|r| r.fields.get("ageGroup").is_some())
+        .collect();
+    assert_eq!(capped.len(), 1, "the sample has one patient aged 90+");
+    assert!(capped[0].fields.get("birthDate").is_none());
+    assert!(
+        rows.iter()
+            .filter_map(|r| r.age_years)
+            .all(|a| (0..=90).contains(&a))
+    );
+    assert!(rows.iter().any(|r| r.age_years == Some(90)));
+    // Notes state ages of 90 and more: none survives as a number.
+    let texts: String = rows
+        .iter()
+        .filter(|r| r.patient_key == capped[0].patient_key)
+        .filter_map(|r| r.text.clone())
+        .collect();
+    for age in 90..=99 {
+        assert!(
+            !texts.contains(&format!(" {age} year")),
+            "age {age} left in notes"
+        );
+    }
+    assert!(texts.contains("90+"));
+}
+
+#[test]
+fn running_without_a_key_explains_how_to_provide_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    let r = clintune(
+        &[
+            "deid",
+            "--input",
+            &sample().display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ],
+        None,
+    );
+    assert!(!r.status.success());
+    let e = stderr(&r);
+    assert!(
+        e.contains("--key-file") && e.contains("CLINTUNE_DEID_KEY") && e.contains("keygen"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+/// Writes a small bulk export with one bad line into `dir`, returns it.
+fn bulk_with(dir: &Path, file: &str, bad_line: &str) -> std::path::PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(
+        sample().join("bulk/Patient.000.ndjson"),
+        input.join("Patient.000.ndjson"),
+    )
+    .unwrap();
+    let src = std::fs::read_to_string(sample().join(format!("bulk/{file}"))).unwrap();
+    let mut lines: Vec<&str> = src.lines().take(3).collect();
+    lines.push(bad_line);
+    std::fs::write(input.join(file), lines.join("\n") + "\n").unwrap();
+    input
+}
+
+fn first_line(file: &str) -> serde_json::Value {
+    serde_json::from_str(
+        std::fs::read_to_string(sample().join(format!("bulk/{file}")))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn assert_bad_input(input: &Path, out: &Path, file: &str, record: &str, field: &str) {
+    let r = deid(&[input], out, KEY_A, &[]);
+    assert!(!r.status.success());
+    let e = stderr(&r);
+    assert!(
+        e.contains(file) && e.contains(record) && e.contains(field),
+        "error should name {file}, {record}, {field}: {e}"
+    );
+    assert!(!out.exists(), "a failed run must not create the output");
+    assert_eq!(
+        std::fs::read_dir(out.parent().unwrap()).unwrap().count(),
+        1,
+        "no staging directory left behind"
+    );
+}
+
+#[test]
+fn malformed_json_line_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = bulk_with(
+        dir.path(),
+        "Condition.000.ndjson",
+        r#"{"resourceType": "Condition", "subject": {"reference": "Patient/x"}"#,
+    );
+    assert_bad_input(
+        &input,
+        &dir.path().join("out"),
+        "Condition.000.ndjson",
+        "line 4",
+        "(record)",
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = first_line("Condition.000.ndjson");
+    v["onsetDateTime"] = serde_json::json!(20190101);
+    let input = bulk_with(dir.path(), "Condition.000.ndjson", &v.to_string());
+    assert_bad_input(
+        &input,
+        &dir.path().join("out"),
+        "Condition.000.ndjson",
+        "line 4",
+        "onsetDateTime",
+    );
+}
+
+#[test]
+fn truncated_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = first_line("Encounter.000.ndjson").to_string();
+    let input = bulk_with(dir.path(), "Encounter.000.ndjson", &v[..v.len() / 2]);
+    assert_bad_input(
+        &input,
+        &dir.path().join("out"),
+        "Encounter.000.ndjson",
+        "line 4",
+        "(record)",
+    );
+}
+
+#[test]
+fn base64_error_is_named_and_skip_invalid_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = first_line("DocumentReference.000.ndjson");
+    v["content"][0]["attachment"]["data"] = serde_json::json!("not*base64*at*all");
+    let input = bulk_with(dir.path(), "DocumentReference.000.ndjson", &v.to_string());
+    let out = dir.path().join("out");
+    assert_bad_input(
+        &input,
+        &out,
+        "DocumentReference.000.ndjson",
+        "line 4",
+        "content[0].attachment.data",
+    );
+
+    ok(&deid(&[&input], &out, KEY_A, &["--skip-invalid"]));
+    let audit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    let skipped = &audit["invalid_records_skipped"];
+    assert_eq!(
+        skipped["content[0].attachment.data: invalid base64"], 1,
+        "{skipped}"
+    );
+    let docs = read_rows(&out)
+        .into_iter()
+        .filter(|r| r.resource_type == "DocumentReference")
+        .count();
+    assert_eq!(docs, 3);
+}
+
+#[test]
+fn existing_output_is_left_as_it_was_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    ok(&deid(&[&sample().join("bulk")], &out, KEY_A, &[]));
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let input = bulk_with(dir.path(), "Condition.000.ndjson", "{broken");
+    let r = deid(&[&input], &out, KEY_A, &["--force"]);
+    assert!(!r.status.success());
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+}
+
+#[test]
+fn unknown_resource_types_and_fields_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(
+        sample().join("bulk/Patient.000.ndjson"),
+        input.join("Patient.000.ndjson"),
+    )
+    .unwrap();
+    let pid = first_line("Patient.000.ndjson")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_marker = "ZZSECRETMARKER";
+    let lines = [
+        serde_json::json!({"resourceType": "FamilyMemberHistory", "id": "f1", "patient": {"reference": format!("Patient/{pid}")}, "name": secret_marker}),
+        serde_json::json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": format!("Patient/{pid}")}, "code": {"text": "asthma"}, "onsetDateTime": "2019-01-02", "unknownExtensionField": secret_marker}),
+    ];
+    std::fs::write(
+        input.join("Misc.000.ndjson"),
+        lines
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    ok(&deid(&[&input], &out, KEY_A, &[]));
+    let audit = std::fs::read_to_string(out.join("audit.json")).unwrap();
+    let a: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(
+        a["records_dropped"]["resource type not in policy"]["FamilyMemberHistory"],
+        1
+    );
+    assert_eq!(a["fields_dropped"]["Condition.unknownExtensionField"], 1);
+    let rows = read_rows(&out);
+    assert!(
+        rows.iter()
+            .all(|r| !r.fields.to_string().contains(secret_marker))
+    );
+    assert!(rows.iter().any(|r| r.resource_type == "Condition"));
+}
+
+#[test]
+fn lineage_verify_names_a_flipped_output_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    ok(&deid(&[&sample()], &out, KEY_A, &[]));
+    let verify = clintune(&["lineage", "verify", &out.display().to_string()], None);
+    ok(&verify);
+    let show = clintune(&["lineage", "show", &out.display().to_string()], None);
+    ok(&show);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("deid sha256:"));
+
+    let part = out.join("records/part-00000.parquet");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&part, bytes).unwrap();
+    let r = clintune(&["lineage", "verify", &out.display().to_string()], None);
+    assert!(!r.status.success());
+    let e = stderr(&r);
+    assert!(
+        e.contains("part-00000.parquet") && e.contains("sha256"),
+        "{e}"
+    );
+}
+
+#[test]
+fn manifest_records_inputs_outputs_and_no_patient_named_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let renamed = dir.path().join("named");
+    std::fs::create_dir_all(&renamed).unwrap();
+    // A Bundle file named after its patient, as exports often are.
+    std::fs::copy(
+        sample().join("bundles/bundle-001.json"),
+        renamed.join("Edward_Gulgowski_43481611.json"),
+    )
+    .unwrap();
+    ok(&deid(&[&renamed, &sample().join("bulk")], &out, KEY_A, &[]));
+    let text = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(
+        !text.contains("Gulgowski") && !text.contains("Edward"),
+        "a patient-named file name reached the manifest"
+    );
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["stage"], "deid");
+    assert!(m["id"].as_str().unwrap().starts_with("sha256:"));
+    let inputs = m["inputs"].as_array().unwrap();
+    assert!(
+        inputs
+            .iter()
+            .any(|i| i["redacted"] == true && i["kind"] == "fhir-bundle")
+    );
+    assert!(
+        inputs
+            .iter()
+            .any(|i| i["path"].as_str().unwrap().ends_with("Patient.000.ndjson") && i["rows"] == 3)
+    );
+    let outputs = m["outputs"].as_array().unwrap();
+    assert!(outputs.iter().any(|o| o["path"] == "audit.json"));
+    let rows: u64 = outputs.iter().filter_map(|o| o["rows"].as_u64()).sum();
+    assert_eq!(rows as usize, read_rows(&out).len());
+    assert!(m["counts"]["phi_replaced"]["name"].as_u64().unwrap() > 0);
+}
