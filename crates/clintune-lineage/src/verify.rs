@@ -2,7 +2,7 @@
 
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestError};
 use clintune_core::hash::file_digest;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// What a successful verification checked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -133,14 +133,28 @@ fn verify_dir(
     Ok(())
 }
 
-/// Resolves a recorded path: absolute as is, relative against the manifest's directory.
+/// Resolves a recorded path: absolute as is, relative against the manifest's
+/// directory, with `..` folded so that messages name the file plainly.
 pub(crate) fn resolve(dir: &Path, recorded: &str) -> PathBuf {
     let p = Path::new(recorded);
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         dir.join(p)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
     }
+    out
 }
 
 fn check_file(path: &Path, entry: &FileEntry, manifest: &Path) -> Result<(), VerifyError> {

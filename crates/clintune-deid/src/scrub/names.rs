@@ -404,7 +404,10 @@ impl Ctx<'_> {
             if n > 0 && !self.adjacent(j - 1, j) {
                 break;
             }
-            let candidate = !self.has(j, STOP | RELATION | TITLE);
+            // "Dr. Will Cole": right after a title, a capitalised first name counts even if it is a stopword.
+            let titled_first =
+                strong && n == 0 && !self.caps_text && self.capitalised(j) && self.has(j, FIRST);
+            let candidate = titled_first || !self.has(j, STOP | RELATION | TITLE);
             let ok = candidate
                 && if strong && n == 0 {
                     // Right after a title anything capitalised is a name ("Dr. Beer").

@@ -23,7 +23,7 @@ fn alternatives() -> Vec<(&'static str, Category, String)> {
         ("uuid", Category::Id, r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b".into()),
         ("ssn", Category::Id, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b".into()),
         ("iso_date", Category::Date, r"\b(?:1[89]|20)[0-9]{2}-[01]?[0-9]-[0-3]?[0-9](?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?\b".into()),
-        ("phone", Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}[-. /])[0-9]{3}[-. /][0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?".into()),
+        ("phone", Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}(?:[-. /]|-\s))[0-9]{3}(?:[-. /]|-\s)[0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?|\b[0-9]{3}\s[0-9]{7}\b".into()),
         ("mdy", Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b".into()),
         ("address", Category::Address, r"\b[0-9]{1,6}\s+(?:(?:[A-Z][a-z][A-Za-z'.-]*\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq)|(?:[A-Z][A-Z'.-]+\s+){1,3}(?:STREET|AVENUE|ROAD|DRIVE|LANE|BOULEVARD|COURT|PLACE|TERRACE|CIRCLE|PARKWAY|HIGHWAY))\b\.?(?:,?\s+(?:Apt|APT|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?".into()),
         ("month_day", Category::Date, format!(r"(?i:\b{m}\s*[0-3]?[0-9](?:st|nd|rd|th)?\b(?:,?\s*(?:(?:1[89]|20)[0-9]{{2}}\b|'[0-9]{{2}}\b))?)")),
@@ -35,6 +35,11 @@ fn alternatives() -> Vec<(&'static str, Category, String)> {
         ("age_ctx", Category::Age, r"(?i:\b(?:age|aged)\s*:?\s*(?P<age_ctx_n>9[0-9]|1[0-2][0-9])\b)".into()),
         ("phone_ctx", Category::Phone, r"(?i:(?:\b(?:pager|beeper|beep|page|pg|phone|tel|telephone|fax|cell|mobile|call|ext|extension)\b\.?\s*(?:#|no\.?|number|at|is|:)?\s*|\bx)(?P<phone_ctx_n>[0-9](?:-?[0-9]){2,14}))\b".into()),
         ("id_ctx", Category::Id, r"(?i:\b(?:mrn|mr#|medical\s+record(?:\s+number)?|acct|account|member\s+id|policy|ssn|social\s+security(?:\s+number)?|license|licence|npi|dea|unit\s+no|case|claim|plan|id)\b\s*(?:#|no\.?|number|:)?\s*:?\s*(?P<id_ctx_n>[a-z0-9]*[0-9][a-z0-9-]{2,}))".into()),
+        ("md_range", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])-(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
+        ("university", Category::Location, r"(?:(?i:\b(?:university|univ)\s+of)|\bU\s+(?:of|OF))\s+[A-Za-z]+(?:\s+(?i:medical|med|hospital|hosp|center|ctr)\b)*".into()),
+        ("event_year", Category::Year, r"(?i:\b(?:mi|nqwmi|semi|cabg|ptca|pci|avr|mvr|cva|tia|pe|dvt|chole|turp|tah|resection|surgery|dx|diagnosed|stent|appy)\s+(?P<event_year_n>[3-9][0-9])\b)".into()),
+        ("apos_year_after", Category::Year, r"\b[3-9][0-9]'".into()),
+        ("month_yy", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[2-9]|[4-9][0-9])\b".into()),
         ("md", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
         ("year", Category::Year, r"\b(?:19[0-9]{2}|20[0-4][0-9])s?\b".into()),
         ("apos_year", Category::Year, r"'[0-9]{2}\b".into()),
@@ -82,12 +87,18 @@ impl Patterns {
                 break;
             };
             let whole = caps.get(0).expect("group 0 always matches");
-            let Some((name, category)) = self.groups.iter().find(|(n, _)| caps.name(n).is_some()) else {
+            let Some((name, category)) = self.groups.iter().find(|(n, _)| caps.name(n).is_some())
+            else {
                 break;
             };
             let (start, end) = narrowed(&caps, name);
             if accept(name, bytes, start, end) {
-                spans.push(Span { start, end, category: *category, rule: name });
+                spans.push(Span {
+                    start,
+                    end,
+                    category: *category,
+                    rule: name,
+                });
                 pos = whole.end().max(whole.start() + 1);
             } else {
                 pos = whole.start() + 1;
@@ -119,7 +130,28 @@ fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
                 && !time_of_day(b, start, end)
         }
         "long_number" => !followed_by_unit(b, end) && !preceded_by_decimal(b, start),
+        "md_range" => std::str::from_utf8(&b[start..end])
+            .ok()
+            .and_then(|s| s.split_once('-'))
+            .is_some_and(|(x, y)| !fraction_like(x) && !fraction_like(y)),
+        "apos_year_after" => !(end < b.len() && b[end].is_ascii_alphanumeric()),
+        "event_year" | "month_yy" => {
+            !followed_by_unit(b, end)
+                && !continues_number(b, end)
+                && !(end < b.len() && b[end] == b'%')
+        }
         "phone_ctx" => !continues_number(b, end),
+        _ => true,
+    }
+}
+
+/// `1/2`, `2/3`, `5/5`: fractions and ratios rather than dates.
+fn fraction_like(s: &str) -> bool {
+    match s
+        .split_once('/')
+        .map(|(m, d)| (m.parse::<u32>(), d.parse::<u32>()))
+    {
+        Some((Ok(m), Ok(d))) => (m < d && d <= 4) || m == d,
         _ => true,
     }
 }

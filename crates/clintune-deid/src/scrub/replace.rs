@@ -144,6 +144,12 @@ fn shifted_date(
     if ctx.dates == Replacement::Tag {
         return None;
     }
+    if rule == "md_range" {
+        let (a, b) = original.split_once('-')?;
+        let a = shifted_date(a, "md", ctx, false)?;
+        let b = shifted_date(b, "md", ctx, false)?;
+        return Some(format!("{a}-{b}"));
+    }
     let d = TextDate::parse(original, rule)?;
     if birth_cue && d.is_complete() && ctx.dob_cutoff_year.is_some_and(|y| d.date.year() <= y) {
         return None;

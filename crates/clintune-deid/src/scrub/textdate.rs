@@ -47,6 +47,7 @@ enum Piece {
     Lit(String),
     Month { full: bool, dot: bool, case: Case },
     Day { ordinal: bool, upper: bool },
+    MonthNumber,
     Year { two_digit: bool, apostrophe: bool },
 }
 
@@ -63,6 +64,7 @@ impl TextDate {
         match rule {
             "iso_date" => parse_iso(s),
             "mdy" | "md" => parse_numeric(s),
+            "month_yy" => parse_month_year(s),
             "month_day" | "day_month" | "month_year" => parse_words(s),
             _ => None,
         }
@@ -134,6 +136,7 @@ fn render_piece(p: &Piece, d: NaiveDate) -> String {
             }
             m
         }
+        Piece::MonthNumber => d.month().to_string(),
         Piece::Day { ordinal, upper } => {
             let day = d.day();
             if *ordinal {
@@ -236,6 +239,26 @@ fn parse_numeric(s: &str) -> Option<TextDate> {
             two_digit_year,
             day_first,
         },
+    })
+}
+
+/// `8/87`: month and two-digit year.
+fn parse_month_year(s: &str) -> Option<TextDate> {
+    let (m, y) = s.split_once('/')?;
+    let date = ymd(expand_year(y.parse().ok()?, 2), m.parse().ok()?, 15)?;
+    let template = vec![
+        Piece::MonthNumber,
+        Piece::Lit("/".into()),
+        Piece::Year {
+            two_digit: true,
+            apostrophe: false,
+        },
+    ];
+    Some(TextDate {
+        date,
+        has_year: true,
+        has_day: false,
+        style: Style::Words { template },
     })
 }
 
@@ -369,5 +392,6 @@ mod tests {
         );
         assert_eq!(shift("Sept 8, 1971", "month_day", 30), "Oct 8, 1971");
         assert_eq!(shift("December 2020", "month_year", 30), "January 2021");
+        assert_eq!(shift("8/87", "month_yy", 30), "9/87");
     }
 }
