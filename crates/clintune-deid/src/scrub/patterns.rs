@@ -136,9 +136,9 @@ fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
             .is_some_and(|(x, y)| !fraction_like(x) && !fraction_like(y)),
         "apos_year_after" => !(end < b.len() && b[end].is_ascii_alphanumeric()),
         "event_year" | "month_yy" => {
-            !followed_by_unit(b, end)
-                && !continues_number(b, end)
-                && !(end < b.len() && b[end] == b'%')
+            !(followed_by_unit(b, end)
+                || continues_number(b, end)
+                || (end < b.len() && b[end] == b'%'))
         }
         "phone_ctx" => !continues_number(b, end),
         _ => true,
