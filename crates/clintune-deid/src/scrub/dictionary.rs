@@ -106,15 +106,7 @@ impl Dictionaries {
         let surrogate_last = surrogates(&last);
         let (single, multi): (Vec<String>, Vec<String>) =
             places.into_iter().partition(|p| !p.contains(' '));
-        let multiword_places = if multi.is_empty() {
-            None
-        } else {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(&multi)
-                .ok()
-        };
+        let multiword_places = phrase_automaton(&multi);
         let mut lexicon: HashMap<Box<str>, u32, BuildHasherDefault<Fnv>> = HashMap::default();
         let mut tag = |words: &mut dyn Iterator<Item = &str>, flag: u32| {
             for w in words {
@@ -160,6 +152,19 @@ impl Dictionaries {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// A case-insensitive, leftmost-longest automaton over phrases; `None` when
+/// there are none. Callers check word boundaries themselves.
+pub fn phrase_automaton<P: AsRef<[u8]>>(phrases: &[P]) -> Option<AhoCorasick> {
+    if phrases.is_empty() {
+        return None;
+    }
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(phrases)
+        .ok()
 }
 
 fn title_case(s: &str) -> String {

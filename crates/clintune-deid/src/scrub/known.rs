@@ -1,8 +1,9 @@
 //! Matching a patient's own identifiers in free text.
 
+use super::dictionary::phrase_automaton;
 use super::{Category, Span};
 use crate::identity::{KnownIdentifiers, KnownKind};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::AhoCorasick;
 
 /// A per-patient matcher over the patient's known identifiers.
 #[derive(Debug)]
@@ -17,15 +18,7 @@ impl KnownMatcher {
     pub fn new(known: &KnownIdentifiers) -> Self {
         let patterns: Vec<&str> = known.values.iter().map(|(v, _)| v.as_str()).collect();
         let kinds = known.values.iter().map(|(_, k)| *k).collect();
-        let automaton = if patterns.is_empty() {
-            None
-        } else {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(&patterns)
-                .ok()
-        };
+        let automaton = phrase_automaton(&patterns);
         Self {
             automaton,
             kinds,
