@@ -55,6 +55,10 @@ pub(crate) const PLACE_CUES: &[&str] = &[
     "came",
     "flown",
     "medflighted",
+    "enroute",
+    "tx",
+    "followed",
+    "come",
 ];
 
 /// Credentials written after a name ("Edward C. Jones, RRT").
@@ -247,6 +251,8 @@ pub(crate) const FACILITIES: &[&str] = &[
     "house",
     "regional",
     "memorial",
+    "campus",
+    "ctr",
 ];
 
 /// Ordinary words that facility names are often made of.
@@ -302,6 +308,34 @@ pub(crate) const PLACE_CUE: u32 = 1 << 11;
 pub(crate) const CREDENTIAL: u32 = 1 << 12;
 pub(crate) const PREP: u32 = 1 << 13;
 pub(crate) const THE: u32 = 1 << 14;
+pub(crate) const IN: u32 = 1 << 15;
+pub(crate) const RESIDES: u32 = 1 << 16;
+pub(crate) const NAME_AFTER: u32 = 1 << 17;
+
+/// Words that often follow a clinician's name in notes ("W. MAROTTA AWARE").
+pub(crate) const AFTER_NAME: &[&str] = &[
+    "aware",
+    "notified",
+    "paged",
+    "called",
+    "ordered",
+    "informed",
+    "made",
+    "spoke",
+    "said",
+    "states",
+    "stated",
+    "here",
+    "in",
+    "at",
+    "to",
+    "placing",
+    "placed",
+    "wrote",
+    "saw",
+    "examined",
+    "consulted",
+];
 
 /// One word of the text.
 #[derive(Debug, Clone, Copy)]
@@ -401,7 +435,7 @@ impl Ctx<'_> {
         let mut n = 0;
         while n < max && i + n < self.tokens.len() {
             let j = i + n;
-            if n > 0 && !self.adjacent(j - 1, j) {
+            if n > 0 && !self.joined_in_name(j - 1, j) {
                 break;
             }
             // "Dr. Will Cole": right after a title, a capitalised first name counts even if it is a stopword.
@@ -411,13 +445,16 @@ impl Ctx<'_> {
             let ok = candidate
                 && if strong && n == 0 {
                     // Right after a title anything capitalised is a name ("Dr. Beer").
-                    !self.has(j, CLINICAL)
+                    (!self.has(j, CLINICAL) || (!self.caps_text && self.capitalised(j)))
                         && (self.capitalised(j) || self.is_name(j) || !self.is_common(j))
                 } else if n == 0 {
                     self.is_name(j)
                         && !self.acronym(j)
                         && !self.has(j, CLINICAL)
                         && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text))
+                } else if strong && !self.caps_text {
+                    // "Dr. Art White": the run after a title goes on while words are capitalised.
+                    self.capitalised(j) && !self.acronym(j)
                 } else {
                     self.name_like(j) && (!self.caps_text || self.is_name(j))
                 };
@@ -432,8 +469,11 @@ impl Ctx<'_> {
 
     /// `transferred to GH`, `lives in catonsville`: the place after a movement verb.
     fn place_after_cue(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
-        let prep = i + 1;
-        if prep >= self.tokens.len() || !self.adjacent(i, prep) || !self.has(prep, PREP) {
+        // "arrived via amb from kernan": the preposition may come a few words
+        // later; "in" counts only after "lives" ("brought in lollipops").
+        let is_prep = |k: usize| self.has(k, PREP) || (self.has(k, IN) && self.has(i, RESIDES));
+        let prep = (i + 1..(i + 4).min(self.tokens.len())).find(|&k| is_prep(k))?;
+        if !(i..prep).all(|k| self.adjacent(k, k + 1)) {
             return None;
         }
         let mut j = prep + 1;
@@ -445,6 +485,9 @@ impl Ctx<'_> {
             && j - first < 3
             && self.adjacent(j - 1, j)
             && self.place_word(j)
+            && (j == first
+                || (self.capitalised(j) && !self.caps_text)
+                || self.has(j, FACILITY | FACILITY_NAME))
         {
             j += 1;
         }
@@ -469,8 +512,11 @@ impl Ctx<'_> {
         let t = self.tokens[i];
         let j = i + 1;
         let dotted = self.bytes.get(t.letters_end) == Some(&b'.');
+        let free =
+            t.start == 0 || matches!(self.bytes[t.start - 1], b' ' | b'\t' | b'\n' | b'(' | b',');
         if t.letters_end - t.start != 1
             || !dotted
+            || !free
             || !self.bytes[t.start].is_ascii_uppercase()
             || j >= self.tokens.len()
             || !self.adjacent(i, j)
@@ -479,8 +525,13 @@ impl Ctx<'_> {
         }
         // S., O., A., P. head the sections of SOAP notes.
         let soap = b"SOAPI".contains(&self.bytes[t.start]);
-        let surname =
-            self.is_last(j) && !self.has(j, CLINICAL | STOP) && (!soap || !self.is_common(j));
+        // An unknown word after an initial is a surname when something else says so.
+        let vouched = (i > 0 && self.has(i - 1, CUE))
+            || (j + 1 < self.tokens.len() && self.has(j + 1, NAME_AFTER));
+        let surname = (self.is_last(j)
+            || (self.caps_text && vouched && !self.has(j, COMMON | FIRST | LAST)))
+            && !self.has(j, CLINICAL | STOP)
+            && (!soap || !self.is_common(j));
         if !(surname || (!self.caps_text && self.name_like(j))) || self.len(j) < 3 {
             return None;
         }
@@ -660,6 +711,16 @@ impl Ctx<'_> {
                 || t.letters_end - t.start <= 3)
     }
 
+    /// True when tokens `a` and `b` can be parts of one name: only spaces
+    /// between them, or a period after an initial ("John C. Jones").
+    fn joined_in_name(&self, a: usize, b: usize) -> bool {
+        let gap = &self.bytes[self.tokens[a].end..self.tokens[b].start];
+        let initial = self.len(a) == 1;
+        !gap.is_empty()
+            && gap.len() <= 2
+            && gap.iter().all(|c| *c == b' ' || (initial && *c == b'.'))
+    }
+
     /// True when tokens `a` and `b` are separated only by spaces, a period or a comma.
     fn adjacent(&self, a: usize, b: usize) -> bool {
         if b >= self.tokens.len() {
@@ -691,7 +752,10 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
         (FACILITY_NAME_WORDS, FACILITY_NAME),
         (PLACE_CUES, PLACE_CUE),
         (CREDENTIALS, CREDENTIAL),
-        (&["to", "from", "at", "in"], PREP),
+        (&["to", "from", "at"], PREP),
+        (&["in"], IN),
+        (&["lives", "lived", "living", "resides", "resided"], RESIDES),
+        (AFTER_NAME, NAME_AFTER),
         (&["the"], THE),
     ]
 }
