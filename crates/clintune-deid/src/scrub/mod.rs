@@ -139,7 +139,7 @@ impl Scrubber {
         }
         self.patterns.find(text, &mut spans);
         names::find(text, &self.dicts, &mut spans);
-        merge(spans)
+        merge(text.as_bytes(), spans)
     }
 
     /// Detects and replaces PHI in `text`.
@@ -149,13 +149,25 @@ impl Scrubber {
     }
 }
 
-/// Sorts spans and merges overlapping or touching ones; the merged span keeps
-/// the category of its longest part.
-fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+/// Sorts spans and merges overlapping ones; the merged span keeps the
+/// category of its longest part. Places and addresses one space apart become
+/// one span ("Calvert Hospital" is one place), names stay word by word so
+/// that first and last names get their own surrogates.
+fn merge(text: &[u8], mut spans: Vec<Span>) -> Vec<Span> {
     spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    let place = |c: Category| matches!(c, Category::Location | Category::Address);
     for s in spans {
         match out.last_mut() {
+            Some(last)
+                if place(last.category)
+                    && place(s.category)
+                    && s.start > last.end
+                    && s.start - last.end <= 2
+                    && text[last.end..s.start].iter().all(|c| *c == b' ') =>
+            {
+                last.end = last.end.max(s.end);
+            }
             Some(last) if s.start < last.end => {
                 if s.end > last.end {
                     if s.end - s.start > last.end - last.start {
@@ -183,11 +195,14 @@ mod tests {
             category,
             rule: "t",
         };
-        let merged = merge(vec![
-            s(5, 9, Category::Name),
-            s(0, 3, Category::Date),
-            s(6, 15, Category::Location),
-        ]);
+        let merged = merge(
+            &[b'x'; 20],
+            vec![
+                s(5, 9, Category::Name),
+                s(0, 3, Category::Date),
+                s(6, 15, Category::Location),
+            ],
+        );
         assert_eq!(merged.len(), 2);
         assert_eq!((merged[1].start, merged[1].end), (5, 15));
         assert_eq!(merged[1].category, Category::Location);

@@ -379,7 +379,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Applies the rules at token `i`; returns how many tokens were consumed.
     fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
-        if self.has(i, TITLE) && self.adjacent(i, i + 1) {
+        if self.has(i, TITLE) && self.adjacent(i, i + 1) && self.real_title(i) {
             return 1 + self.name_run(i + 1, 3, true, "title", spans);
         }
         if self.has(i, RELATION) && self.adjacent(i, i + 1) {
@@ -709,6 +709,24 @@ impl Ctx<'_> {
                     .iter()
                     .any(u8::is_ascii_lowercase)
                 || t.letters_end - t.start <= 3)
+    }
+
+    /// "MR" and "MS" in clinical notes are mitral regurgitation and mental
+    /// status: written in capitals they are titles only in all-capitals notes
+    /// and with a period; any title must stand on its own ("+MR" is not one).
+    fn real_title(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        let free = t.start == 0
+            || matches!(
+                self.bytes[t.start - 1],
+                b' ' | b'\t' | b'\n' | b'\r' | b'(' | b',' | b'"'
+            );
+        let word = &self.bytes[t.start..t.letters_end];
+        let short = matches!(word.to_ascii_lowercase().as_slice(), b"mr" | b"ms");
+        let upper = word.iter().all(u8::is_ascii_uppercase);
+        let dotted = self.bytes.get(t.letters_end) == Some(&b'.');
+        let named_next = i + 1 < self.tokens.len() && self.is_first(i + 1);
+        !short || (free && (!upper || (dotted && (self.caps_text || named_next))))
     }
 
     /// True when tokens `a` and `b` can be parts of one name: only spaces

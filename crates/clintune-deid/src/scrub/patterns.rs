@@ -122,7 +122,11 @@ fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
         // 7/22 is a date; 1/2/3 parts, 120/80, 1/2 NS, CPAP 5/5 and 8/10 pain are not.
         "md" => md_is_date(b, start, end),
         "mdy" => {
-            valid_mdy(&b[start..end]) && !preceded_by_decimal(b, start) && !continues_number(b, end)
+            valid_mdy(&b[start..end])
+                && !preceded_by_decimal(b, start)
+                && !continues_number(b, end)
+                && !(end < b.len() && b[end] == b'%')
+                && !word_before(b, start, NOT_DATE_BEFORE)
         }
         "year" => {
             !followed_by_unit(b, end)
