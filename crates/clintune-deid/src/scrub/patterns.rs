@@ -123,10 +123,10 @@ fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
         "md" => md_is_date(b, start, end),
         "mdy" => {
             valid_mdy(&b[start..end])
-                && !preceded_by_decimal(b, start)
-                && !continues_number(b, end)
-                && !(end < b.len() && b[end] == b'%')
-                && !word_before(b, start, NOT_DATE_BEFORE)
+                && !(preceded_by_decimal(b, start)
+                    || continues_number(b, end)
+                    || percent_after(b, end)
+                    || word_before(b, start, NOT_DATE_BEFORE))
         }
         "year" => {
             !followed_by_unit(b, end)
@@ -140,9 +140,7 @@ fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
             .is_some_and(|(x, y)| !fraction_like(x) && !fraction_like(y)),
         "apos_year_after" => !(end < b.len() && b[end].is_ascii_alphanumeric()),
         "event_year" | "month_yy" => {
-            !(followed_by_unit(b, end)
-                || continues_number(b, end)
-                || (end < b.len() && b[end] == b'%'))
+            !(followed_by_unit(b, end) || continues_number(b, end) || percent_after(b, end))
         }
         "phone_ctx" => !continues_number(b, end),
         _ => true,
@@ -263,6 +261,10 @@ fn time_of_day(b: &[u8], start: usize, end: usize) -> bool {
 fn continues_number(b: &[u8], end: usize) -> bool {
     end + 1 < b.len() && matches!(b[end], b'.' | b'/' | b'-') && b[end + 1].is_ascii_digit()
         || (end < b.len() && b[end] == b'/')
+}
+
+fn percent_after(b: &[u8], end: usize) -> bool {
+    b.get(end) == Some(&b'%')
 }
 
 fn valid_mdy(s: &[u8]) -> bool {
