@@ -63,7 +63,8 @@ pub(crate) const PLACE_CUES: &[&str] = &[
 
 /// Credentials written after a name ("Edward C. Jones, RRT").
 pub(crate) const CREDENTIALS: &[&str] = &[
-    "md", "rn", "rrt", "np", "pa", "do", "phd", "lpn", "cna", "msw", "lcsw", "pharmd", "crnp",
+    "bsn", "msn", "md", "rn", "rrt", "np", "pa", "do", "phd", "lpn", "cna", "msw", "lcsw",
+    "pharmd", "crnp",
 ];
 
 pub(crate) const RELATIONS: &[&str] = &[
@@ -151,6 +152,9 @@ pub(crate) const CUES: &[&str] = &[
     "pa",
     "page",
     "paging",
+    "md",
+    "rn",
+    "ho",
     "call",
 ];
 
@@ -311,6 +315,7 @@ pub(crate) const THE: u32 = 1 << 14;
 pub(crate) const IN: u32 = 1 << 15;
 pub(crate) const RESIDES: u32 = 1 << 16;
 pub(crate) const NAME_AFTER: u32 = 1 << 17;
+pub(crate) const ROLE: u32 = 1 << 18;
 
 /// Words that often follow a clinician's name in notes ("W. MAROTTA AWARE").
 pub(crate) const AFTER_NAME: &[&str] = &[
@@ -366,6 +371,7 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     while i < tokens.len() {
         i += ctx.rule_at(i, spans).max(1);
     }
+    ctx.signatures(spans);
     find_multiword_places(text, dicts, spans);
 }
 
@@ -448,13 +454,22 @@ impl Ctx<'_> {
                     (!self.has(j, CLINICAL) || (!self.caps_text && self.capitalised(j)))
                         && (self.capitalised(j) || self.is_name(j) || !self.is_common(j))
                 } else if n == 0 {
-                    self.is_name(j)
-                        && !self.acronym(j)
+                    // After a relation or cue: a name-list word; a first name
+                    // even if it is also a word ("son Rob", "NP Grace"); an
+                    // unknown word after a relation ("brother Vinny").
+                    let relation = rule == "relation";
+                    let role = i > 0 && self.has(i - 1, ROLE);
+                    !self.acronym(j)
                         && !self.has(j, CLINICAL)
-                        && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text))
+                        && ((self.is_name(j)
+                            && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text)))
+                            || ((relation || role) && self.is_first(j))
+                            || (relation && self.unknown_name(j)))
                 } else if strong && !self.caps_text {
-                    // "Dr. Art White": the run after a title goes on while words are capitalised.
-                    self.capitalised(j) && !self.acronym(j)
+                    // "Dr. Art White": the run after a title goes on while words
+                    // are capitalised, or are uncommon names ("dr. john bowman").
+                    (self.capitalised(j) && !self.acronym(j))
+                        || (self.is_name(j) && !self.is_common(j))
                 } else {
                     self.name_like(j) && (!self.caps_text || self.is_name(j))
                 };
@@ -711,6 +726,60 @@ impl Ctx<'_> {
                 || t.letters_end - t.start <= 3)
     }
 
+    /// A word in no list that reads like a name: plain letters, capitalised
+    /// in mixed-case text, not shaped like a verb ("phoned", "visiting").
+    fn unknown_name(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        let w = &self.bytes[t.start..t.letters_end];
+        let lower = w.to_ascii_lowercase();
+        self.flags[i] == 0
+            && w.len() >= 3
+            && w.iter().all(u8::is_ascii_alphabetic)
+            && (self.caps_text || self.capitalised(i))
+            && !lower.ends_with(b"ed")
+            && !lower.ends_with(b"ing")
+    }
+
+    /// Signature lines: "SUSAN" alone on the last line, "barbara j. parrilli
+    /// bsn/rn", "EDWARD C. JONES, RRT": a short line of name-like words that
+    /// starts with a first name and ends the note or ends in a credential.
+    fn signatures(&self, spans: &mut Vec<Span>) {
+        let last_line_start = self
+            .bytes
+            .trim_ascii_end()
+            .iter()
+            .rposition(|c| *c == b'\n')
+            .map_or(0, |p| p + 1);
+        let mut line_start = 0;
+        for line in self.bytes.split(|c| *c == b'\n') {
+            let line_end = line_start + line.len();
+            let toks: Vec<usize> = (0..self.tokens.len())
+                .filter(|&k| self.tokens[k].start >= line_start && self.tokens[k].end <= line_end)
+                .collect();
+            let credential_at = toks.iter().position(|&k| self.has(k, CREDENTIAL));
+            let names = &toks[..credential_at.unwrap_or(toks.len())];
+            let last_line = line_start == last_line_start;
+            let plain_line = line
+                .iter()
+                .all(|c| c.is_ascii_alphabetic() || b" .,/'-\t\r".contains(c));
+            if (credential_at.is_some() || last_line)
+                && plain_line
+                && (1..=4).contains(&names.len())
+                && self.is_first(names[0])
+                && !self.has(names[0], CLINICAL | STOP)
+                && names.iter().all(|&k| {
+                    !self.has(k, CLINICAL | STOP)
+                        && (self.len(k) == 1 || self.is_name(k) || !self.is_common(k))
+                })
+            {
+                for &k in names {
+                    self.push(k, Category::Name, "signature", spans);
+                }
+            }
+            line_start = line_end + 1;
+        }
+    }
+
     /// "MR" and "MS" in clinical notes are mitral regurgitation and mental
     /// status: written in capitals they are titles only in all-capitals notes
     /// and with a period; any title must stand on its own ("+MR" is not one).
@@ -774,6 +843,20 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
         (&["in"], IN),
         (&["lives", "lived", "living", "resides", "resided"], RESIDES),
         (AFTER_NAME, NAME_AFTER),
+        (
+            &[
+                "np",
+                "rn",
+                "md",
+                "ho",
+                "pcp",
+                "attending",
+                "resident",
+                "intern",
+                "fellow",
+            ],
+            ROLE,
+        ),
         (&["the"], THE),
     ]
 }
@@ -877,6 +960,32 @@ mod tests {
     #[test]
     fn common_words_stay() {
         let f = names("Patient will follow up. Pain is better. Brown stool noted.");
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn signatures_relations_roles_and_places() {
+        let f = names(
+            "Pt resting. Brother Vinny visited; NP Grace made aware.\nEDWARD C. JONES, RRT\nTransferred to GH for cath. Lives in Catonsville.\nSUSAN",
+        );
+        for want in [
+            "Vinny",
+            "Grace",
+            "EDWARD",
+            "JONES",
+            "GH",
+            "Catonsville",
+            "SUSAN",
+        ] {
+            assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn clinical_look_alikes_stay() {
+        let f = names(
+            "ECHO: 3+ MR. Given lasix. MS STILL ALTERED. Ambulated with walker, PA numbers stable, wife phoned.",
+        );
         assert!(f.is_empty(), "{f:?}");
     }
 
