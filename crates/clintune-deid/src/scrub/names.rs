@@ -261,6 +261,11 @@ pub(crate) const FACILITIES: &[&str] = &[
 
 /// Ordinary words that facility names are often made of.
 pub(crate) const FACILITY_NAME_WORDS: &[&str] = &[
+    "square",
+    "eastern",
+    "western",
+    "northern",
+    "southern",
     "saint",
     "st",
     "holy",
@@ -388,10 +393,10 @@ impl Ctx<'_> {
         if self.has(i, TITLE) && self.adjacent(i, i + 1) && self.real_title(i) {
             return 1 + self.name_run(i + 1, 3, true, "title", spans);
         }
-        if self.has(i, RELATION) && self.adjacent(i, i + 1) {
+        if self.has(i, RELATION) && self.same_phrase(i, i + 1) {
             return 1 + self.name_run(i + 1, 2, false, "relation", spans);
         }
-        if self.has(i, CUE) && self.adjacent(i, i + 1) {
+        if self.has(i, CUE) && self.same_phrase(i, i + 1) {
             let n = self.name_run(i + 1, 2, false, "cue", spans);
             if n > 0 {
                 return 1 + n;
@@ -465,6 +470,9 @@ impl Ctx<'_> {
                             && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text)))
                             || ((relation || role) && self.is_first(j))
                             || (relation && self.unknown_name(j)))
+                } else if strong && self.len(j - 1) == 1 {
+                    // "DR B. GILL": after an initial, a surname or an unknown word.
+                    !self.has(j, CLINICAL) && (self.is_last(j) || self.unknown_name(j))
                 } else if strong && !self.caps_text {
                     // "Dr. Art White": the run after a title goes on while words
                     // are capitalised, or are uncommon names ("dr. john bowman").
@@ -542,7 +550,7 @@ impl Ctx<'_> {
         let soap = b"SOAPI".contains(&self.bytes[t.start]);
         // An unknown word after an initial is a surname when something else says so.
         let vouched = (i > 0 && self.has(i - 1, CUE))
-            || (j + 1 < self.tokens.len() && self.has(j + 1, NAME_AFTER));
+            || (j + 1 < self.tokens.len() && self.has(j + 1, NAME_AFTER | CREDENTIAL));
         let surname = (self.is_last(j)
             || (self.caps_text && vouched && !self.has(j, COMMON | FIRST | LAST)))
             && !self.has(j, CLINICAL | STOP)
@@ -631,14 +639,14 @@ impl Ctx<'_> {
         let mut j = i;
         while j + 1 < self.tokens.len()
             && j - i < 3
-            && self.adjacent(j, j + 1)
+            && self.same_phrase(j, j + 1)
             && self.facility_word(j + 1)
         {
             j += 1;
         }
         let f = j + 1;
         if f < self.tokens.len()
-            && self.adjacent(j, f)
+            && self.same_phrase(j, f)
             && self.has(f, FACILITY)
             && !self.has(i, CLINICAL)
         {
@@ -653,11 +661,10 @@ impl Ctx<'_> {
     /// A word that can be part of a facility's name: capitalised, and either
     /// uncommon or a word facility names are made of.
     fn facility_word(&self, i: usize) -> bool {
+        let named = self.has(i, FACILITY_NAME) || self.is_name(i) || self.has(i, PLACE);
         !self.has(i, STOP | FACILITY | CLINICAL)
-            && (self.capitalised(i) || !self.is_common(i))
-            && (self.has(i, FACILITY_NAME)
-                || !self.is_common(i)
-                || (!self.caps_text && !self.sentence_start(i)))
+            && (self.capitalised(i) || !self.is_common(i) || self.has(i, FACILITY_NAME))
+            && (named || !self.is_common(i) || (!self.caps_text && !self.sentence_start(i)))
     }
 
     fn standalone_name(&self, i: usize) -> bool {
@@ -665,7 +672,7 @@ impl Ctx<'_> {
             && !self.caps_text
             && !self.acronym(i)
             && self.capitalised(i)
-            && !self.sentence_start(i)
+            && (!self.sentence_start(i) || self.is_first(i))
             && self.is_name(i)
             && !self.is_common(i)
             && !self.has(i, STOP)
@@ -806,6 +813,17 @@ impl Ctx<'_> {
         !gap.is_empty()
             && gap.len() <= 2
             && gap.iter().all(|c| *c == b' ' || (initial && *c == b'.'))
+    }
+
+    /// True when tokens `a` and `b` are in one phrase: spaces or a comma
+    /// between them, no sentence end.
+    fn same_phrase(&self, a: usize, b: usize) -> bool {
+        b < self.tokens.len() && {
+            let gap = &self.bytes[self.tokens[a].end..self.tokens[b].start];
+            !gap.is_empty()
+                && gap.len() <= 3
+                && gap.iter().all(|c| matches!(c, b' ' | b',' | b'\t'))
+        }
     }
 
     /// True when tokens `a` and `b` are separated only by spaces, a period or a comma.

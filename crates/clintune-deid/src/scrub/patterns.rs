@@ -41,7 +41,7 @@ fn alternatives() -> Vec<(&'static str, Category, String)> {
         ("apos_year_after", Category::Year, r"\b[3-9][0-9]'".into()),
         ("month_yy", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[2-9]|[4-9][0-9])\b".into()),
         ("md", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
-        ("year", Category::Year, r"\b(?:19[0-9]{2}|20[0-4][0-9])s?\b".into()),
+        ("year", Category::Year, r"\b(?:19[0-9]{2}|20[0-4][0-9])[sS]?\b".into()),
         ("apos_year", Category::Year, r"'[0-9]{2}\b".into()),
         ("long_number", Category::Id, r"\b[0-9]{7,}\b".into()),
         ("alnum_id", Category::Id, r"\b[A-Z]{1,3}[0-9]{5,}[A-Z]?\b".into()),

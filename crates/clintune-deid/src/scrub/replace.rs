@@ -179,7 +179,7 @@ fn shifted_year(original: &str, ctx: &ScrubContext<'_>) -> Option<String> {
     }
     let mid = NaiveDate::from_ymd_opt(year, 7, 1)?;
     let shifted = (mid + chrono::Duration::days(ctx.shift_days)).year();
-    let decade = original.ends_with('s');
+    let decade = original.ends_with(['s', 'S']);
     Some(match (two_digit, original.starts_with('\''), decade) {
         (true, true, _) => format!("'{:02}", shifted % 100),
         (true, false, _) => format!("{:02}", shifted % 100),
