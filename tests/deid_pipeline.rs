@@ -414,3 +414,62 @@ fn manifest_records_inputs_outputs_and_no_patient_named_files() {
     assert_eq!(rows as usize, read_rows(&out).len());
     assert!(m["counts"]["phi_replaced"]["name"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn free_text_dates_move_with_the_structured_dates() {
+    // Synthea notes open with the encounter date; after de-identification
+    // that line must equal the note's shifted `date` (same patient offset).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    ok(&deid(&[&sample().join("bulk")], &out, KEY_A, &[]));
+    let notes: Vec<_> = read_rows(&out)
+        .into_iter()
+        .filter(|r| r.resource_type == "DocumentReference")
+        .collect();
+    assert!(notes.len() > 100);
+    for r in &notes {
+        let text = r.text.as_deref().unwrap();
+        let first_line = text.trim_start().lines().next().unwrap();
+        let shifted_date = &r.fields["date"].as_str().unwrap()[..10];
+        assert_eq!(
+            first_line, shifted_date,
+            "note date and structured date moved differently"
+        );
+    }
+}
+
+#[test]
+fn chat_traces_share_the_patient_key_and_shift_of_their_fhir_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    ok(&deid(&[&sample()], &out, KEY_A, &[]));
+    let rows = read_rows(&out);
+    let fhir_patients: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.resource_type == "Patient")
+        .map(|r| r.patient_key.as_str())
+        .collect();
+    let linked: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r.resource_type == "ChatTrace" && fhir_patients.contains(r.patient_key.as_str())
+        })
+        .collect();
+    let traces = std::fs::read_to_string(sample().join("chat/traces.jsonl")).unwrap();
+    let with_id = traces
+        .lines()
+        .filter(|l| l.contains("\"patient_id\""))
+        .count();
+    assert!(with_id >= 10);
+    assert_eq!(
+        linked.len(),
+        with_id,
+        "every trace with a patient id joins that patient's timeline"
+    );
+    // The patient id field itself is not passed through.
+    assert!(
+        rows.iter()
+            .filter(|r| r.resource_type == "ChatTrace")
+            .all(|r| r.fields.get("patient_id").is_none())
+    );
+}
