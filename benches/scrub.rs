@@ -84,6 +84,24 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    let patterns = clintune_deid::scrub::patterns::Patterns::new();
+    group.bench_function("patterns_only", |b| {
+        b.iter(|| {
+            let mut spans = Vec::new();
+            texts.iter().for_each(|t| patterns.find(t, &mut spans));
+            spans.len()
+        })
+    });
+    group.bench_function("names_only", |b| {
+        b.iter(|| {
+            let mut spans = Vec::new();
+            let d = scrubber.dictionaries();
+            texts
+                .iter()
+                .for_each(|t| clintune_deid::scrub::names::find(t, d, &mut spans));
+            spans.len()
+        })
+    });
     group.bench_function("detect_only", |b| {
         b.iter(|| {
             texts

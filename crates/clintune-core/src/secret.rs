@@ -60,7 +60,9 @@ pub enum KeyError {
 /// A secret key. Its `Debug` output is redacted; there is no `Display`.
 #[derive(Clone)]
 pub struct SecretKey {
-    bytes: Vec<u8>,
+    /// HMAC state with the key already absorbed; cloned per use, which saves
+    /// re-deriving the inner and outer pads for every pseudonym.
+    mac: Hmac<Sha256>,
 }
 
 impl fmt::Debug for SecretKey {
@@ -79,9 +81,9 @@ impl SecretKey {
                 len: trimmed.len(),
             });
         }
-        Ok(Self {
-            bytes: trimmed.to_vec(),
-        })
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(trimmed)
+            .expect("HMAC accepts keys of any length");
+        Ok(Self { mac })
     }
 
     /// Loads the key from `file` when given, else from the environment variable `env`.
@@ -107,8 +109,7 @@ impl SecretKey {
     /// HMAC-SHA256 of `parts` under this key; parts are length-prefixed so
     /// that ("ab","c") and ("a","bc") never collide.
     pub fn hmac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.bytes)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.mac.clone();
         for part in parts {
             mac.update(&(part.len() as u64).to_le_bytes());
             mac.update(part);

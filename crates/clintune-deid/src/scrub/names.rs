@@ -396,6 +396,12 @@ impl Ctx<'_> {
         if self.has(i, RELATION) && self.same_phrase(i, i + 1) {
             return 1 + self.name_run(i + 1, 2, false, "relation", spans);
         }
+        if self.has(i, CUE) && self.name_is(i) {
+            let n = self.name_run(i + 2, 3, true, "name-is", spans);
+            if n > 0 {
+                return 2 + n;
+            }
+        }
         if self.has(i, CUE) && self.same_phrase(i, i + 1) {
             let n = self.name_run(i + 1, 2, false, "cue", spans);
             if n > 0 {
@@ -747,6 +753,18 @@ impl Ctx<'_> {
             && !lower.ends_with(b"ing")
     }
 
+    /// "my name is X", "named: X".
+    fn name_is(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        let word = self.bytes[t.start..t.letters_end].to_ascii_lowercase();
+        let j = i + 1;
+        (word == b"name" || word == b"named")
+            && j + 1 < self.tokens.len()
+            && self.same_phrase(i, j)
+            && self.bytes[self.tokens[j].start..self.tokens[j].letters_end]
+                .eq_ignore_ascii_case(b"is")
+    }
+
     /// Signature lines: "SUSAN" alone on the last line, "barbara j. parrilli
     /// bsn/rn", "EDWARD C. JONES, RRT": a short line of name-like words that
     /// starts with a first name and ends the note or ends in a credential.
@@ -758,11 +776,15 @@ impl Ctx<'_> {
             .rposition(|c| *c == b'\n')
             .map_or(0, |p| p + 1);
         let mut line_start = 0;
+        let mut next = 0;
         for line in self.bytes.split(|c| *c == b'\n') {
             let line_end = line_start + line.len();
-            let toks: Vec<usize> = (0..self.tokens.len())
-                .filter(|&k| self.tokens[k].start >= line_start && self.tokens[k].end <= line_end)
-                .collect();
+            // Tokens are in text order: take this line's with one moving index.
+            let first = next;
+            while next < self.tokens.len() && self.tokens[next].end <= line_end {
+                next += 1;
+            }
+            let toks: Vec<usize> = (first..next).collect();
             let credential_at = toks.iter().position(|&k| self.has(k, CREDENTIAL));
             let names = &toks[..credential_at.unwrap_or(toks.len())];
             let last_line = line_start == last_line_start;
@@ -899,19 +921,19 @@ fn find_multiword_places(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>
 /// Splits text into words: letters with inner apostrophes or hyphens,
 /// optionally followed by digits (some systems suffix names with digits).
 fn tokenize(b: &[u8]) -> Vec<Token> {
+    // Bytes of non-ASCII characters count as letters ("Pálffy", "Fernández").
+    let letter = |c: u8| c.is_ascii_alphabetic() || c >= 0x80;
     let mut tokens = Vec::with_capacity(b.len() / 5);
     let mut i = 0;
     while i < b.len() {
-        if !b[i].is_ascii_alphabetic() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+        if !letter(b[i]) || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] >= 0x80)) {
             i += 1;
             continue;
         }
         let start = i;
         while i < b.len()
-            && (b[i].is_ascii_alphabetic()
-                || (matches!(b[i], b'\'' | b'-')
-                    && i + 1 < b.len()
-                    && b[i + 1].is_ascii_alphabetic()))
+            && (letter(b[i])
+                || (matches!(b[i], b'\'' | b'-') && i + 1 < b.len() && letter(b[i + 1])))
         {
             i += 1;
         }

@@ -26,6 +26,7 @@ fn alternatives() -> Vec<(&'static str, Category, String)> {
         ("phone", Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}(?:[-. /]|-\s))[0-9]{3}(?:[-. /]|-\s)[0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?|\b[0-9]{3}\s[0-9]{7}\b".into()),
         ("mdy", Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b".into()),
         ("address", Category::Address, r"\b[0-9]{1,6}\s+(?:(?:[A-Z][a-z][A-Za-z'.-]*\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq)|(?:[A-Z][A-Z'.-]+\s+){1,3}(?:STREET|AVENUE|ROAD|DRIVE|LANE|BOULEVARD|COURT|PLACE|TERRACE|CIRCLE|PARKWAY|HIGHWAY))\b\.?(?:,?\s+(?:Apt|APT|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?".into()),
+        ("unit", Category::Address, r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|Unit|UNIT)\.?\s*#?\s*[0-9][0-9A-Za-z-]*\b|(?i:\b(?:p\.?\s?o\.?\s*)?box\s+[0-9]+\b)|\b(?:PSC|CMR|Unit)\s+[0-9]+".into()),
         ("month_day", Category::Date, format!(r"(?i:\b{m}\s*[0-3]?[0-9](?:st|nd|rd|th)?\b(?:,?\s*(?:(?:1[89]|20)[0-9]{{2}}\b|'[0-9]{{2}}\b))?)")),
         ("day_month", Category::Date, format!(r"(?i:\b[0-3]?[0-9](?:st|nd|rd|th)?\s+(?:of\s+)?{m}(?:,?\s+(?:1[89]|20)[0-9]{{2}})?\b)")),
         ("month_year", Category::Date, format!(r"(?i:\b{m},?\s+(?:1[89]|20)[0-9]{{2}}\b)")),
@@ -62,14 +63,18 @@ impl Default for Patterns {
 }
 
 impl Patterns {
-    /// Compiles the patterns.
+    /// Compiles the patterns. ASCII mode (`(?-u)`): word boundaries and
+    /// classes are ASCII, which keeps the whole scan in the lazy DFA even on
+    /// text with accented letters (Unicode `\b` would fall back to a slower
+    /// engine there).
     pub fn new() -> Self {
         let alts = alternatives();
         let body: Vec<String> = alts
             .iter()
             .map(|(name, _, p)| format!("(?P<{name}>{p})"))
             .collect();
-        let regex = Regex::new(&body.join("|")).expect("built-in PHI patterns compile");
+        let regex =
+            Regex::new(&format!("(?-u){}", body.join("|"))).expect("built-in PHI patterns compile");
         let groups = alts.into_iter().map(|(n, c, _)| (n, c)).collect();
         Self { regex, groups }
     }
