@@ -4,7 +4,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use clintune_core::secret::SecretKey;
 use clintune_deid::eval::{self, Format};
-use clintune_deid::scrub::{Dictionaries, Scrubber};
 use clintune_deid::{DeidOptions, Policy};
 use std::path::PathBuf;
 
@@ -159,7 +158,7 @@ fn count(counts: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
 
 fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
     let policy = Policy::load(&e.policy)?;
-    let scrubber = Scrubber::new(Dictionaries::load(&policy.dictionaries)?);
+    let scrubber = policy.scrubber()?;
     let format = match e.format {
         CorpusFormat::Physionet => Format::Physionet,
         CorpusFormat::Brat => Format::Brat,

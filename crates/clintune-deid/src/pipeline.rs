@@ -9,7 +9,6 @@ use crate::policy::{LoadedPolicy, Policy};
 use crate::process::{ProcessOptions, process_partition};
 use crate::pseudonym::Pseudonymizer;
 use crate::resource::Deidentifier;
-use crate::scrub::{Dictionaries, Scrubber};
 use chrono::NaiveDate;
 use clintune_core::hash::{file_digest, sha256_hex};
 use clintune_core::secret::SecretKey;
@@ -62,7 +61,7 @@ pub struct DeidSummary {
 pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError> {
     let started = Instant::now();
     let loaded = Policy::load(&opts.policy)?;
-    let scrubber = Scrubber::new(Dictionaries::load(&loaded.dictionaries)?);
+    let scrubber = loaded.scrubber()?;
     let (inputs, skipped) = discover(&opts.inputs)?;
     if inputs.is_empty() {
         let shown: Vec<String> = opts
@@ -173,6 +172,10 @@ fn write_reports(
     let config = json!({
         "policy_sha256": sha256_hex(&policy_bytes),
         "dictionaries_sha256": dictionaries_hash(&loaded.dictionaries)?,
+        "site_terms_sha256": match &loaded.site_terms {
+            Some(p) => Some(file_digest(p).map_err(DeidError::io(p))?.sha256),
+            None => None,
+        },
         "key_id": key.key_id(),
         "as_of": opts.as_of.to_string(),
         "skip_invalid": opts.skip_invalid,

@@ -80,6 +80,11 @@ pub struct TextPolicy {
     pub names: Replacement,
     /// Directory of name/place dictionaries, relative to the policy file.
     pub dictionaries: PathBuf,
+    /// Optional list of the institution's own place names (hospitals, wards,
+    /// buildings, their abbreviations), one per line, relative to the policy
+    /// file; matched in any case as locations.
+    #[serde(default)]
+    pub site_terms: Option<PathBuf>,
 }
 
 /// Chat trace handling.
@@ -148,6 +153,20 @@ pub struct LoadedPolicy {
     pub path: PathBuf,
     /// The dictionaries directory, resolved against the policy file.
     pub dictionaries: PathBuf,
+    /// The site terms file, resolved against the policy file.
+    pub site_terms: Option<PathBuf>,
+}
+
+impl LoadedPolicy {
+    /// Loads the dictionaries (and site terms) this policy names and builds
+    /// the free-text scrubber over them.
+    pub fn scrubber(&self) -> Result<crate::scrub::Scrubber, DeidError> {
+        let mut dicts = crate::scrub::Dictionaries::load(&self.dictionaries)?;
+        if let Some(path) = &self.site_terms {
+            dicts.add_site_terms(path)?;
+        }
+        Ok(crate::scrub::Scrubber::new(dicts))
+    }
 }
 
 impl Policy {
@@ -164,10 +183,12 @@ impl Policy {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let dictionaries = base.join(&policy.text.dictionaries);
+        let site_terms = policy.text.site_terms.as_ref().map(|p| base.join(p));
         Ok(LoadedPolicy {
             policy,
             path: path.to_path_buf(),
             dictionaries,
+            site_terms,
         })
     }
 

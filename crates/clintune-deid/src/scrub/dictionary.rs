@@ -51,6 +51,8 @@ pub struct Dictionaries {
     pub places: WordSet,
     /// Multi-word place names, matched case-insensitively on word boundaries.
     pub multiword_places: Option<AhoCorasick>,
+    /// The institution's own place names, matched in any case.
+    pub site_terms: Option<AhoCorasick>,
     /// Surrogate first names, for replacement.
     pub surrogate_first: Vec<Box<str>>,
     /// Surrogate surnames, for replacement.
@@ -122,6 +124,7 @@ impl Dictionaries {
             tag(&mut words.iter().copied(), flag);
         }
         Self {
+            site_terms: None,
             lexicon,
             first_names: set(&first),
             surnames: set(&last),
@@ -136,6 +139,13 @@ impl Dictionaries {
 }
 
 impl Dictionaries {
+    /// Adds the institution's own place names from a file (one per line).
+    pub fn add_site_terms(&mut self, path: &Path) -> Result<(), DeidError> {
+        let terms = read_list(path)?;
+        self.site_terms = phrase_automaton(&terms);
+        Ok(())
+    }
+
     /// The classes of an ASCII word (any case), using `buf` for lowercasing;
     /// 0 for unknown or overlong words.
     pub fn flags(&self, word: &[u8], buf: &mut [u8; 48]) -> u32 {

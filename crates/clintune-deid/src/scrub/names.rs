@@ -378,6 +378,7 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     }
     ctx.signatures(spans);
     find_multiword_places(text, dicts, spans);
+    find_site_terms(text, dicts, spans);
 }
 
 struct Ctx<'a> {
@@ -901,6 +902,23 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
     ]
 }
 
+fn find_site_terms(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
+    let Some(ac) = &dicts.site_terms else {
+        return;
+    };
+    let bytes = text.as_bytes();
+    for m in ac.find_iter(text) {
+        if is_boundary(bytes, m.start(), m.end()) {
+            spans.push(Span {
+                start: m.start(),
+                end: m.end(),
+                category: Category::Location,
+                rule: "site-term",
+            });
+        }
+    }
+}
+
 fn find_multiword_places(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     let Some(ac) = &dicts.multiword_places else {
         return;
@@ -1027,6 +1045,24 @@ mod tests {
             "ECHO: 3+ MR. Given lasix. MS STILL ALTERED. Ambulated with walker, PA numbers stable, wife phoned.",
         );
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn site_terms_match_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.txt");
+        std::fs::write(&path, "GH\nQuartermain\n").unwrap();
+        let mut d = repo_dictionaries();
+        d.add_site_terms(&path).unwrap();
+        let text = "transfer to quartermain 2 after cath at gh; GHOST lines";
+        let mut spans = Vec::new();
+        find(text, &d, &mut spans);
+        let found: Vec<&str> = spans
+            .iter()
+            .filter(|s| s.rule == "site-term")
+            .map(|s| &text[s.start..s.end])
+            .collect();
+        assert_eq!(found, ["quartermain", "gh"]);
     }
 
     #[test]
