@@ -473,3 +473,52 @@ fn chat_traces_share_the_patient_key_and_shift_of_their_fhir_patient() {
             .all(|r| r.fields.get("patient_id").is_none())
     );
 }
+
+#[test]
+fn many_partitions_give_the_same_records_as_one() {
+    use clintune_core::secret::{KeySource, SecretKey};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_bytes(KEY_A.as_bytes(), KeySource::Env("TEST".into())).unwrap();
+    let run = |name: &str, partition_bytes: u64| {
+        let opts = clintune_deid::DeidOptions {
+            inputs: vec![sample()],
+            policy: repo().join("deid/safe-harbor.toml"),
+            out: dir.path().join(name),
+            force: false,
+            skip_invalid: false,
+            as_of: "2026-01-01".parse().unwrap(),
+            partition_bytes,
+        };
+        clintune_deid::run(&opts, &key).unwrap()
+    };
+    let one = run("one", 256 << 20);
+    let many = run("many", 64 << 10);
+    let parts = |d: &Path| std::fs::read_dir(d.join("records")).unwrap().count();
+    assert_eq!(parts(&one.out), 1);
+    assert!(
+        parts(&many.out) > 5,
+        "expected many partitions, got {}",
+        parts(&many.out)
+    );
+    let rows = |d: &Path| -> BTreeSet<String> {
+        read_rows(d)
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?} {:?} {} {:?}",
+                    r.patient_key,
+                    r.resource_type,
+                    r.record_key,
+                    r.timestamp,
+                    r.age_years,
+                    r.fields,
+                    r.text
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (rows(&one.out), rows(&many.out));
+    assert!(a.len() > 500);
+    assert_eq!(a, b);
+    assert_eq!(one.audit.to_json(), many.audit.to_json());
+}

@@ -50,6 +50,10 @@ struct RunArgs {
     /// 90+ rule; default: today.
     #[arg(long, value_name = "DATE")]
     as_of: Option<chrono::NaiveDate>,
+    /// Input megabytes per patient partition. Records are grouped by patient
+    /// through partition files; memory grows with this size, not with the input.
+    #[arg(long, value_name = "MB", default_value_t = clintune_deid::pipeline::DEFAULT_PARTITION_MB)]
+    partition_mb: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +118,7 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         force: a.force,
         skip_invalid: a.skip_invalid,
         as_of,
+        partition_bytes: a.partition_mb << 20,
     };
     let s = clintune_deid::run(&opts, &key)
         .context("de-identification failed; no output was written")?;

@@ -18,8 +18,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Bytes of input per partition: bounds the memory one partition needs.
-const PARTITION_BYTES: u64 = 256 << 20;
+/// Default input bytes per partition: bounds the memory one partition needs.
+pub const DEFAULT_PARTITION_MB: u64 = 256;
 
 /// Upper bound on partitions (open files while routing).
 const MAX_PARTITIONS: u64 = 512;
@@ -39,6 +39,8 @@ pub struct DeidOptions {
     pub skip_invalid: bool,
     /// Date as of which ages of living patients are computed.
     pub as_of: NaiveDate,
+    /// Input bytes per partition (memory per partition grows with it).
+    pub partition_bytes: u64,
 }
 
 /// What a run produced.
@@ -86,7 +88,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     let staging = StagingDir::new(&opts.out, opts.force)?;
     let work = staging.path().join(".work");
     let partitions = input_bytes
-        .div_ceil(PARTITION_BYTES)
+        .div_ceil(opts.partition_bytes.max(1))
         .clamp(1, MAX_PARTITIONS) as usize;
     let spill = Spill::create(&work, partitions)?;
     let route_opts = RouteOptions {
