@@ -522,3 +522,35 @@ fn many_partitions_give_the_same_records_as_one() {
     assert_eq!(a, b);
     assert_eq!(one.audit.to_json(), many.audit.to_json());
 }
+
+#[test]
+fn lineage_verify_rechecks_source_files_still_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("export");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in ["Patient.000.ndjson", "Condition.000.ndjson"] {
+        std::fs::copy(sample().join("bulk").join(f), input.join(f)).unwrap();
+    }
+    let out = dir.path().join("out");
+    ok(&deid(&[&input], &out, KEY_A, &[]));
+    let verify = clintune(&["lineage", "verify", &out.display().to_string()], None);
+    ok(&verify);
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("0 input(s) not on disk"),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // A source record changed after de-identification: the lineage no longer holds.
+    let cond = input.join("Condition.000.ndjson");
+    let text = std::fs::read_to_string(&cond)
+        .unwrap()
+        .replacen("active", "Active", 1);
+    std::fs::write(&cond, text).unwrap();
+    let r = clintune(&["lineage", "verify", &out.display().to_string()], None);
+    assert!(!r.status.success());
+    assert!(
+        stderr(&r).contains("Condition.000.ndjson"),
+        "{}",
+        stderr(&r)
+    );
+}

@@ -34,6 +34,52 @@ pub fn file_digest(path: &Path) -> io::Result<FileDigest> {
     })
 }
 
+/// A reader that hashes what passes through it, so a file is hashed in the
+/// same pass that processes it: the recorded hash is of the bytes used.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left, then returns the digest of everything read.
+    pub fn finish(mut self) -> io::Result<FileDigest> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(FileDigest {
+            sha256: hex::encode(self.hasher.finalize()),
+            bytes: self.bytes,
+        })
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Digest of bytes already in memory.
+pub fn bytes_digest(data: &[u8]) -> FileDigest {
+    FileDigest {
+        sha256: sha256_hex(data),
+        bytes: data.len() as u64,
+    }
+}
+
 /// Lowercase hex SHA-256 of a byte string.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -49,6 +95,15 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hashing_reader_matches_file_digest() {
+        let data = b"line one\nline two\n".repeat(1000);
+        let mut r = HashingReader::new(&data[..]);
+        let mut first = [0u8; 10];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(r.finish().unwrap(), bytes_digest(&data));
     }
 
     #[test]

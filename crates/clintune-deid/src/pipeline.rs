@@ -10,7 +10,7 @@ use crate::process::{ProcessOptions, process_partition};
 use crate::pseudonym::Pseudonymizer;
 use crate::resource::Deidentifier;
 use chrono::NaiveDate;
-use clintune_core::hash::{file_digest, sha256_hex};
+use clintune_core::hash::{FileDigest, file_digest, sha256_hex};
 use clintune_core::secret::SecretKey;
 use clintune_core::staging::StagingDir;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder};
@@ -158,7 +158,7 @@ fn write_reports(
     loaded: &LoadedPolicy,
     key: &SecretKey,
     inputs: &[InputFile],
-    input_rows: &[u64],
+    input_rows: &[(u64, FileDigest)],
     outputs: &[(String, u64)],
     audit: &Audit,
     opts: &DeidOptions,
@@ -193,12 +193,12 @@ fn write_reports(
         .config("skip_invalid", opts.skip_invalid)
         .input(file_entry(
             &loaded.path,
-            loaded.path.display().to_string(),
+            absolute(&loaded.path),
             None,
             "deid-policy",
         )?);
-    for (input, rows) in inputs.iter().zip(input_rows) {
-        b = b.input(input_entry(input, *rows, pseudonymizer)?);
+    for (input, (rows, digest)) in inputs.iter().zip(input_rows) {
+        b = b.input(input_entry(input, *rows, digest, pseudonymizer));
     }
     for (name, rows) in outputs {
         b = b.output(file_entry(
@@ -230,37 +230,50 @@ fn file_entry(
         .map_err(DeidError::io(path))
 }
 
-/// Input names can identify a patient (Bundle files are often named after
-/// them), so only Bulk Data names of the form `Type.NNN.ndjson` are recorded
-/// as they are; other names are replaced by a keyed pseudonym.
+/// The path as an absolute path, so that `lineage verify` finds it from
+/// anywhere; as given when it cannot be resolved.
+fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Records an input by the digest taken while it was read. Input names can
+/// identify a patient (Bundle files are often named after them), so only
+/// Bulk Data names of the form `Type.NNN.ndjson` are recorded as they are;
+/// other names are replaced by a keyed pseudonym.
 fn input_entry(
     input: &InputFile,
     rows: u64,
+    digest: &FileDigest,
     pseudonymizer: &Pseudonymizer,
-) -> Result<FileEntry, DeidError> {
-    let shown = input.path.display().to_string();
+) -> FileEntry {
     let name = input
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let shown = absolute(&input.path);
     let safe = input.kind == InputKind::BulkNdjson
         && is_bulk_name(&name)
         && !shown.chars().any(char::is_control);
-    let mut e = if safe {
-        file_entry(&input.path, shown, Some(rows), input.kind.as_str())?
+    let path = if safe {
+        shown
     } else {
-        let digest = file_digest(&input.path).map_err(DeidError::io(&input.path))?;
-        let pseudo = format!(
+        format!(
             "input-{}",
             pseudonymizer.identifier("input-file", &digest.sha256)
-        );
-        let mut e = file_entry(&input.path, pseudo, Some(rows), input.kind.as_str())?;
-        e.redacted = true;
-        e
+        )
     };
-    e.rows = Some(rows);
-    Ok(e)
+    FileEntry {
+        path,
+        sha256: digest.sha256.clone(),
+        bytes: digest.bytes,
+        rows: Some(rows),
+        kind: Some(input.kind.as_str().to_string()),
+        redacted: !safe,
+    }
 }
 
 fn is_bulk_name(name: &str) -> bool {

@@ -10,7 +10,7 @@ use super::{InputFile, InputKind};
 use crate::audit::Audit;
 use crate::error::{DeidError, RecordError};
 use crate::policy::Policy;
-use clintune_core::hash::sha256_hex;
+use clintune_core::hash::{FileDigest, HashingReader, bytes_digest, sha256_hex};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::fs::File;
@@ -126,8 +126,8 @@ pub fn route_all(
     policy: &Policy,
     spill: &Spill,
     opts: RouteOptions,
-) -> Result<(Audit, Vec<u64>), DeidError> {
-    let results: Vec<Result<(Audit, u64), DeidError>> = inputs
+) -> Result<(Audit, Vec<(u64, FileDigest)>), DeidError> {
+    let results: Vec<Result<(Audit, u64, FileDigest), DeidError>> = inputs
         .par_iter()
         .enumerate()
         .map(|(i, input)| route_file(i, input, policy, spill, opts))
@@ -135,9 +135,9 @@ pub fn route_all(
     let mut audit = Audit::default();
     let mut rows = Vec::with_capacity(inputs.len());
     for r in results {
-        let (a, n) = r?;
+        let (a, n, digest) = r?;
         audit.merge(&a);
-        rows.push(n);
+        rows.push((n, digest));
     }
     Ok((audit, rows))
 }
@@ -148,7 +148,7 @@ fn route_file(
     policy: &Policy,
     spill: &Spill,
     opts: RouteOptions,
-) -> Result<(Audit, u64), DeidError> {
+) -> Result<(Audit, u64, FileDigest), DeidError> {
     let mut audit = Audit::default();
     *audit
         .files
@@ -162,11 +162,11 @@ fn route_file(
         audit: &mut audit,
         opts,
     };
-    let count = match input.kind {
+    let (count, digest) = match input.kind {
         InputKind::Bundle => router.bundle()?,
         InputKind::BulkNdjson | InputKind::ChatJsonl => router.lines()?,
     };
-    Ok((audit, count))
+    Ok((audit, count, digest))
 }
 
 struct Router<'a> {
@@ -198,12 +198,12 @@ impl Router<'_> {
         }
     }
 
-    fn lines(&mut self) -> Result<u64, DeidError> {
+    fn lines(&mut self) -> Result<(u64, FileDigest), DeidError> {
         let path = &self.input.path;
-        let reader =
-            BufReader::with_capacity(1 << 20, File::open(path).map_err(DeidError::io(path))?);
+        let file = File::open(path).map_err(DeidError::io(path))?;
+        let mut reader = BufReader::with_capacity(1 << 20, HashingReader::new(file));
         let mut n = 0;
-        for (i, line) in reader.split(b'\n').enumerate() {
+        for (i, line) in (&mut reader).split(b'\n').enumerate() {
             let line = line.map_err(DeidError::io(path))?;
             let record = format!("line {}", i + 1);
             let text = match std::str::from_utf8(&line) {
@@ -236,22 +236,28 @@ impl Router<'_> {
                 self.invalid(e)?;
             }
         }
-        Ok(n)
+        let digest = reader.into_inner().finish().map_err(DeidError::io(path))?;
+        Ok((n, digest))
     }
 
-    fn bundle(&mut self) -> Result<u64, DeidError> {
+    fn bundle(&mut self) -> Result<(u64, FileDigest), DeidError> {
         let path = &self.input.path;
-        let text = std::fs::read_to_string(path).map_err(DeidError::io(path))?;
+        let raw = std::fs::read(path).map_err(DeidError::io(path))?;
+        let digest = bytes_digest(&raw);
+        let Ok(text) = String::from_utf8(raw) else {
+            self.invalid(self.err("document", "(document)", "not valid UTF-8"))?;
+            return Ok((0, digest));
+        };
         let doc: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
                 self.invalid(self.err("document", "(document)", format!("not valid JSON ({e})")))?;
-                return Ok(0);
+                return Ok((0, digest));
             }
         };
         let Some(entries) = doc.get("entry").and_then(Value::as_array) else {
             self.invalid(self.err("document", "entry", "a Bundle needs an `entry` array"))?;
-            return Ok(0);
+            return Ok((0, digest));
         };
         let mut n = 0;
         for (i, entry) in entries.iter().enumerate() {
@@ -266,7 +272,7 @@ impl Router<'_> {
                 self.invalid(e)?;
             }
         }
-        Ok(n)
+        Ok((n, digest))
     }
 
     fn resource(&mut self, record: &str, value: &Value, json: &str) -> Result<(), RecordError> {
