@@ -599,8 +599,16 @@ impl Ctx<'_> {
         if !plain(i) || !plain(j) || !self.is_first(i) {
             return false;
         }
+        // "Hank Przybylo (son)": a relation in brackets vouches for the pair.
+        let k = j + 1;
+        let relation_after = k < self.tokens.len()
+            && self.has(k, RELATION)
+            && self.bytes[self.tokens[j].end..self.tokens[k].start].contains(&b'(');
+        if relation_after && self.capitalised(i) && self.capitalised(j) && !self.has(j, CLINICAL) {
+            return true;
+        }
         if !self.is_last(j) {
-            // `Hank Przybylo`: an uncommon first name and an unknown capitalised word.
+            // An uncommon first name and an unknown capitalised word.
             return !self.caps_text
                 && !self.is_common(i)
                 && self.capitalised(i)

@@ -65,7 +65,7 @@ impl TextDate {
             "iso_date" => parse_iso(s),
             "mdy" | "md" => parse_numeric(s),
             "month_yy" => parse_month_year(s),
-            "month_day" | "day_month" | "month_year" => parse_words(s),
+            "month_day" | "day_month" | "month_year" | "month_alone" => parse_words(s),
             _ => None,
         }
     }
@@ -393,5 +393,6 @@ mod tests {
         assert_eq!(shift("Sept 8, 1971", "month_day", 30), "Oct 8, 1971");
         assert_eq!(shift("December 2020", "month_year", 30), "January 2021");
         assert_eq!(shift("8/87", "month_yy", 30), "9/87");
+        assert_eq!(shift("sept.", "month_alone", 30), "oct.");
     }
 }
