@@ -141,5 +141,13 @@ mod tests {
     fn unknown_names_are_not_echoed() {
         assert_eq!(safe_name("valueString"), "valueString");
         assert_eq!(safe_name("John Smith 555-1234"), "<unrecognized-name>");
+        // The reasons the stage itself writes must survive.
+        for own in [
+            "content.attachment.not_text_plain",
+            "messages.role_not_in_policy",
+            "period.start",
+        ] {
+            assert_eq!(safe_name(own), own);
+        }
     }
 }

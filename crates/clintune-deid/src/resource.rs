@@ -401,12 +401,12 @@ impl Applier<'_> {
             let content_type = att.get("contentType").and_then(Value::as_str).unwrap_or("");
             let Some(data) = att.get("data") else {
                 self.audit
-                    .drop_field(rt, &format!("{key}.attachment (no inline data)"));
+                    .drop_field(rt, &format!("{key}.attachment.no_inline_data"));
                 continue;
             };
             if !content_type.starts_with("text/plain") {
                 self.audit
-                    .drop_field(rt, &format!("{key}.attachment (non-text)"));
+                    .drop_field(rt, &format!("{key}.attachment.not_text_plain"));
                 continue;
             }
             let data = data.as_str().ok_or_else(|| {
@@ -445,7 +445,7 @@ impl Applier<'_> {
             })?;
             if !self.d.policy.chat.roles.contains(role) {
                 self.audit
-                    .drop_field("ChatTrace", "messages (role not in policy)");
+                    .drop_field("ChatTrace", "messages.role_not_in_policy");
                 continue;
             }
             let content = match m.get("content") {
@@ -504,7 +504,7 @@ impl Applier<'_> {
                 }
                 _ => self
                     .audit
-                    .drop_field("ChatTrace", "messages.content (non-text part)"),
+                    .drop_field("ChatTrace", "messages.content.not_text_part"),
             }
         }
         Ok(out)
