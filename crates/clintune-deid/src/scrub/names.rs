@@ -372,13 +372,135 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
         flags: &flags,
         caps_text,
     };
+    let first_new = spans.len();
     let mut i = 0;
     while i < tokens.len() {
         i += ctx.rule_at(i, spans).max(1);
     }
     ctx.signatures(spans);
     find_multiword_places(text, dicts, spans);
+    drop_eponyms(bytes, spans, first_new);
     find_site_terms(text, dicts, spans);
+}
+
+/// Nouns that make the word before them an eponym ("Hodgkin lymphoma",
+/// "Parkinson's disease", "Glasgow coma scale"), not a person or a place.
+const EPONYM_NOUNS: &[&str] = &[
+    "disease",
+    "diseases",
+    "syndrome",
+    "sign",
+    "signs",
+    "lymphoma",
+    "sarcoma",
+    "palsy",
+    "phenomenon",
+    "thyroiditis",
+    "esophagus",
+    "fracture",
+    "catheter",
+    "score",
+    "scale",
+    "coma",
+    "reflex",
+    "test",
+    "maneuver",
+    "manoeuvre",
+    "procedure",
+    "operation",
+    "breathing",
+    "respirations",
+    "respiration",
+    "cyst",
+    "virus",
+    "classification",
+    "criteria",
+    "tube",
+    "node",
+    "nodes",
+    "disorder",
+    "ulcer",
+    "law",
+    "triad",
+    "body",
+    "bodies",
+    "cell",
+    "cells",
+    "tumor",
+    "tumour",
+    "anemia",
+    "dementia",
+    "encephalopathy",
+    "neuropathy",
+    "ataxia",
+    "dystrophy",
+    "chorea",
+    "method",
+    "position",
+    "repair",
+    "shunt",
+    "stain",
+    "formula",
+    "equation",
+    "aneurysm",
+    "hernia",
+    "fistula",
+    "contracture",
+    "deformity",
+    "nodule",
+    "nodules",
+    "murmur",
+    "pill",
+    "curve",
+    "line",
+    "lines",
+];
+
+/// Removes name and place spans found by the dictionary and context rules
+/// (from `from` on) when an eponym noun follows. Titles and the patient's own
+/// identifiers are found elsewhere or by rules this leaves alone.
+fn drop_eponyms(bytes: &[u8], spans: &mut Vec<Span>, from: usize) {
+    let mut k = from;
+    while k < spans.len() {
+        let s = &spans[k];
+        let dictionary_rule = !matches!(s.rule, "title" | "signature" | "name-is" | "relation");
+        // Places make few eponyms ("Lyme disease"); an institution's own
+        // protocol ("U Maryland scale") still names the institution.
+        let eponym = match s.category {
+            Category::Name => eponym_follows(bytes, s.end, EPONYM_NOUNS),
+            _ => eponym_follows(bytes, s.end, &["disease", "virus", "fever"]),
+        };
+        if dictionary_rule && eponym {
+            spans.remove(k);
+        } else {
+            k += 1;
+        }
+    }
+}
+
+fn eponym_follows(bytes: &[u8], end: usize, nouns: &[&str]) -> bool {
+    let mut i = end;
+    // "Parkinson's disease", "Guillain-Barre syndrome", "Swan-Ganz catheter".
+    if bytes[i..].starts_with(b"'s") {
+        i += 2;
+    }
+    while i < bytes.len()
+        && (bytes[i] == b'-' || bytes[i].is_ascii_alphabetic())
+        && bytes[i] != b' '
+    {
+        i += 1;
+    }
+    let rest = &bytes[i..];
+    let start = rest.iter().position(|c| *c != b' ').unwrap_or(rest.len());
+    if start == 0 || start > 2 {
+        return false;
+    }
+    let word_end = rest[start..]
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic())
+        .map_or(rest.len(), |p| start + p);
+    let word = rest[start..word_end].to_ascii_lowercase();
+    nouns.iter().any(|n| n.as_bytes() == word.as_slice())
 }
 
 struct Ctx<'a> {
@@ -1071,6 +1193,14 @@ mod tests {
             .map(|s| &text[s.start..s.end])
             .collect();
         assert_eq!(found, ["quartermain", "gh"]);
+    }
+
+    #[test]
+    fn eponyms_are_not_names() {
+        let f = names(
+            "History of Alzheimer's disease, Hodgkin lymphoma, Cushing syndrome and Babinski sign; Glasgow coma scale 15. Seen by Dr. Murphy.",
+        );
+        assert_eq!(f, ["Murphy"], "{f:?}");
     }
 
     #[test]
