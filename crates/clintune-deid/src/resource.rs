@@ -113,7 +113,12 @@ impl Applier<'_> {
             .resources
             .get(rt)
             .ok_or_else(|| self.loc.err("resourceType", "not in policy"))?;
-        let id = obj.get("id").and_then(Value::as_str).unwrap_or("");
+        // Resources without an id are keyed by where they came from, so two
+        // of them never share a record key.
+        let id = match obj.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => format!("{}#{}", self.loc.file, self.loc.record),
+        };
         let mut fields = Map::new();
         let mut texts = Vec::new();
         for (key, v) in obj {
@@ -140,7 +145,7 @@ impl Applier<'_> {
             patient_key: self.p.patient_key.clone(),
             source: "fhir",
             resource_type: rt.to_string(),
-            record_key: self.d.pseudonymizer.record_key(rt, id),
+            record_key: self.d.pseudonymizer.record_key(rt, &id),
             timestamp: time.map(|t| t.shifted(self.p.shift_days).render()),
             age_years: age,
             fields: Value::Object(fields).to_string(),
