@@ -80,6 +80,19 @@ pub fn bytes_digest(data: &[u8]) -> FileDigest {
     }
 }
 
+/// The files in `dir` whose extension is `ext`, sorted by path (not recursive).
+pub fn files_with_extension(dir: &Path, ext: &str) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|x| x == ext) {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
 /// Lowercase hex SHA-256 of a byte string.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

@@ -10,7 +10,7 @@ use crate::error::DeidError;
 use crate::scrub::{Scrubber, Span};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One annotated note.
 #[derive(Debug, Clone)]
@@ -198,12 +198,8 @@ fn load_physionet(dir: &Path) -> Result<Vec<Note>, DeidError> {
 }
 
 fn load_brat(dir: &Path) -> Result<Vec<Note>, DeidError> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(DeidError::io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    paths.sort();
+    let paths =
+        clintune_core::hash::files_with_extension(dir, "txt").map_err(DeidError::io(dir))?;
     let mut notes = Vec::new();
     for txt in paths {
         let text = std::fs::read_to_string(&txt).map_err(DeidError::io(&txt))?;

@@ -289,12 +289,8 @@ fn is_bulk_name(name: &str) -> bool {
 }
 
 fn dictionaries_hash(dir: &Path) -> Result<String, DeidError> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(DeidError::io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    names.sort();
+    let names =
+        clintune_core::hash::files_with_extension(dir, "txt").map_err(DeidError::io(dir))?;
     let mut all = String::new();
     for p in names {
         let d = file_digest(&p).map_err(DeidError::io(&p))?;
