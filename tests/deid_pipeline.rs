@@ -388,11 +388,28 @@ fn manifest_records_inputs_outputs_and_no_patient_named_files() {
         renamed.join("Edward_Gulgowski_43481611.json"),
     )
     .unwrap();
-    ok(&deid(&[&renamed, &sample().join("bulk")], &out, KEY_A, &[]));
+    // A Bulk export in a folder named after a patient.
+    let folder = dir.path().join("Elisa_Johnson_export");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(
+        sample().join("bulk/Condition.000.ndjson"),
+        folder.join("Condition.000.ndjson"),
+    )
+    .unwrap();
+    ok(&deid(
+        &[&renamed, &folder, &sample().join("bulk")],
+        &out,
+        KEY_A,
+        &[],
+    ));
     let text = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(
         !text.contains("Gulgowski") && !text.contains("Edward"),
         "a patient-named file name reached the manifest"
+    );
+    assert!(
+        !text.contains("Elisa"),
+        "a patient-named folder reached the manifest"
     );
     let m: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(m["stage"], "deid");

@@ -140,7 +140,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         &outputs,
         &audit,
         opts,
-        &pseudonymizer,
+        &d,
     )?;
     let out = staging.commit()?;
     Ok(DeidSummary {
@@ -162,7 +162,7 @@ fn write_reports(
     outputs: &[(String, u64)],
     audit: &Audit,
     opts: &DeidOptions,
-    pseudonymizer: &Pseudonymizer,
+    d: &Deidentifier<'_>,
 ) -> Result<Manifest, DeidError> {
     let dir = staging.path();
     let audit_path = dir.join("audit.json");
@@ -198,7 +198,7 @@ fn write_reports(
             "deid-policy",
         )?);
     for (input, (rows, digest)) in inputs.iter().zip(input_rows) {
-        b = b.input(input_entry(input, *rows, digest, pseudonymizer));
+        b = b.input(input_entry(input, *rows, digest, d));
     }
     for (name, rows) in outputs {
         b = b.output(file_entry(
@@ -240,14 +240,16 @@ fn absolute(path: &Path) -> String {
 }
 
 /// Records an input by the digest taken while it was read. Input names can
-/// identify a patient (Bundle files are often named after them), so only
-/// Bulk Data names of the form `Type.NNN.ndjson` are recorded as they are;
-/// other names are replaced by a keyed pseudonym.
+/// identify a patient (Bundle files are often named after them, export
+/// folders after a patient or a date), so a path is recorded as it is only
+/// when the file has a Bulk Data name (`Type.NNN.ndjson`) and no folder on
+/// its path holds anything the PHI detector flags; otherwise the path is
+/// replaced by a keyed pseudonym.
 fn input_entry(
     input: &InputFile,
     rows: u64,
     digest: &FileDigest,
-    pseudonymizer: &Pseudonymizer,
+    d: &Deidentifier<'_>,
 ) -> FileEntry {
     let name = input
         .path
@@ -255,15 +257,14 @@ fn input_entry(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let shown = absolute(&input.path);
-    let safe = input.kind == InputKind::BulkNdjson
-        && is_bulk_name(&name)
-        && !shown.chars().any(char::is_control);
+    let safe =
+        input.kind == InputKind::BulkNdjson && is_bulk_name(&name) && path_is_clean(&shown, d);
     let path = if safe {
         shown
     } else {
         format!(
             "input-{}",
-            pseudonymizer.identifier("input-file", &digest.sha256)
+            d.pseudonymizer.identifier("input-file", &digest.sha256)
         )
     };
     FileEntry {
@@ -274,6 +275,18 @@ fn input_entry(
         kind: Some(input.kind.as_str().to_string()),
         redacted: !safe,
     }
+}
+
+/// True when no folder name on `path` looks like it could identify someone.
+fn path_is_clean(path: &str, d: &Deidentifier<'_>) -> bool {
+    !path.chars().any(char::is_control)
+        && Path::new(path).components().all(|c| {
+            let part = c
+                .as_os_str()
+                .to_string_lossy()
+                .replace(['_', '-', '.'], " ");
+            d.scrubber.detect(&part, None).is_empty()
+        })
 }
 
 fn is_bulk_name(name: &str) -> bool {
