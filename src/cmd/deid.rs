@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use clintune_core::secret::SecretKey;
 use clintune_deid::eval::{self, Format};
 use clintune_deid::{DeidOptions, Policy};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Environment variable holding the de-identification key.
@@ -172,12 +173,13 @@ fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading corpus {}", e.dir.display()))?;
     let preds: Vec<_> = notes.iter().map(|n| eval::predict(&scrubber, n)).collect();
     let report = eval::score(&notes, &preds);
+    let mut out = std::io::stdout().lock();
     if e.show_errors {
         for line in eval::errors(&notes, &preds) {
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
     }
-    print!("{}", report.render());
+    write!(out, "{}", report.render())?;
     if let Some(p) = e.predictions {
         eval::write_predictions(&p, &notes, &preds)?;
         println!("predictions written to {}", p.display());

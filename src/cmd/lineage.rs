@@ -25,7 +25,7 @@ pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
         LineageCommand::Show { dir } => {
             let text = clintune_lineage::show::render_chain(&dir)
                 .with_context(|| format!("reading the lineage of {}", dir.display()))?;
-            print!("{text}");
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
         }
         LineageCommand::Verify { dir } => {
             let r = clintune_lineage::verify_chain(&dir)

@@ -371,6 +371,7 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
         tokens: &tokens,
         flags: &flags,
         caps_text,
+        lower_text: mostly_lower(bytes),
     };
     let first_new = spans.len();
     let mut i = 0;
@@ -508,6 +509,8 @@ struct Ctx<'a> {
     tokens: &'a [Token],
     flags: &'a [u32],
     caps_text: bool,
+    /// Almost no capitals in the text.
+    lower_text: bool,
 }
 
 impl Ctx<'_> {
@@ -739,6 +742,11 @@ impl Ctx<'_> {
                 && !self.acronym(j);
         }
         let both_capitalised = self.capitalised(i) && self.capitalised(j);
+        if self.lower_text {
+            // "martin carey": without capitals, a first name and a surname
+            // that are not both ordinary words.
+            return !(self.is_common(i) && self.is_common(j));
+        }
         if self.caps_text {
             !self.is_common(i) && !self.is_common(j)
         } else {
@@ -1109,15 +1117,23 @@ fn tokenize(b: &[u8]) -> Vec<Token> {
 
 /// True when most letters are upper case (some notes are written all in capitals).
 fn mostly_upper(b: &[u8]) -> bool {
-    let (mut up, mut low) = (0usize, 0usize);
-    for c in b {
-        if c.is_ascii_uppercase() {
-            up += 1;
-        } else if c.is_ascii_lowercase() {
-            low += 1;
-        }
-    }
+    let (up, low) = letter_cases(b);
     up > 3 * low
+}
+
+/// True when almost no letter is a capital: case says nothing about names.
+fn mostly_lower(b: &[u8]) -> bool {
+    let (up, low) = letter_cases(b);
+    up * 50 < low
+}
+
+fn letter_cases(b: &[u8]) -> (usize, usize) {
+    b.iter().fold((0, 0), |(up, low), c| {
+        (
+            up + usize::from(c.is_ascii_uppercase()),
+            low + usize::from(c.is_ascii_lowercase()),
+        )
+    })
 }
 
 #[cfg(test)]
