@@ -360,7 +360,10 @@ struct Token {
 pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     let bytes = text.as_bytes();
     let tokens = tokenize(bytes);
-    let caps_text = mostly_upper(bytes);
+    // Some notes are written all in capitals, some without any: case then
+    // says nothing about names.
+    let (upper, lower) = letter_cases(bytes);
+    let caps_text = upper > 3 * lower;
     let mut buf = [0u8; 48];
     let flags: Vec<u32> = tokens
         .iter()
@@ -371,7 +374,7 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
         tokens: &tokens,
         flags: &flags,
         caps_text,
-        lower_text: mostly_lower(bytes),
+        lower_text: upper * 50 < lower,
     };
     let first_new = spans.len();
     let mut i = 0;
@@ -1115,18 +1118,7 @@ fn tokenize(b: &[u8]) -> Vec<Token> {
     tokens
 }
 
-/// True when most letters are upper case (some notes are written all in capitals).
-fn mostly_upper(b: &[u8]) -> bool {
-    let (up, low) = letter_cases(b);
-    up > 3 * low
-}
-
-/// True when almost no letter is a capital: case says nothing about names.
-fn mostly_lower(b: &[u8]) -> bool {
-    let (up, low) = letter_cases(b);
-    up * 50 < low
-}
-
+/// Counts of upper- and lower-case ASCII letters.
 fn letter_cases(b: &[u8]) -> (usize, usize) {
     b.iter().fold((0, 0), |(up, low), c| {
         (
