@@ -50,7 +50,11 @@ pub struct Dictionaries {
     /// Single-word place names.
     pub places: WordSet,
     /// Multi-word place names, matched case-insensitively on word boundaries.
-    pub multiword_places: Option<AhoCorasick>,
+    /// Multi-word place names, keyed by their words in lower case joined by
+    /// single spaces ("st louis"); looked up from tokens whose word starts one.
+    pub multiword_places: HashSet<Box<str>, BuildHasherDefault<Fnv>>,
+    /// Most words in a multi-word place name.
+    pub multiword_max: usize,
     /// The institution's own place names, matched in any case.
     pub site_terms: Option<AhoCorasick>,
     /// Surrogate first names, for replacement.
@@ -108,7 +112,13 @@ impl Dictionaries {
         let surrogate_last = surrogates(&last);
         let (single, multi): (Vec<String>, Vec<String>) =
             places.into_iter().partition(|p| !p.contains(' '));
-        let multiword_places = phrase_automaton(&multi);
+        let multiword_places: HashSet<Box<str>, BuildHasherDefault<Fnv>> =
+            multi.iter().map(|p| place_key(p).into()).collect();
+        let multiword_max = multiword_places
+            .iter()
+            .map(|k| k.split(' ').count())
+            .max()
+            .unwrap_or(0);
         let mut lexicon: HashMap<Box<str>, u32, BuildHasherDefault<Fnv>> = HashMap::default();
         let mut tag = |words: &mut dyn Iterator<Item = &str>, flag: u32| {
             for w in words {
@@ -120,6 +130,11 @@ impl Dictionaries {
         tag(&mut common.iter().map(String::as_str), names::COMMON);
         tag(&mut clinical.iter().map(String::as_str), names::CLINICAL);
         tag(&mut single.iter().map(String::as_str), names::PLACE);
+        let starts: Vec<String> = multi
+            .iter()
+            .filter_map(|p| place_key(p).split(' ').next().map(String::from))
+            .collect();
+        tag(&mut starts.iter().map(String::as_str), names::PLACE_START);
         for (words, flag) in names::rule_words() {
             tag(&mut words.iter().copied(), flag);
         }
@@ -132,6 +147,7 @@ impl Dictionaries {
             clinical: clinical_set,
             places: single.iter().map(|s| s.as_str().into()).collect(),
             multiword_places,
+            multiword_max,
             surrogate_first,
             surrogate_last,
         }
@@ -177,6 +193,16 @@ pub fn phrase_automaton<P: AsRef<[u8]>>(phrases: &[P]) -> Option<AhoCorasick> {
         .ok()
 }
 
+/// A place name as its words joined by single spaces, without periods
+/// ("St. Louis" -> "st louis"), matching how tokens are joined.
+pub fn place_key(name: &str) -> String {
+    name.to_lowercase()
+        .replace('.', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn title_case(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -215,6 +241,7 @@ pub(crate) mod tests {
         assert!(d.surnames.contains("smith"));
         assert!(d.common.contains("will"));
         assert!(d.surrogate_first.len() > 100);
-        assert!(d.multiword_places.is_some());
+        assert!(d.multiword_places.contains("st louis"));
+        assert!(d.multiword_max >= 3);
     }
 }

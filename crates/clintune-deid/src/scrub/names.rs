@@ -321,6 +321,7 @@ pub(crate) const IN: u32 = 1 << 15;
 pub(crate) const RESIDES: u32 = 1 << 16;
 pub(crate) const NAME_AFTER: u32 = 1 << 17;
 pub(crate) const ROLE: u32 = 1 << 18;
+pub(crate) const PLACE_START: u32 = 1 << 19;
 
 /// Words that often follow a clinician's name in notes ("W. MAROTTA AWARE").
 pub(crate) const AFTER_NAME: &[&str] = &[
@@ -382,7 +383,7 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
         i += ctx.rule_at(i, spans).max(1);
     }
     ctx.signatures(spans);
-    find_multiword_places(text, dicts, spans);
+    ctx.multiword_places(dicts, spans);
     drop_eponyms(bytes, spans, first_new);
     find_site_terms(text, dicts, spans);
 }
@@ -907,6 +908,52 @@ impl Ctx<'_> {
                 .eq_ignore_ascii_case(b"is")
     }
 
+    /// "New York", "St. Louis": the longest run of words from a capitalised
+    /// word that starts a multi-word place name and is one in the dictionary.
+    fn multiword_places(&self, dicts: &Dictionaries, spans: &mut Vec<Span>) {
+        let mut key = String::new();
+        let mut i = 0;
+        while i < self.tokens.len() {
+            if !self.has(i, PLACE_START) || !self.bytes[self.tokens[i].start].is_ascii_uppercase() {
+                i += 1;
+                continue;
+            }
+            let mut found = None;
+            key.clear();
+            for j in i..self.tokens.len().min(i + dicts.multiword_max) {
+                let t = self.tokens[j];
+                if j > i {
+                    let gap = &self.bytes[self.tokens[j - 1].end..t.start];
+                    if gap.is_empty()
+                        || gap.len() > 2
+                        || !gap.iter().all(|c| matches!(c, b' ' | b'.'))
+                    {
+                        break;
+                    }
+                    key.push(' ');
+                }
+                key.push_str(
+                    &String::from_utf8_lossy(&self.bytes[t.start..t.letters_end]).to_lowercase(),
+                );
+                if j > i && dicts.multiword_places.contains(key.as_str()) {
+                    found = Some(j);
+                }
+            }
+            match found {
+                Some(j) => {
+                    spans.push(Span {
+                        start: self.tokens[i].start,
+                        end: self.tokens[j].end,
+                        category: Category::Location,
+                        rule: "place-dictionary",
+                    });
+                    i = j + 1;
+                }
+                None => i += 1,
+            }
+        }
+    }
+
     /// Signature lines: "SUSAN" alone on the last line, "barbara j. parrilli
     /// bsn/rn", "EDWARD C. JONES, RRT": a short line of name-like words that
     /// starts with a first name and ends the note or ends in a credential.
@@ -1055,23 +1102,6 @@ fn find_site_terms(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
                 end: m.end(),
                 category: Category::Location,
                 rule: "site-term",
-            });
-        }
-    }
-}
-
-fn find_multiword_places(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
-    let Some(ac) = &dicts.multiword_places else {
-        return;
-    };
-    let bytes = text.as_bytes();
-    for m in ac.find_iter(text) {
-        if is_boundary(bytes, m.start(), m.end()) && bytes[m.start()].is_ascii_uppercase() {
-            spans.push(Span {
-                start: m.start(),
-                end: m.end(),
-                category: Category::Location,
-                rule: "place-dictionary",
             });
         }
     }
