@@ -1,6 +1,6 @@
 //! Name, place and word dictionaries used by the context rules.
 
-use super::names;
+use super::lexicon;
 use crate::error::DeidError;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::collections::{HashMap, HashSet};
@@ -125,17 +125,17 @@ impl Dictionaries {
                 *lexicon.entry(w.into()).or_default() |= flag;
             }
         };
-        tag(&mut first.iter().map(String::as_str), names::FIRST);
-        tag(&mut last.iter().map(String::as_str), names::LAST);
-        tag(&mut common.iter().map(String::as_str), names::COMMON);
-        tag(&mut clinical.iter().map(String::as_str), names::CLINICAL);
-        tag(&mut single.iter().map(String::as_str), names::PLACE);
+        tag(&mut first.iter().map(String::as_str), lexicon::FIRST);
+        tag(&mut last.iter().map(String::as_str), lexicon::LAST);
+        tag(&mut common.iter().map(String::as_str), lexicon::COMMON);
+        tag(&mut clinical.iter().map(String::as_str), lexicon::CLINICAL);
+        tag(&mut single.iter().map(String::as_str), lexicon::PLACE);
         let starts: Vec<String> = multi
             .iter()
             .filter_map(|p| place_key(p).split(' ').next().map(String::from))
             .collect();
-        tag(&mut starts.iter().map(String::as_str), names::PLACE_START);
-        for (words, flag) in names::rule_words() {
+        tag(&mut starts.iter().map(String::as_str), lexicon::PLACE_START);
+        for (words, flag) in lexicon::rule_words() {
             tag(&mut words.iter().copied(), flag);
         }
         Self {

@@ -11,8 +11,10 @@
 
 pub mod dictionary;
 pub mod known;
+pub(crate) mod lexicon;
 pub mod names;
 pub mod patterns;
+mod places;
 pub mod replace;
 pub mod textdate;
 
