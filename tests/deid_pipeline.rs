@@ -483,6 +483,9 @@ fn chat_traces_share_the_patient_key_and_shift_of_their_fhir_patient() {
         with_id,
         "every trace with a patient id joins that patient's timeline"
     );
+    let audit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert_eq!(audit["patients_with_record"], fhir_patients.len());
     // The patient id field itself is not passed through.
     assert!(
         rows.iter()

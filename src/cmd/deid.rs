@@ -126,8 +126,9 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
     let counts = &s.manifest.counts;
     let mb = s.input_bytes as f64 / 1e6;
     println!(
-        "de-identified {} patients: {} records in, {} out, {} dropped, {} fields dropped",
+        "de-identified {} patients ({} with a FHIR Patient record): {} records in, {} out, {} dropped, {} fields dropped",
         s.audit.patients,
+        s.audit.patients_with_record,
         count(counts, "records_in"),
         count(counts, "records_out"),
         count(counts, "records_dropped"),

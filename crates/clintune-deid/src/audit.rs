@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 pub struct Audit {
     /// Files read, by detected kind.
     pub files: BTreeMap<String, u64>,
-    /// Patients written.
+    /// Patients written (a chat trace without a patient id counts as one).
     pub patients: u64,
+    /// Of those, patients with a FHIR Patient resource.
+    pub patients_with_record: u64,
     /// Records read, by resource type.
     pub records_in: BTreeMap<String, u64>,
     /// Records written, by resource type.
@@ -77,6 +79,7 @@ impl Audit {
         }
         add(&mut self.files, &o.files);
         self.patients += o.patients;
+        self.patients_with_record += o.patients_with_record;
         add(&mut self.records_in, &o.records_in);
         add(&mut self.records_out, &o.records_out);
         for (reason, m) in &o.records_dropped {
@@ -100,6 +103,7 @@ impl Audit {
         json!({
             "files": self.files,
             "patients": self.patients,
+            "patients_with_record": self.patients_with_record,
             "records_in": self.records_in,
             "records_out": self.records_out,
             "records_dropped": self.records_dropped,
@@ -115,6 +119,10 @@ impl Audit {
         let mut m = Map::new();
         let sum = |x: &BTreeMap<String, u64>| x.values().sum::<u64>();
         m.insert("patients".into(), self.patients.into());
+        m.insert(
+            "patients_with_record".into(),
+            self.patients_with_record.into(),
+        );
         m.insert("records_in".into(), sum(&self.records_in).into());
         m.insert("records_out".into(), sum(&self.records_out).into());
         m.insert("records_out_by_type".into(), json!(self.records_out));

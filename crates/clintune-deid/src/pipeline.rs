@@ -94,7 +94,9 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     let route_opts = RouteOptions {
         skip_invalid: opts.skip_invalid,
     };
-    let (mut audit, input_rows) = route_all(&inputs, &loaded.policy, &spill, route_opts)?;
+    let reading = clintune_core::progress::bar(input_bytes, "grouping", "bytes");
+    let (mut audit, input_rows) = route_all(&inputs, &loaded.policy, &spill, route_opts, &reading)?;
+    reading.finish_and_clear();
     *audit
         .files
         .entry("skipped (not a record file)".into())

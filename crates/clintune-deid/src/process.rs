@@ -182,6 +182,7 @@ fn process_patient(
         }
     }
     audit.patients = 1;
+    audit.patients_with_record = u64::from(seen_patient);
     Ok((rows, audit))
 }
 

@@ -120,17 +120,26 @@ pub struct RouteOptions {
     pub skip_invalid: bool,
 }
 
-/// Routes every record of every input into the spill; returns the counts.
+/// Routes every record of every input into the spill; returns the counts
+/// and, per input, its record count and digest. `progress` advances by each
+/// file's size as it is done.
 pub fn route_all(
     inputs: &[InputFile],
     policy: &Policy,
     spill: &Spill,
     opts: RouteOptions,
+    progress: &indicatif::ProgressBar,
 ) -> Result<(Audit, Vec<(u64, FileDigest)>), DeidError> {
     let results: Vec<Result<(Audit, u64, FileDigest), DeidError>> = inputs
         .par_iter()
         .enumerate()
-        .map(|(i, input)| route_file(i, input, policy, spill, opts))
+        .map(|(i, input)| {
+            let r = route_file(i, input, policy, spill, opts);
+            if let Ok((_, _, digest)) = &r {
+                progress.inc(digest.bytes);
+            }
+            r
+        })
         .collect();
     let mut audit = Audit::default();
     let mut rows = Vec::with_capacity(inputs.len());
