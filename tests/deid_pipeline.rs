@@ -219,20 +219,28 @@ fn assert_bad_input(input: &Path, out: &Path, file: &str, record: &str, field: &
 }
 
 #[test]
-fn malformed_json_line_is_named() {
+fn malformed_json_line_is_named_and_skip_invalid_counts_it() {
     let dir = tempfile::tempdir().unwrap();
     let input = bulk_with(
         dir.path(),
         "Condition.000.ndjson",
         r#"{"resourceType": "Condition", "subject": {"reference": "Patient/x"}"#,
     );
-    assert_bad_input(
-        &input,
-        &dir.path().join("out"),
-        "Condition.000.ndjson",
-        "line 4",
-        "(record)",
+    let out = dir.path().join("out");
+    assert_bad_input(&input, &out, "Condition.000.ndjson", "line 4", "(record)");
+
+    ok(&deid(&[&input], &out, KEY_A, &["--skip-invalid"]));
+    let audit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert_eq!(
+        audit["invalid_records_skipped"]["(record): not valid JSON"], 1,
+        "{audit}"
     );
+    let conditions = read_rows(&out)
+        .into_iter()
+        .filter(|r| r.resource_type == "Condition")
+        .count();
+    assert_eq!(conditions, 3);
 }
 
 #[test]

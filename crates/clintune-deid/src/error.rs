@@ -20,9 +20,12 @@ pub struct RecordError {
 }
 
 impl RecordError {
-    /// A short, value-free reason used as a counting key under `--skip-invalid`.
+    /// A short, value-free reason used as a counting key under `--skip-invalid`
+    /// (details in parentheses, such as a parser's line and column, left out
+    /// so that the same fault is counted under one key).
     pub fn reason(&self) -> String {
-        format!("{}: {}", self.field, self.problem)
+        let problem = self.problem.split(" (").next().unwrap_or(&self.problem);
+        format!("{}: {}", self.field, problem)
     }
 }
 
