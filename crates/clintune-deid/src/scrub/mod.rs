@@ -141,7 +141,8 @@ impl Scrubber {
         }
         self.patterns.find(text, &mut spans);
         names::find(text, &self.dicts, &mut spans);
-        merge(text.as_bytes(), spans)
+        let merged = merge(text.as_bytes(), spans);
+        names::same_names_elsewhere(text, &self.dicts, merged)
     }
 
     /// Detects and replaces PHI in `text`.

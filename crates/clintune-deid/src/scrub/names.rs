@@ -42,6 +42,57 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     find_site_terms(text, dicts, spans);
 }
 
+/// A name found once in a text is a name wherever else it appears there
+/// ("Hank Przybylo (son) ... Both Suzette and Hank"). Only uncommon words are
+/// carried over, so a name that is also a word does not spread.
+pub fn same_names_elsewhere(text: &str, dicts: &Dictionaries, spans: Vec<Span>) -> Vec<Span> {
+    let bytes = text.as_bytes();
+    let mut buf = [0u8; 48];
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    for s in spans.iter().filter(|s| s.category == Category::Name) {
+        let word = &bytes[s.start..s.end];
+        let letters = word
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic() || **c == b'\'' || **c == b'-')
+            .count();
+        let word = &word[..letters];
+        if word.len() >= 3 && dicts.flags(word, &mut buf) & (COMMON | CLINICAL | STOP) == 0 {
+            found.push(word.to_ascii_lowercase());
+        }
+    }
+    if found.is_empty() {
+        return spans;
+    }
+    let mut extra = Vec::new();
+    let mut k = 0;
+    for t in tokenize(bytes) {
+        let word = bytes[t.start..t.letters_end].to_ascii_lowercase();
+        // "SaO2": a word glued to digits is a measurement, not a name again.
+        if t.letters_end != t.end || !found.contains(&word) {
+            continue;
+        }
+        while k < spans.len() && spans[k].end <= t.start {
+            k += 1;
+        }
+        let covered = k < spans.len() && spans[k].start <= t.start;
+        if !covered {
+            extra.push(Span {
+                start: t.start,
+                end: t.end,
+                category: Category::Name,
+                rule: "same-name-in-text",
+            });
+        }
+    }
+    if extra.is_empty() {
+        return spans;
+    }
+    let mut all = spans;
+    all.extend(extra);
+    all.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    all
+}
+
 /// Nouns that make the word before them an eponym ("Hodgkin lymphoma",
 /// "Parkinson's disease", "Glasgow coma scale"), not a person or a place.
 const EPONYM_NOUNS: &[&str] = &[
@@ -593,7 +644,7 @@ mod tests {
     use super::super::dictionary::tests::repo_dictionaries;
     use super::*;
 
-    pub(super) fn names(text: &str) -> Vec<String> {
+    fn names(text: &str) -> Vec<String> {
         let d = repo_dictionaries();
         let mut spans = Vec::new();
         find(text, &d, &mut spans);
@@ -604,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn titles_relations_and_pairs() {
+    fn titles_relations_and_pairs() {
         let f = names(
             "Seen by Dr. Liane379 Kunze215 today. Wife Rose at bedside. John Smith called back.",
         );
@@ -614,13 +665,13 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn common_words_stay() {
+    fn common_words_stay() {
         let f = names("Patient will follow up. Pain is better. Brown stool noted.");
         assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]
-    pub(super) fn signatures_relations_roles_and_places() {
+    fn signatures_relations_roles_and_places() {
         let f = names(
             "Pt resting. Brother Vinny visited; NP Grace made aware.\nEDWARD C. JONES, RRT\nTransferred to GH for cath. Lives in Catonsville.\nSUSAN",
         );
@@ -638,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn clinical_look_alikes_stay() {
+    fn clinical_look_alikes_stay() {
         let f = names(
             "ECHO: 3+ MR. Given lasix. MS STILL ALTERED. Ambulated with walker, PA numbers stable, wife phoned.",
         );
@@ -646,7 +697,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn site_terms_match_in_any_case() {
+    fn site_terms_match_in_any_case() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("site.txt");
         std::fs::write(&path, "GH\nQuartermain\n").unwrap();
@@ -664,7 +715,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn eponyms_are_not_names() {
+    fn eponyms_are_not_names() {
         let f = names(
             "History of Alzheimer's disease, Hodgkin lymphoma, Cushing syndrome and Babinski sign; Glasgow coma scale 15. Seen by Dr. Murphy.",
         );
@@ -672,7 +723,23 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn facilities() {
+    fn a_name_found_once_is_found_again() {
+        let d = repo_dictionaries();
+        let text = "Wife Suzette at bedside. Later suzette left a number.";
+        let mut spans = Vec::new();
+        find(text, &d, &mut spans);
+        assert_eq!(
+            spans.len(),
+            1,
+            "only the first is found by the rules: {spans:?}"
+        );
+        let spans = same_names_elsewhere(text, &d, spans);
+        let found: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(found, ["Suzette", "suzette"]);
+    }
+
+    #[test]
+    fn facilities() {
         let f = names("Transferred from Calvert Hospital yesterday.");
         assert!(f.contains(&"Calvert".to_string()), "{f:?}");
     }
