@@ -141,8 +141,7 @@ impl Scrubber {
         }
         self.patterns.find(text, &mut spans);
         names::find(text, &self.dicts, &mut spans);
-        let merged = merge(text.as_bytes(), spans);
-        names::same_names_elsewhere(text, &self.dicts, merged)
+        merge(text.as_bytes(), spans)
     }
 
     /// Detects and replaces PHI in `text`.

@@ -39,44 +39,40 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     ctx.signatures(spans);
     ctx.multiword_places(dicts, spans);
     drop_eponyms(bytes, spans, first_new);
+    same_names_elsewhere(&ctx, spans, first_new);
     find_site_terms(text, dicts, spans);
 }
 
 /// A name found once in a text is a name wherever else it appears there
-/// ("Hank Przybylo (son) ... Both Suzette and Hank"). Only uncommon words are
-/// carried over, so a name that is also a word does not spread.
-pub fn same_names_elsewhere(text: &str, dicts: &Dictionaries, spans: Vec<Span>) -> Vec<Span> {
-    let bytes = text.as_bytes();
-    let mut buf = [0u8; 48];
-    let mut found: Vec<Vec<u8>> = Vec::new();
-    for s in spans.iter().filter(|s| s.category == Category::Name) {
-        let word = &bytes[s.start..s.end];
-        let letters = word
-            .iter()
-            .take_while(|c| c.is_ascii_alphabetic() || **c == b'\'' || **c == b'-')
-            .count();
-        let word = &word[..letters];
-        if word.len() >= 3 && dicts.flags(word, &mut buf) & (COMMON | CLINICAL | STOP) == 0 {
-            found.push(word.to_ascii_lowercase());
-        }
-    }
+/// ("Wife Suzette ... later suzette left"). Only uncommon words are carried
+/// over, so a name that is also a word does not spread; words glued to
+/// digits ("SaO2") are measurements, not names.
+fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
+    let found: Vec<usize> = (0..ctx.tokens.len())
+        .filter(|&k| {
+            let t = ctx.tokens[k];
+            t.letters_end == t.end
+                && ctx.len(k) >= 3
+                && !ctx.has(k, COMMON | CLINICAL | STOP)
+                && spans[from..]
+                    .iter()
+                    .any(|s| s.category == Category::Name && s.start == t.start)
+        })
+        .collect();
     if found.is_empty() {
-        return spans;
+        return;
     }
-    let mut extra = Vec::new();
-    let mut k = 0;
-    for t in tokenize(bytes) {
-        let word = bytes[t.start..t.letters_end].to_ascii_lowercase();
-        // "SaO2": a word glued to digits is a measurement, not a name again.
-        if t.letters_end != t.end || !found.contains(&word) {
+    let word = |k: usize| &ctx.bytes[ctx.tokens[k].start..ctx.tokens[k].letters_end];
+    for k in 0..ctx.tokens.len() {
+        let t = ctx.tokens[k];
+        if t.letters_end != t.end || found.contains(&k) {
             continue;
         }
-        while k < spans.len() && spans[k].end <= t.start {
-            k += 1;
-        }
-        let covered = k < spans.len() && spans[k].start <= t.start;
-        if !covered {
-            extra.push(Span {
+        let w = word(k);
+        if found.iter().any(|&f| word(f).eq_ignore_ascii_case(w))
+            && !spans.iter().any(|s| s.start < t.end && t.start < s.end)
+        {
+            spans.push(Span {
                 start: t.start,
                 end: t.end,
                 category: Category::Name,
@@ -84,13 +80,6 @@ pub fn same_names_elsewhere(text: &str, dicts: &Dictionaries, spans: Vec<Span>) 
             });
         }
     }
-    if extra.is_empty() {
-        return spans;
-    }
-    let mut all = spans;
-    all.extend(extra);
-    all.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
-    all
 }
 
 /// Nouns that make the word before them an eponym ("Hodgkin lymphoma",
@@ -724,17 +713,7 @@ mod tests {
 
     #[test]
     fn a_name_found_once_is_found_again() {
-        let d = repo_dictionaries();
-        let text = "Wife Suzette at bedside. Later suzette left a number.";
-        let mut spans = Vec::new();
-        find(text, &d, &mut spans);
-        assert_eq!(
-            spans.len(),
-            1,
-            "only the first is found by the rules: {spans:?}"
-        );
-        let spans = same_names_elsewhere(text, &d, spans);
-        let found: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+        let found = names("Wife Suzette at bedside. Later suzette left a number.");
         assert_eq!(found, ["Suzette", "suzette"]);
     }
 
