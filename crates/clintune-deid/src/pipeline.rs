@@ -111,7 +111,6 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         as_of: opts.as_of,
     };
     let process_opts = ProcessOptions {
-        as_of: opts.as_of,
         skip_invalid: opts.skip_invalid,
     };
     let records_dir = staging.path().join("records");

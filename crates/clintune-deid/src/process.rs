@@ -10,7 +10,6 @@ use crate::input::{InputFile, InputKind};
 use crate::output::Row;
 use crate::resource::{Applier, Deidentifier, Location, PatientCtx};
 use crate::scrub::KnownMatcher;
-use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -28,8 +27,6 @@ struct Spilled {
 /// Settings for processing.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessOptions {
-    /// Ages are computed as of this date for living patients.
-    pub as_of: NaiveDate,
     /// Count invalid records instead of failing.
     pub skip_invalid: bool,
 }
@@ -148,7 +145,7 @@ fn process_patient(
         .iter()
         .find(|(r, _, _)| r.kind == RecordKind::Patient)
         .map(|(_, v, _)| v);
-    let ctx = patient_ctx(d, pid, patient, opts);
+    let ctx = patient_ctx(d, pid, patient);
     let mut rows = Vec::with_capacity(parsed.len());
     let mut seen_patient = false;
     for (r, value, loc) in &parsed {
@@ -186,19 +183,11 @@ fn process_patient(
     Ok((rows, audit))
 }
 
-fn patient_ctx(
-    d: &Deidentifier<'_>,
-    pid: &str,
-    patient: Option<&Value>,
-    opts: ProcessOptions,
-) -> PatientCtx {
+fn patient_ctx(d: &Deidentifier<'_>, pid: &str, patient: Option<&Value>) -> PatientCtx {
     let dates = &d.policy.dates;
     let known = patient.map(KnownIdentifiers::from_patient);
     let birth_date = known.as_ref().and_then(|k| k.birth_date);
-    let as_of = known
-        .as_ref()
-        .and_then(|k| k.deceased)
-        .unwrap_or(opts.as_of);
+    let as_of = known.as_ref().and_then(|k| k.deceased).unwrap_or(d.as_of);
     let capped = birth_date.is_some_and(|b| age_years(b, as_of) >= dates.age_cap as i32);
     PatientCtx {
         patient_key: d.pseudonymizer.patient_key(pid),
