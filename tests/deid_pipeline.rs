@@ -229,18 +229,23 @@ fn malformed_json_line_is_named_and_skip_invalid_counts_it() {
     let out = dir.path().join("out");
     assert_bad_input(&input, &out, "Condition.000.ndjson", "line 4", "(record)");
 
-    ok(&deid(&[&input], &out, KEY_A, &["--skip-invalid"]));
-    let audit: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
-    assert_eq!(
-        audit["invalid_records_skipped"]["(record): not valid JSON"], 1,
-        "{audit}"
-    );
-    let conditions = read_rows(&out)
+    let (skipped, kept) = skip_invalid_run(&input, &out, "(record): not valid JSON", "Condition");
+    assert_eq!((skipped, kept), (1, 3));
+}
+
+/// Runs with `--skip-invalid` into `out` (replacing it); returns how many
+/// records were skipped for `reason` and how many of `resource_type` were kept.
+fn skip_invalid_run(input: &Path, out: &Path, reason: &str, resource_type: &str) -> (u64, usize) {
+    ok(&deid(&[input], out, KEY_A, &["--skip-invalid", "--force"]));
+    let audit = read_audit(out);
+    let skipped = audit["invalid_records_skipped"][reason]
+        .as_u64()
+        .unwrap_or(0);
+    let kept = read_rows(out)
         .into_iter()
-        .filter(|r| r.resource_type == "Condition")
+        .filter(|r| r.resource_type == resource_type)
         .count();
-    assert_eq!(conditions, 3);
+    (skipped, kept)
 }
 
 #[test]
@@ -287,19 +292,13 @@ fn base64_error_is_named_and_skip_invalid_counts_it() {
         "content[0].attachment.data",
     );
 
-    ok(&deid(&[&input], &out, KEY_A, &["--skip-invalid"]));
-    let audit: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
-    let skipped = &audit["invalid_records_skipped"];
-    assert_eq!(
-        skipped["content[0].attachment.data: invalid base64"], 1,
-        "{skipped}"
+    let (skipped, kept) = skip_invalid_run(
+        &input,
+        &out,
+        "content[0].attachment.data: invalid base64",
+        "DocumentReference",
     );
-    let docs = read_rows(&out)
-        .into_iter()
-        .filter(|r| r.resource_type == "DocumentReference")
-        .count();
-    assert_eq!(docs, 3);
+    assert_eq!((skipped, kept), (1, 3));
 }
 
 #[test]
@@ -344,8 +343,7 @@ fn unknown_resource_types_and_fields_are_dropped_and_counted() {
     .unwrap();
     let out = dir.path().join("out");
     ok(&deid(&[&input], &out, KEY_A, &[]));
-    let audit = std::fs::read_to_string(out.join("audit.json")).unwrap();
-    let a: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let a = read_audit(&out);
     assert_eq!(
         a["records_dropped"]["resource type not in policy"]["FamilyMemberHistory"],
         1
@@ -491,8 +489,7 @@ fn chat_traces_share_the_patient_key_and_shift_of_their_fhir_patient() {
         with_id,
         "every trace with a patient id joins that patient's timeline"
     );
-    let audit: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    let audit = read_audit(&out);
     assert_eq!(audit["patients_with_record"], fhir_patients.len());
     // The patient id field itself is not passed through.
     assert!(

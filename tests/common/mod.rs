@@ -53,6 +53,11 @@ pub fn deid(inputs: &[&Path], out: &Path, key: &str, extra: &[&str]) -> Output {
     clintune(&refs, Some(key))
 }
 
+/// The run's `audit.json`.
+pub fn read_audit(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap()
+}
+
 /// One de-identified row, as read back from Parquet.
 #[derive(Debug, Clone)]
 pub struct OutRow {
