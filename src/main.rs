@@ -28,6 +28,11 @@ struct Cli {
 enum Command {
     /// De-identify FHIR R4 records and chat traces (HIPAA Safe Harbor) into Parquet.
     Deid(cmd::deid::DeidArgs),
+    /// Turn de-identified records into a tokenized, deduplicated, patient-split training set.
+    Curate(cmd::curate::CurateArgs),
+    /// Train a tokenizer on de-identified records.
+    #[command(subcommand)]
+    Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Show or verify the lineage of any stage's output directory.
     #[command(subcommand)]
     Lineage(cmd::lineage::LineageCommand),
@@ -41,6 +46,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deid(args) => cmd::deid::run(args),
         Command::Lineage(c) => cmd::lineage::run(c),
+        Command::Curate(args) => cmd::curate::run(args),
+        Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Keygen(args) => cmd::keygen::run(args),
     };
     match result {

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod curate;
 pub mod deid;
 pub mod keygen;
 pub mod lineage;
+pub mod tokenizer;

@@ -88,6 +88,48 @@ pub struct ParentRef {
     pub path: String,
 }
 
+impl ParentRef {
+    /// A reference to `parent` (the manifest in `parent_dir`) from a manifest
+    /// to be written in `child_dir`: the path is relative when both resolve,
+    /// so a tree of stage outputs can be moved together; absolute otherwise.
+    pub fn locate(parent: &Manifest, parent_dir: &Path, child_dir: &Path) -> Self {
+        let from = child_dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .ok()
+            .zip(child_dir.file_name())
+            .map(|(dir, name)| dir.join(name));
+        let to = parent_dir.canonicalize().ok();
+        let path = match (from, to) {
+            (Some(from), Some(to)) => relative(&from, &to),
+            (_, Some(to)) => to,
+            _ => parent_dir.to_path_buf(),
+        };
+        Self {
+            id: parent.id.clone(),
+            stage: parent.stage.clone(),
+            path: path.display().to_string(),
+        }
+    }
+}
+
+/// The path from directory `from` to `to`, both absolute.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for part in &b[common..] {
+        out.push(part);
+    }
+    out
+}
+
 /// A stage's lineage manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +328,14 @@ mod tests {
             })
             .counts(counts)
             .finish()
+    }
+
+    #[test]
+    fn relative_paths_between_directories() {
+        let r = |a: &str, b: &str| relative(Path::new(a), Path::new(b)).display().to_string();
+        assert_eq!(r("/d/curated", "/d/deid"), "../deid");
+        assert_eq!(r("/d/a/b", "/d"), "../..");
+        assert_eq!(r("/x", "/x/y"), "y");
     }
 
     #[test]

@@ -1,0 +1,285 @@
+//! The curation configuration (`curate.toml`, or the `[curate]` table of a recipe).
+//!
+//! Parsed strictly: an unknown key is an error naming file, line and key.
+
+use crate::dedup::DedupConfig;
+use crate::error::CurateError;
+use crate::tokenizer::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything that decides what a curation run produces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CurateConfig {
+    /// Which examples are built from each patient.
+    pub tasks: TasksConfig,
+    /// Length bounds.
+    pub filter: FilterConfig,
+    /// Exact and near-duplicate removal.
+    pub dedup: DedupConfig,
+    /// Patient-level train/validation/test split.
+    pub split: SplitConfig,
+    /// Tokenizer training, used when no tokenizer is given.
+    pub tokenizer: TrainConfig,
+    /// Output layout.
+    pub output: OutputConfig,
+}
+
+/// The example-building tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// The patient's history as chronological text.
+    pub timeline: TimelineConfig,
+    /// Chat examples: history up to an encounter → what was diagnosed there.
+    #[serde(rename = "next-diagnosis")]
+    pub next_diagnosis: NextDiagnosisConfig,
+    /// De-identified chat traces, as they are.
+    pub chat: ChatConfig,
+}
+
+/// The `timeline` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelineConfig {
+    /// Build timeline examples.
+    pub enabled: bool,
+    /// A patient's timeline is cut into examples of at most this many
+    /// characters, at event boundaries; a longer single note is truncated.
+    pub max_chars: usize,
+    /// Include clinical notes (DocumentReference text) in the timeline.
+    pub notes: bool,
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_chars: 6000,
+            notes: true,
+        }
+    }
+}
+
+/// The `next-diagnosis` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NextDiagnosisConfig {
+    /// Build next-diagnosis examples.
+    pub enabled: bool,
+    /// Events of history before the encounter, at most (the most recent are kept).
+    pub max_history_events: usize,
+    /// Encounters with fewer events of history are skipped.
+    pub min_history_events: usize,
+    /// At most this many examples per patient (the latest encounters); 0: no limit.
+    pub max_per_patient: usize,
+}
+
+impl Default for NextDiagnosisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_history_events: 40,
+            min_history_events: 3,
+            max_per_patient: 0,
+        }
+    }
+}
+
+/// The `chat` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Pass de-identified chat traces through.
+    pub enabled: bool,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Length filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Examples with fewer characters of content are dropped.
+    pub min_chars: usize,
+    /// Examples with fewer tokens are dropped.
+    pub min_tokens: usize,
+    /// Examples with more tokens are dropped (not truncated: a cut chat example
+    /// would lose its answer).
+    pub max_tokens: usize,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            min_chars: 20,
+            min_tokens: 8,
+            max_tokens: 8192,
+        }
+    }
+}
+
+/// Split ratios and the salt of the patient hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    /// Share of patients in the train split.
+    pub train: f64,
+    /// Share of patients in the validation split.
+    pub validation: f64,
+    /// Share of patients in the test split.
+    pub test: f64,
+    /// Salt of the keyed patient hash: another salt gives another split.
+    pub salt: String,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            train: 0.8,
+            validation: 0.1,
+            test: 0.1,
+            salt: "clintune-split-v1".into(),
+        }
+    }
+}
+
+/// Output layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Examples per Parquet file.
+    pub rows_per_file: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            rows_per_file: 50_000,
+        }
+    }
+}
+
+impl CurateConfig {
+    /// Reads a configuration file: a curation config, or a recipe with a
+    /// `[curate]` table.
+    pub fn load(path: &Path) -> Result<Self, CurateError> {
+        let text = std::fs::read_to_string(path).map_err(CurateError::io(path))?;
+        Self::parse(&text).map_err(|message| CurateError::Config {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error says where and what.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let config: Self = match table.get("curate") {
+            Some(toml::Value::Table(section)) => section.clone().try_into(),
+            _ => toml::from_str(text),
+        }
+        .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone allow but the stage cannot use.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.split;
+        for (name, r) in [
+            ("train", s.train),
+            ("validation", s.validation),
+            ("test", s.test),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!("split.{name} must be between 0 and 1, got {r}"));
+            }
+        }
+        let sum = s.train + s.validation + s.test;
+        if (sum - 1.0).abs() > 1e-9 {
+            return Err(format!(
+                "split.train + split.validation + split.test must be 1, got {sum}"
+            ));
+        }
+        if self.filter.min_tokens > self.filter.max_tokens {
+            return Err("filter.min_tokens must not exceed filter.max_tokens".into());
+        }
+        if self.tasks.timeline.max_chars < 100 {
+            return Err("tasks.timeline.max_chars must be at least 100".into());
+        }
+        if self.output.rows_per_file == 0 {
+            return Err("output.rows_per_file must be at least 1".into());
+        }
+        let t = &self.tasks;
+        if !(t.timeline.enabled || t.next_diagnosis.enabled || t.chat.enabled) {
+            return Err(
+                "at least one of tasks.timeline, tasks.next-diagnosis, tasks.chat must be enabled"
+                    .into(),
+            );
+        }
+        self.dedup.validate()?;
+        self.tokenizer.validate().map_err(|e| e.to_string())
+    }
+
+    /// `sha256:` hash of the effective configuration, for the manifest.
+    pub fn hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let canonical = clintune_lineage::manifest::canonical_json(&value);
+        format!(
+            "sha256:{}",
+            clintune_core::hash::sha256_hex(canonical.as_bytes())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(name)
+    }
+
+    #[test]
+    fn the_documented_config_is_the_default() {
+        let documented = CurateConfig::load(&repo_file("recipes/curate.toml")).unwrap();
+        assert_eq!(documented, CurateConfig::default());
+    }
+
+    #[test]
+    fn a_recipe_section_is_read() {
+        let cfg = CurateConfig::parse(
+            "[model]\nx = 1\n[curate.split]\ntrain = 0.5\nvalidation = 0.25\ntest = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.split.train, 0.5);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_say_where_and_what() {
+        let err = CurateConfig::parse("[filter]\nmin_chars = 1\nmax_tokes = 5\n").unwrap_err();
+        assert!(err.contains("max_tokes") && err.contains("line 3"), "{err}");
+        let err = CurateConfig::parse("[split]\ntrain = 0.9\n").unwrap_err();
+        assert!(err.contains("must be 1"), "{err}");
+        let err = CurateConfig::parse("[dedup]\nthreshold = 1.5\n").unwrap_err();
+        assert!(err.contains("dedup.threshold"), "{err}");
+        let err = CurateConfig::parse("[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n[tasks.chat]\nenabled = false\n").unwrap_err();
+        assert!(err.contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn the_hash_follows_the_content() {
+        let a = CurateConfig::default();
+        let mut b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        b.split.salt = "other".into();
+        assert_ne!(a.hash(), b.hash());
+    }
+}

@@ -1,0 +1,212 @@
+//! Drafts become examples: rendered, tokenized, masked, keyed for dedup.
+
+use crate::dedup::{MinHasher, exact_key};
+use crate::error::CurateError;
+use crate::tasks::{Content, Draft};
+use crate::template::{ChatTemplate, Rendered};
+use crate::tokenizer::Tokenizer;
+use sha2::{Digest, Sha256};
+use std::ops::Range;
+
+/// A tokenized example, with what dedup and the split need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// `ex-` and 32 hex digits of a SHA-256 over task, patient key and text.
+    pub example_id: String,
+    /// Pseudonymous patient key.
+    pub patient_key: String,
+    /// `train`, `validation` or `test`.
+    pub split: String,
+    /// Task name.
+    pub task: String,
+    /// Rendered text.
+    pub text: String,
+    /// Token ids.
+    pub input_ids: Vec<u32>,
+    /// 1 where the token is trained on.
+    pub loss_mask: Vec<u8>,
+    /// Records it was built from.
+    pub record_keys: Vec<String>,
+    /// Exact-dedup key of the text.
+    pub exact_key: u128,
+    /// MinHash signature of the text (empty when near dedup is off).
+    pub signature: Vec<u32>,
+}
+
+/// Renders and tokenizes drafts with one tokenizer and its chat template.
+pub struct Encoder<'a> {
+    tokenizer: &'a Tokenizer,
+    template: ChatTemplate,
+    minhash: Option<MinHasher>,
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder for `tokenizer`; `minhash` computes dedup signatures.
+    pub fn new(tokenizer: &'a Tokenizer, minhash: Option<MinHasher>) -> Result<Self, CurateError> {
+        let template = ChatTemplate::new(
+            tokenizer.chat_template(),
+            tokenizer.bos_token(),
+            tokenizer.eos_token(),
+        )?;
+        Ok(Self {
+            tokenizer,
+            template,
+            minhash,
+        })
+    }
+
+    /// The text of a draft and the byte ranges trained on: all of a plain
+    /// text (which ends with the end-of-text token, so the model learns where
+    /// a document ends), the assistant turns of a chat.
+    pub fn render(&self, content: &Content) -> Result<Rendered, CurateError> {
+        match content {
+            Content::Text(text) => {
+                let text = format!("{text}{}", self.tokenizer.eos_token().unwrap_or(""));
+                let whole = 0..text.len();
+                Ok(Rendered {
+                    text,
+                    answers: vec![whole],
+                })
+            }
+            Content::Chat(messages) => self.template.render_with_answers(messages),
+        }
+    }
+
+    /// Renders, tokenizes and keys one draft.
+    pub fn encode(&self, draft: Draft, split: &str) -> Result<Example, CurateError> {
+        let rendered = self.render(&draft.content)?;
+        let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
+        let loss_mask = mask(&offsets, &rendered.answers);
+        let task = draft.task.as_str();
+        let signature = match &self.minhash {
+            Some(m) => m.signature(&rendered.text),
+            None => Vec::new(),
+        };
+        Ok(Example {
+            example_id: example_id(task, &draft.patient_key, &rendered.text),
+            exact_key: exact_key(&rendered.text),
+            signature,
+            patient_key: draft.patient_key,
+            split: split.to_string(),
+            task: task.to_string(),
+            text: rendered.text,
+            input_ids,
+            loss_mask,
+            record_keys: draft.record_keys,
+        })
+    }
+}
+
+/// 1 for each token that starts inside an answer span. A byte-level token
+/// never straddles a span start in practice (spans start after a special
+/// token or a newline, where pre-tokenization splits), so "starts inside" is
+/// the same as "lies inside".
+pub fn mask(offsets: &[(usize, usize)], answers: &[Range<usize>]) -> Vec<u8> {
+    offsets
+        .iter()
+        .map(|&(start, _)| u8::from(answers.iter().any(|a| a.contains(&start))))
+        .collect()
+}
+
+/// The example id: a content hash, so the same example is the same id in
+/// every run, shard and merge.
+pub fn example_id(task: &str, patient_key: &str, text: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [task, patient_key, text] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("ex-{}", &hex::encode(h.finalize())[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{Message, Task};
+    use crate::tokenizer::TrainConfig;
+
+    fn tokenizer() -> Tokenizer {
+        let texts = [
+            "The patient was seen for acute bronchitis and given rest advice.",
+            "Medication reconciliation: naproxen 220 mg as needed for knee pain.",
+            "Follow up in two weeks. Blood pressure 128/82 mmHg.",
+        ];
+        let cfg = TrainConfig {
+            vocab_size: 400,
+            min_frequency: 1,
+        };
+        Tokenizer::train(texts.iter().cycle().take(30), &cfg).unwrap()
+    }
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn loss_mask_covers_exactly_the_answer_tokens() {
+        let tok = tokenizer();
+        let enc = Encoder::new(&tok, None).unwrap();
+        let draft = Draft {
+            patient_key: "pt-1".into(),
+            task: Task::Chat,
+            content: Content::Chat(vec![
+                msg("system", "Be brief."),
+                msg("user", "What dose of naproxen?"),
+                msg("assistant", "220 mg as needed for knee pain."),
+                msg("user", "Follow up?"),
+                msg("assistant", "In two weeks."),
+            ]),
+            record_keys: vec!["rec-1".into()],
+        };
+        let ex = enc.encode(draft, "train").unwrap();
+        assert_eq!(ex.input_ids.len(), ex.loss_mask.len());
+        let masked: Vec<u32> = ex
+            .input_ids
+            .iter()
+            .zip(&ex.loss_mask)
+            .filter(|(_, m)| **m == 1)
+            .map(|(i, _)| *i)
+            .collect();
+        let unmasked: Vec<u32> = ex
+            .input_ids
+            .iter()
+            .zip(&ex.loss_mask)
+            .filter(|(_, m)| **m == 0)
+            .map(|(i, _)| *i)
+            .collect();
+        let answer = tok.decode(&masked).unwrap();
+        assert_eq!(
+            answer,
+            "220 mg as needed for knee pain.<|im_end|>\nIn two weeks.<|im_end|>\n"
+        );
+        let prompt = tok.decode(&unmasked).unwrap();
+        assert!(
+            prompt.contains("What dose of naproxen?") && !prompt.contains("220 mg"),
+            "{prompt}"
+        );
+        // The answer tokens are exactly those of the answer text: tokenizing
+        // the answer alone gives the same ids.
+        let alone = tok.encode("In two weeks.<|im_end|>\n").unwrap();
+        assert!(masked.ends_with(&alone));
+    }
+
+    #[test]
+    fn text_examples_train_on_everything_and_end_with_eos() {
+        let tok = tokenizer();
+        let enc = Encoder::new(&tok, None).unwrap();
+        let draft = Draft {
+            patient_key: "pt-1".into(),
+            task: Task::Timeline,
+            content: Content::Text("Follow up in two weeks.".into()),
+            record_keys: vec![],
+        };
+        let ex = enc.encode(draft, "test").unwrap();
+        assert!(ex.loss_mask.iter().all(|&m| m == 1));
+        assert_eq!(ex.input_ids.last().copied(), tok.eos_id());
+        assert_eq!(ex.example_id, example_id("timeline", "pt-1", &ex.text));
+        assert_ne!(ex.example_id, example_id("timeline", "pt-2", &ex.text));
+    }
+}

@@ -1,0 +1,93 @@
+//! Errors of the curation stage.
+
+use std::path::PathBuf;
+
+/// Anything that stops a curation run. Messages name the file, and the record
+/// or field where there is one; they never quote record content.
+#[derive(Debug, thiserror::Error)]
+pub enum CurateError {
+    /// The configuration is invalid.
+    #[error("{path}: {message}")]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The input is not a verified de-identification output.
+    #[error("{path}: {message}")]
+    Source {
+        /// The input directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record could not be turned into an example.
+    #[error("{path}: record {record}: field `{field}`: {message}")]
+    Record {
+        /// The Parquet file the record came from.
+        path: PathBuf,
+        /// The record's pseudonymous key.
+        record: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A chat template failed to render.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// Deduplication could not decide.
+    #[error("dedup: {0}")]
+    Dedup(#[from] crate::dedup::DedupError),
+    /// Tokenizing failed.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    /// Parquet or Arrow failure on a file.
+    #[error("{path}: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        message: String,
+    },
+    /// Shards given to `merge` do not belong together.
+    #[error("{path}: {message}")]
+    Shard {
+        /// The shard directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output directory could not be staged or committed.
+    #[error(transparent)]
+    Staging(#[from] clintune_core::staging::StagingError),
+    /// Writing a manifest failed.
+    #[error(transparent)]
+    Manifest(#[from] clintune_lineage::manifest::ManifestError),
+    /// Other I/O failure on a file.
+    #[error("{path}: {err}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+}
+
+impl CurateError {
+    /// A closure that wraps an I/O error with its path, for `map_err`.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |err| Self::Io { path, err }
+    }
+
+    /// A closure that wraps a Parquet or Arrow error with its path.
+    pub fn parquet<E: std::fmt::Display>(path: impl Into<PathBuf>) -> impl FnOnce(E) -> Self {
+        let path = path.into();
+        move |e| Self::Parquet {
+            path,
+            message: e.to_string(),
+        }
+    }
+}

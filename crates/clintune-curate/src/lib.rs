@@ -1,0 +1,30 @@
+//! Curation stage of clintune.
+//!
+//! De-identified records (the output of `clintune deid`, verified through its
+//! manifest) become training examples by configurable tasks (a patient's
+//! timeline, next-diagnosis chat examples, chat traces as they are). Examples
+//! are filtered, deduplicated exactly and approximately ([`dedup`]), split by
+//! patient ([`split`]), tokenized ([`tokenizer`], [`encode`]) and written as
+//! Parquet shards with a lineage manifest and a dataset card.
+//!
+//! The trainer reads a split back as packed fixed-length sequences with a
+//! resumable cursor through [`reader`].
+
+pub mod card;
+pub mod config;
+pub mod dedup;
+pub mod encode;
+pub mod error;
+pub mod events;
+pub mod finalize;
+pub mod merge;
+pub mod pipeline;
+pub mod reader;
+pub mod schema;
+pub mod source;
+pub mod split;
+pub mod stats;
+pub mod store;
+pub mod tasks;
+pub mod template;
+pub mod tokenizer;

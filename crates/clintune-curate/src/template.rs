@@ -1,0 +1,188 @@
+//! Chat examples rendered through a chat template, with the answer spans.
+
+/// The chat template used when the tokenizer brings none: ChatML, as used by
+/// Qwen2 and SmolLM. Each message becomes
+/// `<|im_start|>ROLE\nCONTENT<|im_end|>\n`; with `add_generation_prompt`
+/// the text ends with `<|im_start|>assistant\n`.
+pub const DEFAULT_CHAT_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+use crate::error::CurateError;
+use crate::tasks::Message;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, context};
+use std::ops::Range;
+
+/// Name of the one template in the environment.
+const NAME: &str = "chat";
+
+/// A compiled chat template, rendered the way transformers renders
+/// `apply_chat_template` (Jinja with `trim_blocks` and `lstrip_blocks`, Python
+/// string methods, `raise_exception`, `bos_token` and `eos_token` defined).
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+/// A rendered conversation and where the assistant's turns are in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The whole conversation as text.
+    pub text: String,
+    /// Byte ranges of `text` trained on: each assistant turn from the end of
+    /// the generation prompt to the end of the turn (its end-of-turn marker
+    /// included, so the model learns to stop).
+    pub answers: Vec<Range<usize>>,
+}
+
+impl ChatTemplate {
+    /// Compiles `source` with the tokenizer's special tokens.
+    pub fn new(
+        source: &str,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<Self, CurateError> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(template_err)?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(template_err)?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.unwrap_or_default().to_string(),
+            eos_token: eos_token.unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Renders `messages`; with `add_generation_prompt` the text ends where
+    /// the assistant's next turn begins.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, CurateError> {
+        let template = self.env.get_template(NAME).map_err(template_err)?;
+        template
+            .render(context! {
+                messages => minijinja::value::Serde(messages),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+            .map_err(template_err)
+    }
+
+    /// Renders the conversation and finds each assistant turn by rendering
+    /// the prefixes around it: the turn is what rendering it adds after the
+    /// generation prompt. Templates whose renderings of a prefix are not a
+    /// prefix of the whole are refused, since their spans would be guesses.
+    pub fn render_with_answers(&self, messages: &[Message]) -> Result<Rendered, CurateError> {
+        let text = self.render(messages, false)?;
+        let mut answers = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if m.role != "assistant" {
+                continue;
+            }
+            let prompt = self.render(&messages[..i], true)?;
+            let through = self.render(&messages[..=i], false)?;
+            if !through.starts_with(&prompt) || !text.starts_with(&through) {
+                return Err(CurateError::Template(format!(
+                    "rendering message {i} is not a prefix of rendering the whole conversation; \
+                     the assistant turns cannot be located, so no loss mask can be made"
+                )));
+            }
+            answers.push(prompt.len()..through.len());
+        }
+        Ok(Rendered { text, answers })
+    }
+}
+
+fn template_err(e: minijinja::Error) -> CurateError {
+    CurateError::Template(format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn chatml_answer_spans_cover_assistant_turns_only() {
+        let t = ChatTemplate::new(DEFAULT_CHAT_TEMPLATE, None, Some("<|endoftext|>")).unwrap();
+        let conv = [
+            msg("system", "Be brief."),
+            msg("user", "Dose?"),
+            msg("assistant", "5 mg daily."),
+            msg("user", "And?"),
+            msg("assistant", "Recheck in 2 weeks."),
+        ];
+        let r = t.render_with_answers(&conv).unwrap();
+        let spans: Vec<&str> = r.answers.iter().map(|s| &r.text[s.clone()]).collect();
+        assert_eq!(
+            spans,
+            ["5 mg daily.<|im_end|>\n", "Recheck in 2 weeks.<|im_end|>\n"]
+        );
+        assert!(
+            r.text
+                .starts_with("<|im_start|>system\nBe brief.<|im_end|>\n")
+        );
+    }
+
+    #[test]
+    fn llama3_style_template_with_bos_and_python_methods() {
+        let src = "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+        let t = ChatTemplate::new(src, Some("<|begin_of_text|>"), None).unwrap();
+        let r = t
+            .render_with_answers(&[msg("user", " hi "), msg("assistant", "hello")])
+            .unwrap();
+        assert!(
+            r.text
+                .starts_with("<|begin_of_text|><|start_header_id|>user")
+        );
+        assert_eq!(&r.text[r.answers[0].clone()], "hello<|eot_id|>");
+        let py =
+            ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", None, None).unwrap();
+        assert_eq!(py.render(&[msg("user", " x ")], false).unwrap(), "X");
+    }
+
+    #[test]
+    fn raise_exception_and_syntax_errors_are_errors() {
+        let t =
+            ChatTemplate::new("{{ raise_exception('roles must alternate') }}", None, None).unwrap();
+        let err = t.render(&[], false).unwrap_err().to_string();
+        assert!(err.contains("roles must alternate"), "{err}");
+        assert!(ChatTemplate::new("{% for %}", None, None).is_err());
+    }
+
+    #[test]
+    fn a_template_that_rewrites_history_is_refused() {
+        // Renders only the last message: prefixes are not prefixes of the whole.
+        let t = ChatTemplate::new(
+            "{{ messages[-1]['content'] if messages else '' }}",
+            None,
+            None,
+        )
+        .unwrap();
+        let err = t
+            .render_with_answers(&[msg("user", "a"), msg("assistant", "b"), msg("user", "c")])
+            .unwrap_err();
+        assert!(err.to_string().contains("prefix"), "{err}");
+    }
+}
