@@ -145,3 +145,34 @@ pub fn sample_patients() -> Vec<Value> {
     }
     out
 }
+
+/// The committed tokenizer fixture (trained by clintune on the sample's chat traces).
+pub fn fixture_tokenizer() -> PathBuf {
+    repo().join("tests/fixtures/tokenizer")
+}
+
+/// De-identifies the bundled sample into `dir/deid`; returns that path.
+pub fn deid_sample(dir: &Path) -> PathBuf {
+    let out = dir.join("deid");
+    let o = deid(&[&sample()], &out, KEY_A, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Runs `clintune curate` with `args`; panics with stderr on failure.
+pub fn curate_ok(args: &[&str]) -> Output {
+    let mut all = vec!["curate"];
+    all.extend_from_slice(args);
+    let o = clintune(&all, None);
+    assert!(
+        o.status.success(),
+        "curate {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The paths as strings, for argument lists.
+pub fn s(p: &Path) -> String {
+    p.display().to_string()
+}
