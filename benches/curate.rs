@@ -3,8 +3,9 @@
 //!
 //! The goal is at least 10 MB/s per core end to end (`encode_and_write`),
 //! shown beside what the `tokenizers` crate alone reaches on the same text
-//! (`tokenizers_alone`), so that the cost of rendering, masking, dedup keys
-//! and Parquet is visible. Every loop runs on the calling thread: the
+//! (`tokenizers_alone`) and what clintune's tokenization reaches through its
+//! faster byte-level route (`tokenize`, see `clintune_curate::bytelevel`), so
+//! that the cost of rendering, masking, dedup keys and Parquet is visible. Every loop runs on the calling thread: the
 //! pipeline spreads drafts over one rayon worker per core, and a single
 //! `tokenizers` `encode` call never uses rayon (only batch encoding and
 //! training do), so no thread-count setting is needed for a per-core figure.
@@ -14,6 +15,10 @@
 //! notes and chat traces. Throughput counts the bytes of note and message
 //! text, not of the rendered chat markup, so all three figures share one
 //! denominator.
+
+/// The allocator of the `clintune` binary, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use base64::Engine;
 use clintune_curate::dedup::{DedupConfig, MinHasher};
@@ -144,6 +149,15 @@ fn bench(c: &mut Criterion) {
         },
     )
     .expect("train the bench tokenizer");
+    // The figures are only worth having if the fast route is exact: check
+    // it against the crate on the whole corpus first.
+    for text in &texts {
+        assert_eq!(
+            tokenizer.encode_with_offsets(text).expect("fast route"),
+            tokenizer.encode_with_offsets_by_crate(text).expect("crate"),
+            "fast byte-level route differs from tokenizers"
+        );
+    }
     let encoder =
         Encoder::new(&tokenizer, Some(MinHasher::new(&DedupConfig::default()))).expect("encoder");
     eprintln!(
@@ -169,6 +183,14 @@ fn bench(c: &mut Criterion) {
             texts
                 .iter()
                 .map(|t| tokenizer.inner().encode(*t, false).expect("tokenize").len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("tokenize", |b| {
+        b.iter(|| {
+            texts
+                .iter()
+                .map(|t| tokenizer.encode_with_offsets(t).expect("tokenize").0.len())
                 .sum::<usize>()
         })
     });

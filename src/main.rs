@@ -4,6 +4,12 @@
 
 mod cmd;
 
+/// Tokenizing and writing Parquet allocate many small buffers; mimalloc made
+/// curation about a fifth faster than the system allocator
+/// (`cargo bench --bench curate`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@
 //! The trainer reads a split back as packed fixed-length sequences with a
 //! resumable cursor through [`reader`].
 
+pub mod bytelevel;
 pub mod card;
 pub mod config;
 pub mod dedup;

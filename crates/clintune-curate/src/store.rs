@@ -71,6 +71,12 @@ pub fn write(
             ZstdLevel::try_new(3).map_err(CurateError::parquet(path))?,
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP))
+        // Dictionaries pay off only for the repetitive short columns; for
+        // text and token lists the writer would build one and then give up.
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(col::PATIENT_KEY.into(), true)
+        .set_column_dictionary_enabled(col::SPLIT.into(), true)
+        .set_column_dictionary_enabled(col::TASK.into(), true)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(META_STAGE.into(), stage.to_string()),
             KeyValue::new(META_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),

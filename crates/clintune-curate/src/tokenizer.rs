@@ -6,9 +6,12 @@
 //! UTF-8 text encodes without unknown tokens and decodes back to itself. The
 //! files it writes load unchanged in Python `tokenizers` and `transformers`.
 
+use crate::bytelevel::{ByteLevelFast, Encoded};
 use std::fs;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -226,7 +229,16 @@ fn de_chat_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     config: TokenizerConfig,
+    /// The faster route for byte-level BPE pipelines, when this is one.
+    fast: Option<ByteLevelFast>,
+    /// Encodings so far, to pick which ones are checked against the crate.
+    encoded: Arc<AtomicU64>,
 }
+
+/// One encoding in this many (the first included) is also made the crate's
+/// own way and compared, so that a difference between the fast route and
+/// `tokenizers` stops a run instead of silently changing a dataset.
+const CHECK_EVERY: u64 = 64;
 
 /// The concrete pipeline a trained tokenizer has before it is type-erased
 /// into `tokenizers::Tokenizer`; the trainer needs the concrete BPE model.
@@ -255,6 +267,15 @@ fn untrained_pipeline() -> ByteLevelBpe {
 }
 
 impl Tokenizer {
+    fn new(inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Self {
+        Self {
+            fast: ByteLevelFast::for_tokenizer(&inner),
+            inner,
+            config,
+            encoded: Arc::default(),
+        }
+    }
+
     /// Trains a GPT-2 style byte-level BPE on `texts`.
     ///
     /// The special tokens get ids 0..=3 in the order [`EOS_TOKEN`],
@@ -283,15 +304,15 @@ impl Tokenizer {
         pipeline
             .train(&mut trainer, texts)
             .map_err(|e| TokenizerError::Train(e.to_string()))?;
-        Ok(Self {
-            inner: pipeline.into(),
-            config: TokenizerConfig {
+        Ok(Self::new(
+            pipeline.into(),
+            TokenizerConfig {
                 chat_template: Some(DEFAULT_CHAT_TEMPLATE.to_string()),
                 bos_token: None,
                 eos_token: Some(EOS_TOKEN.to_string()),
                 pad_token: Some(PAD_TOKEN.to_string()),
             },
-        })
+        ))
     }
 
     /// Loads a tokenizer from a directory holding [`TOKENIZER_FILE`] (and
@@ -307,7 +328,7 @@ impl Tokenizer {
         };
         let inner = read_tokenizer(&file)?;
         let config = read_config(&dir.join(TOKENIZER_CONFIG_FILE))?;
-        let tokenizer = Self { inner, config };
+        let tokenizer = Self::new(inner, config);
         tokenizer.warn_on_missing_specials(&file);
         Ok(tokenizer)
     }
@@ -350,10 +371,31 @@ impl Tokenizer {
     /// spans the whole character.
     // Plain tuples keep callers free of an extra type to import.
     #[allow(clippy::type_complexity)]
-    pub fn encode_with_offsets(
-        &self,
-        text: &str,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizerError> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Encoded, TokenizerError> {
+        let Some(fast) = &self.fast else {
+            return self.encode_with_offsets_by_crate(text);
+        };
+        let ours = fast
+            .encode(&self.inner, text)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        if self
+            .encoded
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CHECK_EVERY)
+            && ours != self.encode_with_offsets_by_crate(text)?
+        {
+            return Err(TokenizerError::Encode(
+                "the fast byte-level route and the tokenizers crate disagree on a text; \
+                 this is a clintune bug, please report it"
+                    .into(),
+            ));
+        }
+        Ok(ours)
+    }
+
+    /// [`Tokenizer::encode_with_offsets`] through the `tokenizers` crate's
+    /// own pipeline, whatever the tokenizer.
+    pub fn encode_with_offsets_by_crate(&self, text: &str) -> Result<Encoded, TokenizerError> {
         // `encode` (unlike `encode_char_offsets`, which Python uses) reports
         // byte offsets in the Rust crate.
         let encoding = self
@@ -361,6 +403,12 @@ impl Tokenizer {
             .encode(text, false)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// True when encodings take the faster byte-level route (see
+    /// [`crate::bytelevel`]).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Encodes `text` into ids, like [`Tokenizer::encode_with_offsets`]

@@ -16,6 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use clintune_curate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer, TrainConfig};
 use serde_json::Value;
 
@@ -105,6 +107,8 @@ fn as_pairs(v: &Value) -> Vec<(usize, usize)> {
 /// by `encode_golden.py`.
 fn assert_matches_golden(golden: &Value, source: &str) {
     let tokenizer = Tokenizer::load(&fixture_dir()).expect("loading the fixture");
+    // The golden ids check the fast byte-level route, which the fixture takes.
+    assert!(tokenizer.is_fast());
     let texts: Vec<String> = serde_json::from_value(read_json(&fixture_dir().join("texts.json")))
         .expect("texts.json is a list of strings");
     let cases = golden["cases"].as_array().expect("cases");
@@ -171,4 +175,39 @@ fn encodings_match_live_python_when_installed() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert_matches_golden(&read_json(&golden_path), "live Python tokenizers");
+}
+
+/// Every text of the bundled sample (notes, messages), through the fast
+/// byte-level route and through the crate's own pipeline, with the fixture
+/// and with a production-sized vocabulary.
+#[test]
+fn the_fast_route_equals_the_crate_on_the_bundled_sample() {
+    let mut texts = training_texts();
+    let notes = repo_root().join("datasets/sample/bulk/DocumentReference.000.ndjson");
+    for line in fs::read_to_string(&notes).expect("sample notes").lines() {
+        let v: Value = serde_json::from_str(line).expect("ndjson");
+        if let Some(data) = v["content"][0]["attachment"]["data"].as_str() {
+            texts.push(
+                String::from_utf8(STANDARD.decode(data).expect("base64 note")).expect("utf-8 note"),
+            );
+        }
+    }
+    let big = Tokenizer::train(
+        texts.iter(),
+        &TrainConfig {
+            vocab_size: 4096,
+            min_frequency: 1,
+        },
+    )
+    .expect("training");
+    for tokenizer in [Tokenizer::load(&fixture_dir()).expect("fixture"), big] {
+        assert!(tokenizer.is_fast());
+        for text in &texts {
+            assert_eq!(
+                tokenizer.encode_with_offsets(text).expect("fast"),
+                tokenizer.encode_with_offsets_by_crate(text).expect("crate"),
+                "{text:?}"
+            );
+        }
+    }
 }
