@@ -21,7 +21,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use base64::Engine;
-use clintune_curate::dedup::{DedupConfig, MinHasher};
+use clintune_curate::dedup::DedupConfig;
 use clintune_curate::encode::{Encoder, Example};
 use clintune_curate::store::{self, Layout};
 use clintune_curate::tasks::{Content, Draft, Message, Task};
@@ -158,8 +158,7 @@ fn bench(c: &mut Criterion) {
             "fast byte-level route differs from tokenizers"
         );
     }
-    let encoder =
-        Encoder::new(&tokenizer, Some(MinHasher::new(&DedupConfig::default()))).expect("encoder");
+    let encoder = Encoder::new(&tokenizer, &DedupConfig::default()).expect("encoder");
     eprintln!(
         "curate bench: {name}: {} drafts, {:.2} MB of text, vocabulary {}",
         drafts.len(),

@@ -4,6 +4,7 @@
 
 use crate::dedup::DedupConfig;
 use crate::error::CurateError;
+use crate::tasks::Task;
 use crate::tokenizer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -223,6 +224,16 @@ impl CurateConfig {
             );
         }
         self.dedup.validate()?;
+        if let Some(t) = self
+            .dedup
+            .near_tasks
+            .iter()
+            .find(|t| Task::parse(t).is_none())
+        {
+            return Err(format!(
+                "dedup.near_tasks: unknown task `{t}` (tasks: timeline, next-diagnosis, chat)"
+            ));
+        }
         self.tokenizer.validate().map_err(|e| e.to_string())
     }
 

@@ -63,6 +63,11 @@ pub struct DedupConfig {
     /// Seed of the permutations; signatures are comparable only when computed
     /// with the same seed, `num_perm` and `shingle_words`.
     pub seed: u64,
+    /// Tasks whose examples are compared for near duplicates; the others are
+    /// deduplicated exactly only. Successive next-diagnosis examples of one
+    /// patient share most of their history by design, and would otherwise
+    /// be removed as near copies of each other.
+    pub near_tasks: Vec<String>,
 }
 
 impl Default for DedupConfig {
@@ -74,6 +79,7 @@ impl Default for DedupConfig {
             num_perm: 128,
             shingle_words: 5,
             seed: DEFAULT_SEED,
+            near_tasks: vec!["timeline".into(), "chat".into()],
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Drafts become examples: rendered, tokenized, masked, keyed for dedup.
 
-use crate::dedup::{MinHasher, exact_key};
+use crate::dedup::{DedupConfig, MinHasher, exact_key};
 use crate::error::CurateError;
 use crate::tasks::{Content, Draft};
 use crate::template::{ChatTemplate, Rendered};
@@ -29,7 +29,8 @@ pub struct Example {
     pub record_keys: Vec<String>,
     /// Exact-dedup key of the text.
     pub exact_key: u128,
-    /// MinHash signature of the text (empty when near dedup is off).
+    /// MinHash signature of the text (empty when near dedup is off or does
+    /// not apply to the example's task).
     pub signature: Vec<u32>,
 }
 
@@ -37,12 +38,17 @@ pub struct Example {
 pub struct Encoder<'a> {
     tokenizer: &'a Tokenizer,
     template: ChatTemplate,
-    minhash: Option<MinHasher>,
+    /// MinHash, and the tasks whose examples get a signature.
+    minhash: Option<(MinHasher, Vec<String>)>,
 }
 
 impl<'a> Encoder<'a> {
-    /// An encoder for `tokenizer`; `minhash` computes dedup signatures.
-    pub fn new(tokenizer: &'a Tokenizer, minhash: Option<MinHasher>) -> Result<Self, CurateError> {
+    /// An encoder for `tokenizer`; with near dedup on, it computes MinHash
+    /// signatures of the examples of `dedup.near_tasks`.
+    pub fn new(tokenizer: &'a Tokenizer, dedup: &DedupConfig) -> Result<Self, CurateError> {
+        let minhash = dedup
+            .near
+            .then(|| (MinHasher::new(dedup), dedup.near_tasks.clone()));
         let template = ChatTemplate::new(
             tokenizer.chat_template(),
             tokenizer.bos_token(),
@@ -79,8 +85,8 @@ impl<'a> Encoder<'a> {
         let loss_mask = mask(&offsets, &rendered.answers);
         let task = draft.task.as_str();
         let signature = match &self.minhash {
-            Some(m) => m.signature(&rendered.text),
-            None => Vec::new(),
+            Some((m, tasks)) if tasks.iter().any(|t| t == task) => m.signature(&rendered.text),
+            _ => Vec::new(),
         };
         Ok(Example {
             example_id: example_id(task, &draft.patient_key, &rendered.text),
@@ -148,7 +154,7 @@ mod tests {
     #[test]
     fn loss_mask_covers_exactly_the_answer_tokens() {
         let tok = tokenizer();
-        let enc = Encoder::new(&tok, None).unwrap();
+        let enc = Encoder::new(&tok, &DedupConfig::default()).unwrap();
         let draft = Draft {
             patient_key: "pt-1".into(),
             task: Task::Chat,
@@ -196,7 +202,7 @@ mod tests {
     #[test]
     fn text_examples_train_on_everything_and_end_with_eos() {
         let tok = tokenizer();
-        let enc = Encoder::new(&tok, None).unwrap();
+        let enc = Encoder::new(&tok, &DedupConfig::default()).unwrap();
         let draft = Draft {
             patient_key: "pt-1".into(),
             task: Task::Timeline,

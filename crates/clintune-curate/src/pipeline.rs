@@ -8,7 +8,7 @@
 //! candidates, so both give the same dataset.
 
 use crate::config::CurateConfig;
-use crate::dedup::{self, DedupConfig, Item, MinHasher, Verdict};
+use crate::dedup::{self, DedupConfig, Item, Verdict};
 use crate::encode::{Encoder, Example};
 use crate::error::CurateError;
 use crate::finalize;
@@ -166,8 +166,7 @@ fn encode_all(
     cfg: &CurateConfig,
     tallies: &mut Tallies,
 ) -> Result<Vec<Example>, CurateError> {
-    let minhash = cfg.dedup.near.then(|| MinHasher::new(&cfg.dedup));
-    let encoder = Encoder::new(tokenizer, minhash)?;
+    let encoder = Encoder::new(tokenizer, &cfg.dedup)?;
     let bar = clintune_core::progress::bar(drafts.len() as u64, "tokenizing", "examples");
     let encoded: Vec<Example> = drafts
         .par_iter()
@@ -277,6 +276,34 @@ pub fn deduplicate(
     cfg: &DedupConfig,
     tallies: &mut Tallies,
 ) -> Result<Vec<Example>, CurateError> {
+    let exact_only = DedupConfig {
+        near: false,
+        ..cfg.clone()
+    };
+    let (kept, exact) = dedup_pass(candidates, &exact_only)?;
+    // Near duplicates only among the tasks they are looked for in: the
+    // others have no signature.
+    let (near_pool, rest): (Vec<Example>, Vec<Example>) =
+        kept.into_iter().partition(|e| !e.signature.is_empty());
+    let near_only = DedupConfig {
+        exact: false,
+        ..cfg.clone()
+    };
+    let (mut kept, near) = if cfg.near {
+        dedup_pass(near_pool, &near_only)?
+    } else {
+        (near_pool, 0)
+    };
+    tallies.dedup(exact, near);
+    kept.extend(rest);
+    Ok(kept)
+}
+
+/// One dedup pass: the kept examples and how many were removed.
+fn dedup_pass(
+    candidates: Vec<Example>,
+    cfg: &DedupConfig,
+) -> Result<(Vec<Example>, u64), CurateError> {
     let items: Vec<Item<'_>> = candidates
         .iter()
         .map(|e| Item {
@@ -286,14 +313,14 @@ pub fn deduplicate(
         })
         .collect();
     let verdicts = dedup::dedup(&items, cfg)?;
-    let counts = dedup::count(&verdicts);
-    tallies.dedup(counts.exact as u64, counts.near as u64);
-    Ok(candidates
+    let removed = verdicts.iter().filter(|v| **v != Verdict::Keep).count() as u64;
+    let kept = candidates
         .into_iter()
         .zip(verdicts)
         .filter(|(_, v)| *v == Verdict::Keep)
         .map(|(e, _)| e)
-        .collect())
+        .collect();
+    Ok((kept, removed))
 }
 
 /// `clintune tokenizer train`: trains the configured byte-level BPE on the
@@ -311,4 +338,58 @@ pub fn train_tokenizer_into(
     let tokenizer = train_tokenizer(&drafts, config)?;
     tokenizer.save(staging.path())?;
     Ok((staging.commit()?, tokenizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::{DedupConfig, MinHasher, exact_key};
+
+    fn example(id: &str, task: &str, text: &str, cfg: &DedupConfig) -> Example {
+        let near = cfg.near_tasks.iter().any(|t| t == task);
+        Example {
+            example_id: id.into(),
+            patient_key: "pt-1".into(),
+            split: "train".into(),
+            task: task.into(),
+            text: text.into(),
+            input_ids: vec![1],
+            loss_mask: vec![1],
+            record_keys: vec![],
+            exact_key: exact_key(text),
+            signature: if near {
+                MinHasher::new(cfg).signature(text)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn next_diagnosis_examples_are_deduplicated_exactly_only() {
+        let cfg = DedupConfig::default();
+        let history: String = (0..60)
+            .map(|i| format!("day {i} event number {i} recorded. "))
+            .collect();
+        let (a, b) = (
+            format!("{history} answer: asthma"),
+            format!("{history} answer: eczema"),
+        );
+        let candidates = vec![
+            example("ex-1", "next-diagnosis", &a, &cfg),
+            example("ex-2", "next-diagnosis", &b, &cfg),
+            example("ex-3", "next-diagnosis", &a.to_uppercase(), &cfg),
+            example("ex-4", "timeline", &format!("notes: {a}"), &cfg),
+            example("ex-5", "timeline", &format!("notes: {b}"), &cfg),
+        ];
+        let mut tallies = Tallies::default();
+        let kept = deduplicate(candidates, &cfg, &mut tallies).unwrap();
+        let mut ids: Vec<&str> = kept.iter().map(|e| e.example_id.as_str()).collect();
+        ids.sort();
+        // ex-3 repeats ex-1 up to case; ex-5 is a near copy of ex-4 among
+        // timelines; ex-2 is as near to ex-1 but is a next-diagnosis example.
+        assert_eq!(ids, ["ex-1", "ex-2", "ex-4"]);
+        assert_eq!(tallies.duplicates["exact"], 1);
+        assert_eq!(tallies.duplicates["near"], 1);
+    }
 }
