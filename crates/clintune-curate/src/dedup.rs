@@ -17,6 +17,7 @@
 //! finaliser, universal hashing modulo 2^61 − 1) because signatures are
 //! stored in Parquet and compared across runs, machines and Rust versions.
 
+use crate::rng::{SplitMix64, mix64};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -233,8 +234,8 @@ impl MinHasher {
         let mut rng = SplitMix64(cfg.seed);
         let (a, b) = (0..cfg.num_perm)
             .map(|_| {
-                let a = rng.next() | 1;
-                (a, rng.next())
+                let a = rng.next_u64() | 1;
+                (a, rng.next_u64())
             })
             .unzip();
         Self {
@@ -337,24 +338,6 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(FNV_PRIME);
     }
     hash
-}
-
-/// The splitmix64 finaliser: FNV-1a alone mixes its high bits poorly.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The splitmix64 generator: tiny, fixed and well distributed, which is all
-/// permutation parameters need.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.0)
-    }
 }
 
 /// Fraction of positions at which two signatures agree: the MinHash estimate
@@ -823,7 +806,7 @@ mod tests {
         for _ in 0..20 {
             let mut shuffled = base.clone();
             for i in (1..shuffled.len()).rev() {
-                shuffled.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                shuffled.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
             }
             let verdicts = dedup(&shuffled, &cfg).unwrap();
             assert_eq!(kept_ids(&shuffled, &verdicts), expected);

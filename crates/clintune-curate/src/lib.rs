@@ -21,6 +21,7 @@ pub mod finalize;
 pub mod merge;
 pub mod pipeline;
 pub mod reader;
+pub mod rng;
 pub mod schema;
 pub mod source;
 pub mod split;

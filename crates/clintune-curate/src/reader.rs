@@ -32,6 +32,7 @@
 //! documents and [`PackConfig`], reproduces exactly the batches an
 //! uninterrupted reader would have produced next.
 
+use crate::rng::{GOLDEN_GAMMA, SplitMix64, mix64};
 use crate::schema::{col, schema};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Int8Type, Int32Type};
@@ -692,37 +693,6 @@ fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> 
         }
     }
     order
-}
-
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// Finalizer of SplitMix64: a bijection that spreads every input bit.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// SplitMix64. Written out here rather than taken from a crate so that its
-/// output, which saved cursors depend on, can never change under us.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
-        mix64(self.0)
-    }
-
-    /// Uniform in `0..bound` (`bound >= 1`), without modulo bias (Lemire).
-    fn below(&mut self, bound: u64) -> u64 {
-        let threshold = bound.wrapping_neg() % bound;
-        loop {
-            let product = u128::from(self.next_u64()) * u128::from(bound);
-            if product as u64 >= threshold {
-                return (product >> 64) as u64;
-            }
-        }
-    }
 }
 
 /// The split's part files, sorted by name; other files (temporaries, notes)
