@@ -1,0 +1,14 @@
+//! Llama-family foundation models, as Hugging Face stores them.
+//!
+//! A partner brings a model directory (`config.json`, `model.safetensors` or
+//! shards with `model.safetensors.index.json`, tokenizer files). [`config`]
+//! reads the architecture from `config.json` and refuses what clintune does
+//! not implement, by name; [`weights`] reads tensors one at a time from the
+//! safetensors files and checks them against what the config implies,
+//! reporting every missing, unexpected or mis-shaped tensor at once.
+
+pub mod config;
+pub mod weights;
+
+pub use config::{ModelConfig, RopeScaling};
+pub use weights::{Dtype, TensorInfo, WeightFiles, WeightsError};
