@@ -8,7 +8,10 @@
 //! reporting every missing, unexpected or mis-shaped tensor at once.
 
 pub mod config;
+pub mod llama;
+pub mod rope;
 pub mod weights;
 
 pub use config::{ModelConfig, RopeScaling};
+pub use llama::{Batch, Llama};
 pub use weights::{Dtype, TensorInfo, WeightFiles, WeightsError};

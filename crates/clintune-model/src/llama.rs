@@ -1,0 +1,369 @@
+//! The Llama-family decoder in burn, backend-generic.
+//!
+//! Layout and names follow Hugging Face (`model.layers.N.self_attn.q_proj`,
+//! linear weights `[out, in]`), so weights load by name without renaming.
+//! Attention takes per-token positions and document ids: in a packed row,
+//! a token attends only to earlier tokens of its own document, and positions
+//! restart at each document.
+
+use crate::config::ModelConfig;
+use crate::rope;
+use crate::weights::{WeightFiles, WeightsError};
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+
+/// A linear map with Hugging Face's weight layout `[out, in]`.
+#[derive(Module, Debug)]
+pub struct HfLinear<B: Backend> {
+    /// `[out, in]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[out]`, when the layer has one.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> HfLinear<B> {
+    /// `x @ weightᵀ + bias` over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let w = self.weight.val().transpose().unsqueeze::<D>();
+        let y = x.matmul(w);
+        match &self.bias {
+            Some(b) => y + b.val().unsqueeze::<D>(),
+            None => y,
+        }
+    }
+}
+
+/// RMSNorm as transformers computes it: normalise in f32, then scale.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    /// `[hidden]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Added to the mean square.
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// Normalises over the last dimension.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let var = x.clone().square().mean_dim(2);
+        let x = x * (var + self.eps).sqrt().recip();
+        x * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// Grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Query projection.
+    pub q_proj: HfLinear<B>,
+    /// Key projection.
+    pub k_proj: HfLinear<B>,
+    /// Value projection.
+    pub v_proj: HfLinear<B>,
+    /// Output projection.
+    pub o_proj: HfLinear<B>,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+/// What every layer of one forward pass shares: rotary rows and the mask.
+#[derive(Debug, Clone)]
+pub struct Context<B: Backend> {
+    /// `[batch, 1, seq, head_dim]`.
+    pub cos: Tensor<B, 4>,
+    /// `[batch, 1, seq, head_dim]`.
+    pub sin: Tensor<B, 4>,
+    /// `[batch, 1, seq, seq]`, true where attention is blocked.
+    pub blocked: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> Attention<B> {
+    fn split_heads(&self, x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+        let [b, s, _] = x.dims();
+        x.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2)
+    }
+
+    /// Repeats each key/value head for its group of query heads, in
+    /// transformers' order (kv0, kv0, kv1, kv1, …).
+    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let rep = self.heads / self.kv_heads;
+        if rep == 1 {
+            return x;
+        }
+        let [b, kv, s, d] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, rep, s, d])
+            .reshape([b, kv * rep, s, d])
+    }
+
+    /// Attends over `x` `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>, ctx: &Context<B>) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let q = rotate(
+            self.split_heads(self.q_proj.forward(x.clone()), self.heads),
+            ctx,
+        );
+        let k = rotate(
+            self.split_heads(self.k_proj.forward(x.clone()), self.kv_heads),
+            ctx,
+        );
+        let v = self.split_heads(self.v_proj.forward(x), self.kv_heads);
+        let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (self.head_dim as f64).sqrt();
+        let scores = scores.mask_fill(ctx.blocked.clone(), f32::NEG_INFINITY);
+        let out = softmax(scores, 3).matmul(v);
+        self.o_proj.forward(
+            out.swap_dims(1, 2)
+                .reshape([b, s, self.heads * self.head_dim]),
+        )
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin`.
+fn rotate<B: Backend>(x: Tensor<B, 4>, ctx: &Context<B>) -> Tensor<B, 4> {
+    let d = x.dims()[3];
+    let first = x.clone().narrow(3, 0, d / 2);
+    let second = x.clone().narrow(3, d / 2, d / 2);
+    let half = Tensor::cat(vec![second.neg(), first], 3);
+    x * ctx.cos.clone() + half * ctx.sin.clone()
+}
+
+/// SwiGLU feed-forward.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Gate projection.
+    pub gate_proj: HfLinear<B>,
+    /// Up projection.
+    pub up_proj: HfLinear<B>,
+    /// Down projection.
+    pub down_proj: HfLinear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `down(silu(gate(x)) * up(x))`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gated = silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x);
+        self.down_proj.forward(gated)
+    }
+}
+
+/// One decoder layer (pre-norm).
+#[derive(Module, Debug)]
+pub struct Layer<B: Backend> {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// Self-attention.
+    pub self_attn: Attention<B>,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm<B>,
+    /// Feed-forward.
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> Layer<B> {
+    fn forward(&self, x: Tensor<B, 3>, ctx: &Context<B>) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), ctx);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}
+
+/// Token embeddings `[vocab, hidden]`.
+#[derive(Module, Debug)]
+pub struct Embedding<B: Backend> {
+    /// `[vocab, hidden]`.
+    pub weight: Param<Tensor<B, 2>>,
+}
+
+/// The decoder stack under `model.` in Hugging Face's names.
+#[derive(Module, Debug)]
+pub struct Decoder<B: Backend> {
+    /// Token embeddings.
+    pub embed_tokens: Embedding<B>,
+    /// Layers.
+    pub layers: Vec<Layer<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+}
+
+/// A Llama-family causal language model.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// The decoder.
+    pub model: Decoder<B>,
+    /// Output projection; `None` when tied to the embeddings.
+    pub lm_head: Option<HfLinear<B>>,
+    /// Rotary inverse frequencies.
+    #[module(skip)]
+    pub inv_freq: Vec<f32>,
+}
+
+/// One forward pass's input: `[batch, seq]` each, row-major.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Rows.
+    pub batch: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// Token ids.
+    pub tokens: Vec<u32>,
+    /// Position of each token in its document.
+    pub positions: Vec<u32>,
+    /// Document of each token; a token attends only within its document.
+    pub documents: Vec<u32>,
+}
+
+impl Batch {
+    /// Rows of one document each, positions from 0.
+    pub fn unpacked(rows: &[Vec<u32>]) -> Self {
+        let seq = rows.first().map_or(0, Vec::len);
+        Self {
+            batch: rows.len(),
+            seq,
+            tokens: rows.concat(),
+            positions: (0..rows.len()).flat_map(|_| 0..seq as u32).collect(),
+            documents: vec![0; rows.len() * seq],
+        }
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Loads the model in `dir` (config and weights) onto `device`, after
+    /// checking the weights hold exactly what the config implies.
+    pub fn load(
+        config: &ModelConfig,
+        weights: &WeightFiles,
+        device: &B::Device,
+    ) -> Result<Self, WeightsError> {
+        weights.check(&config.expected_tensors())?;
+        let loader = Loader { weights, device };
+        let layers = (0..config.num_hidden_layers)
+            .map(|l| loader.layer(config, l))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            model: Decoder {
+                embed_tokens: Embedding {
+                    weight: loader.param("model.embed_tokens.weight")?,
+                },
+                layers,
+                norm: loader.norm("model.norm.weight", config)?,
+            },
+            lm_head: if config.tie_word_embeddings {
+                None
+            } else {
+                Some(loader.linear("lm_head", false)?)
+            },
+            inv_freq: rope::inv_freq(config),
+        })
+    }
+
+    /// Logits `[batch, seq, vocab]`.
+    pub fn forward(&self, input: &Batch) -> Tensor<B, 3> {
+        let device = self.model.embed_tokens.weight.device();
+        let ctx = self.context(input, &device);
+        let ids = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                input.tokens.iter().map(|&t| t as i64).collect(),
+                [input.tokens.len()],
+            ),
+            &device,
+        );
+        let table = self.model.embed_tokens.weight.val();
+        let width = table.dims()[1];
+        let mut x = table
+            .select(0, ids)
+            .reshape([input.batch, input.seq, width]);
+        for layer in &self.model.layers {
+            x = layer.forward(x, &ctx);
+        }
+        let x = self.model.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
+        }
+    }
+
+    fn context(&self, input: &Batch, device: &B::Device) -> Context<B> {
+        let (b, s) = (input.batch, input.seq);
+        let d = self.inv_freq.len() * 2;
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, &input.positions);
+        let table =
+            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), device);
+        let docs = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(input.documents.iter().map(|&x| x as i64).collect(), [b, s]),
+            device,
+        );
+        let other_doc = docs
+            .clone()
+            .reshape([b, 1, s, 1])
+            .not_equal(docs.reshape([b, 1, 1, s]));
+        let future = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
+        Context {
+            cos: table(cos),
+            sin: table(sin),
+            blocked: other_doc.bool_or(future),
+        }
+    }
+}
+
+/// Builds parameters from weight files, one tensor at a time.
+struct Loader<'a, B: Backend> {
+    weights: &'a WeightFiles,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn param<const D: usize>(&self, name: &str) -> Result<Param<Tensor<B, D>>, WeightsError> {
+        let info = self
+            .weights
+            .get(name)
+            .ok_or_else(|| WeightsError::Unknown(name.into()))?;
+        let data = TensorData::new(self.weights.read_f32(name)?, info.shape.clone());
+        Ok(Param::from_data(data, self.device))
+    }
+
+    fn linear(&self, prefix: &str, bias: bool) -> Result<HfLinear<B>, WeightsError> {
+        Ok(HfLinear {
+            weight: self.param(&format!("{prefix}.weight"))?,
+            bias: if bias {
+                Some(self.param(&format!("{prefix}.bias"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn norm(&self, name: &str, config: &ModelConfig) -> Result<RmsNorm<B>, WeightsError> {
+        Ok(RmsNorm {
+            weight: self.param(name)?,
+            eps: config.rms_norm_eps,
+        })
+    }
+
+    fn layer(&self, config: &ModelConfig, l: usize) -> Result<Layer<B>, WeightsError> {
+        let p = |name: &str| format!("model.layers.{l}.{name}");
+        let bias = config.attention_bias;
+        Ok(Layer {
+            input_layernorm: self.norm(&p("input_layernorm.weight"), config)?,
+            self_attn: Attention {
+                q_proj: self.linear(&p("self_attn.q_proj"), bias)?,
+                k_proj: self.linear(&p("self_attn.k_proj"), bias)?,
+                v_proj: self.linear(&p("self_attn.v_proj"), bias)?,
+                o_proj: self.linear(&p("self_attn.o_proj"), false)?,
+                heads: config.num_attention_heads,
+                kv_heads: config.num_key_value_heads,
+                head_dim: config.head_dim,
+            },
+            post_attention_layernorm: self.norm(&p("post_attention_layernorm.weight"), config)?,
+            mlp: Mlp {
+                gate_proj: self.linear(&p("mlp.gate_proj"), false)?,
+                up_proj: self.linear(&p("mlp.up_proj"), false)?,
+                down_proj: self.linear(&p("mlp.down_proj"), false)?,
+            },
+        })
+    }
+}
