@@ -39,6 +39,8 @@ enum Command {
     /// Train a tokenizer on de-identified records.
     #[command(subcommand)]
     Tokenizer(cmd::tokenizer::TokenizerCommand),
+    /// Score inputs under a model: per-token log-probabilities and mean loss, as JSON lines.
+    Score(cmd::score::ScoreArgs),
     /// Show or verify the lineage of any stage's output directory.
     #[command(subcommand)]
     Lineage(cmd::lineage::LineageCommand),
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Lineage(c) => cmd::lineage::run(c),
         Command::Curate(args) => cmd::curate::run(args),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
+        Command::Score(args) => cmd::score::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };
     match result {

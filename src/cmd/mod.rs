@@ -4,4 +4,5 @@ pub mod curate;
 pub mod deid;
 pub mod keygen;
 pub mod lineage;
+pub mod score;
 pub mod tokenizer;

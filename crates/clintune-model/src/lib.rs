@@ -14,4 +14,7 @@ pub mod weights;
 
 pub use config::{ModelConfig, RopeScaling};
 pub use llama::{Batch, Llama};
+
+/// The CPU backend clintune runs on by default.
+pub type Cpu = burn::backend::Flex;
 pub use weights::{Dtype, TensorInfo, WeightFiles, WeightsError};

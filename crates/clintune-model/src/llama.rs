@@ -11,7 +11,7 @@ use crate::rope;
 use crate::weights::{WeightFiles, WeightsError};
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::{log_softmax, silu, softmax};
 
 /// A linear map with Hugging Face's weight layout `[out, in]`.
 #[derive(Module, Debug)]
@@ -285,6 +285,26 @@ impl<B: Backend> Llama<B> {
             Some(head) => head.forward(x),
             None => x.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
         }
+    }
+
+    /// The log-probability of each token given the earlier tokens of its
+    /// document, row-major like `input.tokens`; `None` where a document starts.
+    pub fn token_log_probs(&self, input: &Batch) -> Vec<Option<f32>> {
+        let logits = self.forward(input);
+        let vocab = logits.dims()[2];
+        let logp = log_softmax(logits, 2)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(input.tokens.len());
+        for row in 0..input.batch {
+            for t in 0..input.seq {
+                let i = row * input.seq + t;
+                let continues = t > 0 && input.documents[i] == input.documents[i - 1];
+                out.push(continues.then(|| logp[(i - 1) * vocab + input.tokens[i] as usize]));
+            }
+        }
+        out
     }
 
     fn context(&self, input: &Batch, device: &B::Device) -> Context<B> {

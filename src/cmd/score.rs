@@ -1,0 +1,90 @@
+//! `clintune score`: per-token log-probabilities of inputs under a model.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use clintune_curate::tokenizer::Tokenizer;
+use clintune_model::{Batch, Cpu, Llama, ModelConfig, WeightFiles};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `clintune score`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each output line is JSON: {\"index\", \"tokens\", \"logprobs\" (null for the first token), \"mean_loss\", \"num_targets\"}.\n\nExample:\n  clintune score --model tests/fixtures/llama/llama-gqa-rope3 --input notes.txt"
+)]
+pub struct ScoreArgs {
+    /// A Hugging Face model directory (config.json, model.safetensors or shards,
+    /// tokenizer.json).
+    #[arg(long, short = 'm', value_name = "DIR")]
+    model: PathBuf,
+    /// Inputs, one per line: text (tokenized with the model's tokenizer, with its
+    /// BOS token if it has one) or a JSON array of token ids, scored as given.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: PathBuf,
+}
+
+/// Runs `clintune score`.
+pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
+    let config = ModelConfig::load(&a.model)?;
+    let weights = WeightFiles::open(&a.model)?;
+    let model = Llama::<Cpu>::load(&config, &weights, &Default::default())
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    let text = std::fs::read_to_string(&a.input)
+        .with_context(|| format!("reading {}", a.input.display()))?;
+    let mut tokenizer = None;
+    let mut out = std::io::stdout().lock();
+    for (index, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let tokens = tokens_of(line, &a.model, &mut tokenizer, config.vocab_size)
+            .with_context(|| format!("{}: line {}", a.input.display(), index + 1))?;
+        writeln!(out, "{}", score_line(&model, index, tokens))?;
+    }
+    Ok(())
+}
+
+/// The ids of one input line.
+fn tokens_of(
+    line: &str,
+    model_dir: &Path,
+    tokenizer: &mut Option<Tokenizer>,
+    vocab: usize,
+) -> anyhow::Result<Vec<u32>> {
+    let ids: Vec<u32> = match serde_json::from_str::<Vec<u32>>(line) {
+        Ok(ids) => ids,
+        Err(_) if line.trim_start().starts_with('[') => {
+            bail!("looks like a JSON array but is not one of token ids")
+        }
+        Err(_) => {
+            if tokenizer.is_none() {
+                *tokenizer = Some(Tokenizer::load(model_dir)?);
+            }
+            let tok = tokenizer.as_ref().context("tokenizer")?;
+            let bos = tok.bos_token().and_then(|b| tok.token_id(b));
+            bos.into_iter().chain(tok.encode(line)?).collect()
+        }
+    };
+    if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+        bail!("token id {bad} is outside the vocabulary ({vocab})");
+    }
+    if ids.len() < 2 {
+        bail!("needs at least 2 tokens to score");
+    }
+    Ok(ids)
+}
+
+fn score_line(model: &Llama<Cpu>, index: usize, tokens: Vec<u32>) -> Value {
+    let logprobs = model.token_log_probs(&Batch::unpacked(std::slice::from_ref(&tokens)));
+    let scored: Vec<f64> = logprobs.iter().flatten().map(|&l| f64::from(l)).collect();
+    let mean_loss = -scored.iter().sum::<f64>() / scored.len() as f64;
+    json!({
+        "index": index,
+        "tokens": tokens,
+        "logprobs": logprobs,
+        "mean_loss": mean_loss,
+        "num_targets": scored.len(),
+    })
+}
