@@ -88,10 +88,6 @@ fn all_rows(dir: &Path) -> Vec<Row> {
         .collect()
 }
 
-fn manifest(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// De-identified sample curated with the fixture tokenizer.
 fn curated(tmp: &Path) -> (PathBuf, PathBuf) {
     let deid = deid_sample(tmp);
@@ -139,9 +135,9 @@ fn the_sample_is_split_by_patient_and_every_row_is_consistent() {
             .all(|k| known.contains(k))
     );
     // Manifest: parent is the de-identification, counts match the files.
-    let m = manifest(&out);
+    let m = read_manifest(&out);
     assert_eq!(m["stage"], "curate");
-    assert_eq!(m["parents"][0]["id"], manifest(&deid)["id"]);
+    assert_eq!(m["parents"][0]["id"], read_manifest(&deid)["id"]);
     assert_eq!(m["parents"][0]["path"], "../deid");
     for split in ["train", "validation", "test"] {
         let written: u64 = m["counts"]["examples"][split]
@@ -269,7 +265,7 @@ fn planted_exact_and_near_duplicates_are_removed_and_the_rest_kept() {
         "--out",
         &s(&out),
     ]);
-    let m = manifest(&out);
+    let m = read_manifest(&out);
     assert_eq!(m["counts"]["duplicates"]["exact"], 2, "{}", m["counts"]);
     assert_eq!(m["counts"]["duplicates"]["near"], 1, "{}", m["counts"]);
     let rows = all_rows(&out);
@@ -324,10 +320,10 @@ fn three_shards_merged_equal_a_single_run() {
         assert!(!a.is_empty(), "{split}");
         assert_eq!(a, b, "{split} differs");
     }
-    let (ms, mm) = (manifest(&single), manifest(&merged));
+    let (ms, mm) = (read_manifest(&single), read_manifest(&merged));
     assert_eq!(ms["counts"], mm["counts"]);
     assert_eq!(ms["config"]["dataset_id"], mm["config"]["dataset_id"]);
-    assert_eq!(mm["parents"][0]["id"], manifest(&deid)["id"]);
+    assert_eq!(mm["parents"][0]["id"], read_manifest(&deid)["id"]);
     let v = clintune(&["lineage", "verify", &s(&merged)], None);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 
@@ -482,7 +478,7 @@ fn a_trained_tokenizer_is_used_and_recorded() {
         "--out",
         &s(&out),
     ]);
-    let m = manifest(&out);
+    let m = read_manifest(&out);
     let input = m["inputs"]
         .as_array()
         .unwrap()
@@ -537,7 +533,7 @@ fn without_a_tokenizer_one_is_trained_on_the_train_split() {
 fn the_reader_streams_a_curated_split_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, out) = curated(tmp.path());
-    let m = manifest(&out);
+    let m = read_manifest(&out);
     let split = "validation";
     let tokens: u64 = m["counts"]["tokens"][split]
         .as_object()

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod parquet_facts;
+
 use arrow_array::{Array, Int32Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -175,4 +177,9 @@ pub fn curate_ok(args: &[&str]) -> Output {
 /// The paths as strings, for argument lists.
 pub fn s(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// A stage's `manifest.json`, as JSON.
+pub fn read_manifest(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
 }
