@@ -13,6 +13,7 @@ use crate::stats::Tallies;
 use crate::store;
 use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use clintune_core::staging::StagingDir;
+use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ParentRef, verify_chain};
 use std::path::{Path, PathBuf};
 
@@ -167,9 +168,8 @@ fn candidates_entry(shard: &ShardDir, path: &Path) -> Result<FileEntry, CurateEr
         .find(|o| o.path == CANDIDATES_FILE);
     let entry =
         recorded.ok_or_else(|| shard_err(&shard.dir, "manifest does not list its candidates"))?;
-    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(FileEntry {
-        path: shown.display().to_string(),
+        path: absolute_path(path),
         ..entry.clone()
     })
 }

@@ -19,6 +19,7 @@ use crate::store::{self, Layout};
 use crate::tasks::{self, Content, Draft};
 use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use clintune_core::staging::StagingDir;
+use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -199,7 +200,7 @@ fn source_inputs(source: &Source, tokenizer: Option<&Path>) -> Result<Vec<FileEn
         .files
         .iter()
         .map(|f| FileEntry {
-            path: absolute(&source.dir.join(&f.path)),
+            path: absolute_path(&source.dir.join(&f.path)),
             ..f.clone()
         })
         .collect();
@@ -209,18 +210,11 @@ fn source_inputs(source: &Source, tokenizer: Option<&Path>) -> Result<Vec<FileEn
         } else {
             t.to_path_buf()
         };
-        let entry =
-            FileEntry::from_file(&file, absolute(&file), None).map_err(CurateError::io(&file))?;
+        let entry = FileEntry::from_file(&file, absolute_path(&file), None)
+            .map_err(CurateError::io(&file))?;
         inputs.push(entry.with_kind("tokenizer"));
     }
     Ok(inputs)
-}
-
-fn absolute(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
 }
 
 /// Writes one shard's candidates, tokenizer and manifest.

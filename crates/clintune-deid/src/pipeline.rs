@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use clintune_core::hash::{FileDigest, file_digest, sha256_hex};
 use clintune_core::secret::SecretKey;
 use clintune_core::staging::StagingDir;
+use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -194,7 +195,7 @@ fn write_reports(
         .config("skip_invalid", opts.skip_invalid)
         .input(file_entry(
             &loaded.path,
-            absolute(&loaded.path),
+            absolute_path(&loaded.path),
             None,
             "deid-policy",
         )?);
@@ -231,15 +232,6 @@ fn file_entry(
         .map_err(DeidError::io(path))
 }
 
-/// The path as an absolute path, so that `lineage verify` finds it from
-/// anywhere; as given when it cannot be resolved.
-fn absolute(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
-}
-
 /// Records an input by the digest taken while it was read. Input names can
 /// identify a patient (Bundle files are often named after them, export
 /// folders after a patient or a date), so a path is recorded as it is only
@@ -257,7 +249,7 @@ fn input_entry(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let shown = absolute(&input.path);
+    let shown = absolute_path(&input.path);
     let safe =
         input.kind == InputKind::BulkNdjson && is_bulk_name(&name) && path_is_clean(&shown, d);
     let path = if safe {

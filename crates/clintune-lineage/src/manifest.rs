@@ -130,6 +130,15 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
+/// How a manifest records an input path: absolute, so that `lineage verify`
+/// finds the file from anywhere; as given when it cannot be resolved.
+pub fn absolute_path(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// A stage's lineage manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
