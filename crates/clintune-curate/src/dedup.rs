@@ -201,7 +201,12 @@ pub fn normalize(text: &str) -> String {
 /// Exact-duplicate key: the first 16 bytes of SHA-256 of [`normalize`]`(text)`,
 /// read big-endian (so its hex form is the digest's first 32 hex digits).
 pub fn exact_key(text: &str) -> u128 {
-    let digest = Sha256::digest(normalize(text).as_bytes());
+    exact_key_of_normalized(&normalize(text))
+}
+
+/// [`exact_key`] of text already passed through [`normalize`].
+pub fn exact_key_of_normalized(norm: &str) -> u128 {
+    let digest = Sha256::digest(norm.as_bytes());
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(first)
@@ -251,8 +256,12 @@ impl MinHasher {
     /// words; an empty (or all-whitespace) text has no shingles and a
     /// signature of `u32::MAX` everywhere.
     pub fn signature(&self, text: &str) -> Vec<u32> {
-        let norm = normalize(text);
-        let mut hashes: Vec<u64> = shingles(&norm, self.shingle_words)
+        self.signature_of_normalized(&normalize(text))
+    }
+
+    /// [`MinHasher::signature`] of text already passed through [`normalize`].
+    pub fn signature_of_normalized(&self, norm: &str) -> Vec<u32> {
+        let mut hashes: Vec<u64> = shingles(norm, self.shingle_words)
             .into_iter()
             .map(shingle_hash)
             .collect();

@@ -1,6 +1,6 @@
 //! Drafts become examples: rendered, tokenized, masked, keyed for dedup.
 
-use crate::dedup::{DedupConfig, MinHasher, exact_key};
+use crate::dedup::{DedupConfig, MinHasher, exact_key_of_normalized, normalize};
 use crate::error::CurateError;
 use crate::tasks::{Content, Draft};
 use crate::template::{ChatTemplate, Rendered};
@@ -84,13 +84,15 @@ impl<'a> Encoder<'a> {
         let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
         let loss_mask = mask(&offsets, &rendered.answers);
         let task = draft.task.as_str();
+        // Both dedup keys start from the same normalised text.
+        let norm = normalize(&rendered.text);
         let signature = match &self.minhash {
-            Some((m, tasks)) if tasks.iter().any(|t| t == task) => m.signature(&rendered.text),
+            Some((m, tasks)) if tasks.iter().any(|t| t == task) => m.signature_of_normalized(&norm),
             _ => Vec::new(),
         };
         Ok(Example {
             example_id: example_id(task, &draft.patient_key, &rendered.text),
-            exact_key: exact_key(&rendered.text),
+            exact_key: exact_key_of_normalized(&norm),
             signature,
             patient_key: draft.patient_key,
             split: split.to_string(),
