@@ -7,6 +7,7 @@
 
 pub mod hash;
 pub mod progress;
+pub mod rng;
 pub mod secret;
 pub mod staging;
 

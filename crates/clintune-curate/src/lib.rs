@@ -21,7 +21,6 @@ pub mod finalize;
 pub mod merge;
 pub mod pipeline;
 pub mod reader;
-pub mod rng;
 pub mod schema;
 pub mod source;
 pub mod split;
@@ -30,3 +29,5 @@ pub mod store;
 pub mod tasks;
 pub mod template;
 pub mod tokenizer;
+
+pub use clintune_core::rng;

@@ -1,7 +1,8 @@
-//! SplitMix64: the small fixed generator behind document shuffles and MinHash
-//! permutations. Fixed here rather than taken from a crate, because what it
-//! draws is stored (signatures) or must stay the same for a saved cursor to
-//! resume across versions.
+//! SplitMix64: the small fixed generator behind document shuffles, MinHash
+//! permutations, adapter initialisation and sampling. Fixed here rather than
+//! taken from a crate, because what it draws is stored (signatures, initial
+//! weights) or must stay the same for a saved cursor to resume across
+//! versions.
 
 /// SplitMix64's increment (the golden ratio in 64 bits).
 pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -22,6 +23,11 @@ impl SplitMix64 {
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
         mix64(self.0)
+    }
+
+    /// Uniform in `[0, 1)`, with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in `0..bound` (`bound >= 1`), without modulo bias (Lemire).
