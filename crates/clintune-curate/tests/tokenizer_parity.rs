@@ -11,6 +11,11 @@
 //! CLINTUNE_UPDATE_FIXTURES=1 cargo test -p clintune-curate --test tokenizer_parity
 //! python3 tests/fixtures/tokenizer/encode_golden.py
 //! ```
+//!
+//! `tests/fixtures/tokenizer/mistral-7b-v0.1/` holds a real model's
+//! tokenizer, Mistral-7B-v0.1's unchanged `tokenizer.json`, with the
+//! encodings Python `tokenizers` 0.23.2 made of synthetic clinical notes
+//! (`make_golden.py`; provenance and sha256 in its README.md).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clintune_curate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer, TrainConfig};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -210,4 +216,114 @@ fn the_fast_route_equals_the_crate_on_the_bundled_sample() {
             );
         }
     }
+}
+
+/// A real model's tokenizer: Mistral-7B-v0.1's `tokenizer.json`, unchanged
+/// (see the README.md beside it). Unlike clintune's own byte-level BPE it is
+/// a SentencePiece-style BPE (Metaspace, byte fallback, `<s>` prepended by a
+/// template post-processor), so it checks the route every other tokenizer
+/// takes.
+fn mistral_dir() -> PathBuf {
+    fixture_dir().join("mistral-7b-v0.1")
+}
+
+/// sha256 of the upstream `tokenizer.json`; a different file would make the
+/// golden ids meaningless.
+const MISTRAL_TOKENIZER_SHA256: &str =
+    "11c08db21487c885d8c792180f0be237f6a261b89a46f128a6a80a3aa4bd1720";
+
+/// Checks clintune's encodings of every text of a golden file written by the
+/// Mistral fixture's `make_golden.py`, with and without special tokens.
+fn assert_mistral_matches_golden(golden: &Value, source: &str) {
+    let path = mistral_dir().join(TOKENIZER_FILE);
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        MISTRAL_TOKENIZER_SHA256,
+        "{} is not the upstream file",
+        path.display()
+    );
+    assert_eq!(golden["tokenizer_sha256"], MISTRAL_TOKENIZER_SHA256);
+    let tokenizer = Tokenizer::load(&mistral_dir()).expect("loading the Mistral fixture");
+    assert_eq!(tokenizer.vocab_size(), 32000);
+    let cases = golden["cases"].as_array().expect("cases");
+    assert!(!cases.is_empty(), "{source} has no cases");
+    for (i, case) in cases.iter().enumerate() {
+        let text = case["text"].as_str().expect("text");
+        let ids = |key: &str| -> Vec<u32> {
+            serde_json::from_value(case[key].clone()).unwrap_or_else(|e| panic!("{key}: {e}"))
+        };
+
+        let want = ids("ids");
+        let (got, offsets) = tokenizer.encode_with_offsets(text).expect("encoding");
+        assert_eq!(got, want, "case {i}: ids differ from {source}");
+        assert_eq!(
+            to_char_offsets(text, &offsets),
+            as_pairs(&case["char_offsets"]),
+            "case {i}: offsets differ from {source}"
+        );
+        assert_eq!(
+            tokenizer
+                .encode_with_offsets_by_crate(text)
+                .expect("encoding"),
+            (got, offsets),
+            "case {i}"
+        );
+        assert_eq!(tokenizer.encode(text).expect("encoding"), want, "case {i}");
+        assert_eq!(
+            Some(tokenizer.decode(&want).expect("decoding").as_str()),
+            case["decoded"].as_str(),
+            "case {i}: decode differs from {source}"
+        );
+
+        let want = ids("ids_with_special");
+        let encoding = tokenizer.inner().encode(text, true).expect("encoding");
+        assert_eq!(
+            encoding.get_ids(),
+            want.as_slice(),
+            "case {i}: ids with special tokens differ from {source}"
+        );
+        assert_eq!(
+            to_char_offsets(text, encoding.get_offsets()),
+            as_pairs(&case["char_offsets_with_special"]),
+            "case {i}: offsets with special tokens differ from {source}"
+        );
+        assert_eq!(
+            Some(tokenizer.decode(&want).expect("decoding").as_str()),
+            case["decoded_with_special"].as_str(),
+            "case {i}: decode with special tokens differs from {source}"
+        );
+    }
+}
+
+#[test]
+fn mistral_7b_v0_1_matches_committed_python_golden() {
+    let golden = read_json(&mistral_dir().join("golden.json"));
+    assert_eq!(golden["tokenizers_version"], "0.23.2");
+    assert_mistral_matches_golden(&golden, "mistral-7b-v0.1/golden.json");
+}
+
+#[test]
+fn mistral_7b_v0_1_matches_live_python_when_installed() {
+    if !python_tokenizers_available() {
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let golden_path = out.path().join("golden.json");
+    let run = Command::new("python3")
+        .arg(mistral_dir().join("make_golden.py"))
+        .arg(&golden_path)
+        .output()
+        .expect("running make_golden.py");
+    assert!(
+        run.status.success(),
+        "make_golden.py failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let live = read_json(&golden_path);
+    assert!(
+        live == read_json(&mistral_dir().join("golden.json")),
+        "live Python tokenizers gives a different golden.json than the committed one"
+    );
+    assert_mistral_matches_golden(&live, "live Python tokenizers");
 }
