@@ -41,6 +41,8 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Score inputs under a model: per-token log-probabilities and mean loss, as JSON lines.
     Score(cmd::score::ScoreArgs),
+    /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
+    Generate(cmd::generate::GenerateArgs),
     /// Show or verify the lineage of any stage's output directory.
     #[command(subcommand)]
     Lineage(cmd::lineage::LineageCommand),
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Curate(args) => cmd::curate::run(args),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Score(args) => cmd::score::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };
     match result {

@@ -8,12 +8,17 @@
 //! reporting every missing, unexpected or mis-shaped tensor at once.
 
 pub mod config;
+pub mod generate;
 pub mod llama;
+pub mod lora;
+pub mod peft;
 pub mod rope;
 pub mod weights;
 
 pub use config::{ModelConfig, RopeScaling};
+pub use generate::{GenerateConfig, Generation, Sampling, StopReason};
 pub use llama::{Batch, Llama};
+pub use lora::{LoraConfig, Target};
 
 /// The CPU backend clintune runs on by default.
 pub type Cpu = burn::backend::Flex;

@@ -7,6 +7,8 @@
 //! restart at each document.
 
 use crate::config::ModelConfig;
+use crate::generate::{KvCache, LayerCache};
+use crate::lora::Lora;
 use crate::rope;
 use crate::weights::{WeightFiles, WeightsError};
 use burn::module::Param;
@@ -20,15 +22,21 @@ pub struct HfLinear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     /// `[out]`, when the layer has one.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// A LoRA adapter added to the output, when attached.
+    pub lora: Option<Lora<B>>,
 }
 
 impl<B: Backend> HfLinear<B> {
-    /// `x @ weightᵀ + bias` over the last dimension.
+    /// `x @ weightᵀ + bias (+ adapter)` over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let w = self.weight.val().transpose().unsqueeze::<D>();
-        let y = x.matmul(w);
-        match &self.bias {
-            Some(b) => y + b.val().unsqueeze::<D>(),
+        let update = self.lora.as_ref().map(|l| l.forward(x.clone()));
+        let mut y = x.matmul(w);
+        if let Some(b) = &self.bias {
+            y = y + b.val().unsqueeze::<D>();
+        }
+        match update {
+            Some(u) => y + u,
             None => y,
         }
     }
@@ -101,8 +109,14 @@ impl<B: Backend> Attention<B> {
             .reshape([b, kv * rep, s, d])
     }
 
-    /// Attends over `x` `[batch, seq, hidden]`.
-    pub fn forward(&self, x: Tensor<B, 3>, ctx: &Context<B>) -> Tensor<B, 3> {
+    /// Attends over `x` `[batch, seq, hidden]`, after the keys and values in
+    /// `cache` when given (which then grows by this step's).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        ctx: &Context<B>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let q = rotate(
             self.split_heads(self.q_proj.forward(x.clone()), self.heads),
@@ -113,6 +127,10 @@ impl<B: Backend> Attention<B> {
             ctx,
         );
         let v = self.split_heads(self.v_proj.forward(x), self.kv_heads);
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
         let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
         let scores = q.matmul(k.swap_dims(2, 3)) / (self.head_dim as f64).sqrt();
         let scores = scores.mask_fill(ctx.blocked.clone(), f32::NEG_INFINITY);
@@ -166,8 +184,16 @@ pub struct Layer<B: Backend> {
 }
 
 impl<B: Backend> Layer<B> {
-    fn forward(&self, x: Tensor<B, 3>, ctx: &Context<B>) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), ctx);
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        ctx: &Context<B>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let attended = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), ctx, cache);
+        let x = x + attended;
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -263,27 +289,45 @@ impl<B: Backend> Llama<B> {
 
     /// Logits `[batch, seq, vocab]`.
     pub fn forward(&self, input: &Batch) -> Tensor<B, 3> {
-        let device = self.model.embed_tokens.weight.device();
-        let ctx = self.context(input, &device);
+        let ctx = self.context(input, &self.device());
+        let hidden = self.hidden(&input.tokens, [input.batch, input.seq], &ctx, None);
+        self.logits(hidden)
+    }
+
+    /// The device the weights are on.
+    pub fn device(&self) -> B::Device {
+        self.model.embed_tokens.weight.device()
+    }
+
+    /// The final normed hidden states `[batch, seq, hidden]` of `tokens`
+    /// (`[batch, seq]`, row-major), after the cached steps when given.
+    pub(crate) fn hidden(
+        &self,
+        tokens: &[u32],
+        [batch, seq]: [usize; 2],
+        ctx: &Context<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let ids = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(
-                input.tokens.iter().map(|&t| t as i64).collect(),
-                [input.tokens.len()],
-            ),
-            &device,
+            TensorData::new(tokens.iter().map(|&t| t as i64).collect(), [tokens.len()]),
+            &self.device(),
         );
         let table = self.model.embed_tokens.weight.val();
         let width = table.dims()[1];
-        let mut x = table
-            .select(0, ids)
-            .reshape([input.batch, input.seq, width]);
-        for layer in &self.model.layers {
-            x = layer.forward(x, &ctx);
+        let mut x = table.select(0, ids).reshape([batch, seq, width]);
+        for (l, layer) in self.model.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| c.layer(l));
+            x = layer.forward(x, ctx, layer_cache);
         }
-        let x = self.model.norm.forward(x);
+        self.model.norm.forward(x)
+    }
+
+    /// Logits of normed hidden states, through the head (or the tied
+    /// embeddings).
+    pub(crate) fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
         }
     }
 
@@ -307,12 +351,28 @@ impl<B: Backend> Llama<B> {
         out
     }
 
+    /// Rotary rows for `positions` (`[batch, seq]`, row-major), with
+    /// `blocked` as the mask.
+    pub(crate) fn rotary_context(
+        &self,
+        positions: &[u32],
+        [b, s]: [usize; 2],
+        blocked: Tensor<B, 4, Bool>,
+    ) -> Context<B> {
+        let device = blocked.device();
+        let d = self.inv_freq.len() * 2;
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
+        let table =
+            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), &device);
+        Context {
+            cos: table(cos),
+            sin: table(sin),
+            blocked,
+        }
+    }
+
     fn context(&self, input: &Batch, device: &B::Device) -> Context<B> {
         let (b, s) = (input.batch, input.seq);
-        let d = self.inv_freq.len() * 2;
-        let (cos, sin) = rope::cos_sin(&self.inv_freq, &input.positions);
-        let table =
-            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), device);
         let docs = Tensor::<B, 2, Int>::from_data(
             TensorData::new(input.documents.iter().map(|&x| x as i64).collect(), [b, s]),
             device,
@@ -322,11 +382,7 @@ impl<B: Backend> Llama<B> {
             .reshape([b, 1, s, 1])
             .not_equal(docs.reshape([b, 1, 1, s]));
         let future = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
-        Context {
-            cos: table(cos),
-            sin: table(sin),
-            blocked: other_doc.bool_or(future),
-        }
+        self.rotary_context(&input.positions, [b, s], other_doc.bool_or(future))
     }
 }
 
@@ -354,6 +410,7 @@ impl<B: Backend> Loader<'_, B> {
             } else {
                 None
             },
+            lora: None,
         })
     }
 

@@ -122,14 +122,14 @@ fn describe(
     s
 }
 
-fn format_err(path: &Path, message: impl Into<String>) -> WeightsError {
+pub(crate) fn format_err(path: &Path, message: impl Into<String>) -> WeightsError {
     WeightsError::Format {
         path: path.to_path_buf(),
         message: message.into(),
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WeightsError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WeightsError + '_ {
     move |err| WeightsError::Io {
         path: path.to_path_buf(),
         err,
@@ -150,8 +150,13 @@ impl WeightFiles {
         if index.is_file() {
             return Self::open_sharded(dir, &index);
         }
+        Self::open_file(&dir.join(WEIGHTS_FILE))
+    }
+
+    /// Opens one safetensors file, whatever its name.
+    pub fn open_file(path: &Path) -> Result<Self, WeightsError> {
         let mut tensors = BTreeMap::new();
-        read_header(&dir.join(WEIGHTS_FILE), &mut tensors)?;
+        read_header(path, &mut tensors)?;
         Ok(Self { tensors })
     }
 

@@ -2,58 +2,10 @@
 //! losses on the reference models of `tests/fixtures/llama`, for a batch and
 //! for a packed row of two documents.
 
-use burn::backend::Flex;
-use clintune_model::{Batch, Llama, ModelConfig, WeightFiles};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+mod common;
 
-type B = Flex;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/llama")
-        .join(name)
-}
-
-/// A golden tensor as f32 values, with its shape.
-fn golden_tensor(dir: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let view = file.tensor(name).unwrap();
-    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (values, view.shape().to_vec())
-}
-
-fn ids(value: &Value) -> Vec<Vec<u32>> {
-    serde_json::from_value(value.clone()).unwrap()
-}
-
-fn load(name: &str) -> (Llama<B>, Value) {
-    let dir = fixture(name);
-    let config = ModelConfig::load(&dir).unwrap();
-    let model = Llama::<B>::load(
-        &config,
-        &WeightFiles::open(&dir).unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    (model, golden)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use clintune_model::Batch;
+use common::{fixture, golden_tensor, ids, load, max_abs_diff};
 
 /// Mean next-token cross-entropy over the positions `weights` marks.
 fn loss(logits: &[f32], vocab: usize, tokens: &[u32], targets_ok: impl Fn(usize) -> bool) -> f64 {

@@ -1,0 +1,281 @@
+//! Text generation: a key/value cache, greedy and nucleus sampling, stop
+//! tokens.
+//!
+//! The prompt runs once through the model, filling the cache; each new token
+//! then runs alone, attending to the cached keys and values, so a step costs
+//! one token's work rather than the whole sequence's.
+
+use crate::llama::Llama;
+use burn::prelude::*;
+use clintune_core::rng::SplitMix64;
+use std::time::{Duration, Instant};
+
+/// The keys and values one layer has seen, `[1, kv_heads, len, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache<B: Backend> {
+    kv: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+}
+
+impl<B: Backend> LayerCache<B> {
+    /// Appends this step's keys and values and returns all of them.
+    pub fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+}
+
+/// Every layer's cache, and how many tokens it holds.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<LayerCache<B>>,
+    len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for a model of `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        Self {
+            layers: (0..layers).map(|_| LayerCache { kv: None }).collect(),
+            len: 0,
+        }
+    }
+
+    /// Tokens seen so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no token has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn layer(&mut self, l: usize) -> &mut LayerCache<B> {
+        &mut self.layers[l]
+    }
+}
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Softmax temperature; `0` picks the most likely token (greedy).
+    pub temperature: f64,
+    /// Nucleus sampling: draw only from the smallest set of most likely
+    /// tokens whose probabilities sum to at least `top_p` (`1` = all).
+    pub top_p: f64,
+    /// Seed of the draws; the same seed gives the same text.
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// Always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    /// At most this many new tokens.
+    pub max_new_tokens: usize,
+    /// Generation stops after any of these (the stop token is kept).
+    pub stop_tokens: Vec<u32>,
+    /// How tokens are chosen.
+    pub sampling: Sampling,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A stop token was generated.
+    StopToken,
+    /// `max_new_tokens` were generated.
+    Length,
+    /// The model's context (`max_position_embeddings`) is full.
+    Context,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The new tokens, without the prompt.
+    pub tokens: Vec<u32>,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// Time spent on the prompt.
+    pub prefill: Duration,
+    /// Time spent generating after the prompt.
+    pub decode: Duration,
+}
+
+impl<B: Backend> Llama<B> {
+    /// Runs `tokens` after those already in `cache` (batch of one) and
+    /// returns the logits of the last one, `[vocab]`.
+    pub fn step(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Tensor<B, 1> {
+        let (past, n) = (cache.len, tokens.len());
+        let positions: Vec<u32> = (past..past + n).map(|p| p as u32).collect();
+        let blocked: Vec<bool> = (0..n)
+            .flat_map(|i| (0..past + n).map(move |j| j > past + i))
+            .collect();
+        let blocked = Tensor::<B, 4, Bool>::from_data(
+            TensorData::new(blocked, [1, 1, n, past + n]),
+            &self.device(),
+        );
+        let ctx = self.rotary_context(&positions, [1, n], blocked);
+        let hidden = self.hidden(tokens, [1, n], &ctx, Some(cache));
+        cache.len += n;
+        let logits = self.logits(hidden.narrow(1, n - 1, 1));
+        let vocab = logits.dims()[2];
+        logits.reshape([vocab])
+    }
+
+    /// Continues `prompt` until a stop token, `max_new_tokens` or the end of
+    /// the model's context; `on_token` sees each new token as it comes.
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        cfg: &GenerateConfig,
+        max_context: usize,
+        mut on_token: impl FnMut(u32),
+    ) -> Generation {
+        let mut cache = KvCache::new(self.model.layers.len());
+        let mut rng = SplitMix64(cfg.sampling.seed);
+        let mut tokens = Vec::new();
+        let start = Instant::now();
+        let mut logits = self.step(prompt, &mut cache);
+        let prefill = start.elapsed();
+        let stop = loop {
+            if tokens.len() >= cfg.max_new_tokens {
+                break StopReason::Length;
+            }
+            let values = logits.into_data().to_vec::<f32>().unwrap_or_default();
+            let next = choose(&values, &cfg.sampling, &mut rng);
+            tokens.push(next);
+            on_token(next);
+            if cfg.stop_tokens.contains(&next) {
+                break StopReason::StopToken;
+            }
+            if cache.len() + 1 >= max_context {
+                break StopReason::Context;
+            }
+            logits = self.step(&[next], &mut cache);
+        };
+        Generation {
+            tokens,
+            stop,
+            prefill,
+            decode: start.elapsed() - prefill,
+        }
+    }
+}
+
+/// The next token from `logits` under `sampling`.
+pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> u32 {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 { (i, l) } else { best }
+            })
+            .0 as u32
+    };
+    if sampling.temperature <= 0.0 {
+        return argmax();
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            (
+                i as u32,
+                ((f64::from(l - max)) / sampling.temperature).exp(),
+            )
+        })
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (i, p) in probs.iter().enumerate() {
+        kept += p.1 / total;
+        if kept >= sampling.top_p {
+            cut = i + 1;
+            break;
+        }
+    }
+    probs.truncate(cut);
+    let mass: f64 = probs.iter().map(|p| p.1).sum();
+    let mut draw = rng.next_f64() * mass;
+    for &(id, p) in &probs {
+        if draw < p {
+            return id;
+        }
+        draw -= p;
+    }
+    probs.last().map_or_else(argmax, |p| p.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        let mut rng = SplitMix64(1);
+        assert_eq!(
+            choose(&[0.1, 3.0, 3.0, -1.0], &Sampling::greedy(), &mut rng),
+            1
+        );
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        // Probabilities ∝ e^4, e^3, e^0, e^0: the top two hold ~96%.
+        let logits = [4.0, 3.0, 0.0, 0.0];
+        let sampling = Sampling {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 7,
+        };
+        let mut rng = SplitMix64(sampling.seed);
+        let mut seen = [0usize; 4];
+        for _ in 0..2000 {
+            seen[choose(&logits, &sampling, &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
+        // Renormalised over the nucleus, token 0 has e/(e+1) ≈ 0.73.
+        let share = seen[0] as f64 / 2000.0;
+        assert!((share - 0.731).abs() < 0.04, "{share}");
+    }
+
+    #[test]
+    fn temperature_sharpens_and_flattens() {
+        let logits = [1.0, 0.0];
+        let share = |temperature: f64| {
+            let s = Sampling {
+                temperature,
+                top_p: 1.0,
+                seed: 3,
+            };
+            let mut rng = SplitMix64(s.seed);
+            (0..4000)
+                .filter(|_| choose(&logits, &s, &mut rng) == 0)
+                .count() as f64
+                / 4000.0
+        };
+        // softmax([1, 0] / T)[0]: T = 0.25 → 0.982, T = 4 → 0.562.
+        assert!((share(0.25) - 0.982).abs() < 0.02);
+        assert!((share(4.0) - 0.562).abs() < 0.03);
+    }
+}
