@@ -240,11 +240,7 @@ impl CurateConfig {
     /// `sha256:` hash of the effective configuration, for the manifest.
     pub fn hash(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        let canonical = clintune_lineage::manifest::canonical_json(&value);
-        format!(
-            "sha256:{}",
-            clintune_core::hash::sha256_hex(canonical.as_bytes())
-        )
+        clintune_lineage::manifest::content_hash(&value)
     }
 }
 

@@ -184,10 +184,7 @@ fn write_reports(
         "as_of": opts.as_of.to_string(),
         "skip_invalid": opts.skip_invalid,
     });
-    let config_hash = format!(
-        "sha256:{}",
-        sha256_hex(clintune_lineage::manifest::canonical_json(&config).as_bytes())
-    );
+    let config_hash = clintune_lineage::manifest::content_hash(&config);
     let mut b = ManifestBuilder::new("deid", config_hash)
         .config("policy", loaded.policy.name.clone())
         .config("key_id", key.key_id())

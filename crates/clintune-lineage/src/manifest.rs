@@ -178,8 +178,7 @@ impl Manifest {
             map.remove("id");
             map.remove("created_at");
         }
-        let canonical = canonical_json(&value);
-        format!("sha256:{}", sha256_hex(canonical.as_bytes()))
+        content_hash(&value)
     }
 
     /// Reads `manifest.json` from `dir`.
@@ -210,6 +209,12 @@ impl Manifest {
     pub fn count(&self, name: &str) -> Option<u64> {
         self.counts.get(name).and_then(Value::as_u64)
     }
+}
+
+/// `sha256:` hash of a JSON value in its canonical form: the id of a
+/// configuration or manifest, the same whatever the key order.
+pub fn content_hash(value: &Value) -> String {
+    format!("sha256:{}", sha256_hex(canonical_json(value).as_bytes()))
 }
 
 /// Serializes JSON with object keys sorted at every level, so the content id
