@@ -546,6 +546,7 @@ fn the_reader_streams_a_curated_split_and_resumes_exactly() {
         batch_size: 2,
         seed: 7,
         shuffle: true,
+        pack: true,
         pad_id: 3,
     };
     let mut reader = PackedReader::open(&out, split, cfg.clone()).unwrap();

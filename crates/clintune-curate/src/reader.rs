@@ -15,6 +15,9 @@
 //!   documents. Every piece is its own segment with positions from 0, so
 //!   attention and targets never cross a piece or document boundary.
 //!
+//! With `pack = false` every document starts a fresh row and the rest of its
+//! last row is padding: one document per row, as unpacked trainers do.
+//!
 //! # Epoch boundaries
 //!
 //! Batches never mix epochs: when an epoch's last document is placed, the rest
@@ -63,8 +66,13 @@ pub struct PackConfig {
     pub shuffle: bool,
     /// Token id written into padding.
     pub pad_id: u32,
+    /// Put several documents in a row; `false` gives each its own rows.
+    /// Defaults to `true`.
+    #[serde(default = "default_shuffle")]
+    pub pack: bool,
 }
 
+/// The default of `shuffle` and `pack`.
 fn default_shuffle() -> bool {
     true
 }
@@ -578,7 +586,7 @@ impl PackedReader {
         let mut epoch_done = false;
         for row in 0..self.cfg.batch_size {
             let docs = &self.docs;
-            epoch_done = pack_row(docs, &self.order, self.cfg.seq_len, row, &mut at, |piece| {
+            epoch_done = pack_row(docs, &self.order, &self.cfg, row, &mut at, |piece| {
                 batch.place(piece, docs)
             });
             if epoch_done {
@@ -614,7 +622,7 @@ impl PackedReader {
         let mut rows = 0u64;
         loop {
             rows += 1;
-            if pack_row(&self.docs, &order, self.cfg.seq_len, 0, &mut at, |_| {}) {
+            if pack_row(&self.docs, &order, &self.cfg, 0, &mut at, |_| {}) {
                 break;
             }
         }
@@ -637,11 +645,12 @@ impl PackedReader {
 fn pack_row(
     docs: &Documents,
     order: &[usize],
-    seq_len: usize,
+    cfg: &PackConfig,
     row: usize,
     at: &mut (usize, u64),
     mut emit: impl FnMut(Piece),
 ) -> bool {
+    let seq_len = cfg.seq_len;
     let mut column = 0;
     let mut segment = 0;
     loop {
@@ -674,7 +683,7 @@ fn pack_row(
         if at.0 == order.len() {
             return true;
         }
-        if column == seq_len {
+        if column == seq_len || !cfg.pack {
             return false;
         }
     }
@@ -978,6 +987,7 @@ mod tests {
             batch_size: 3,
             seed,
             shuffle: true,
+            pack: true,
             pad_id: 0,
         }
     }
@@ -1341,6 +1351,31 @@ mod tests {
         let dir = root.join("train");
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn unpacked_rows_hold_one_document_each() {
+        let docs = vec![
+            (vec![1, 2, 3], vec![1, 1, 1]),
+            (vec![4, 5], vec![1, 1]),
+            (vec![6; 11], vec![1; 11]),
+        ];
+        let cfg = PackConfig {
+            shuffle: false,
+            pack: false,
+            batch_size: 4,
+            ..cfg(0)
+        };
+        let mut r = PackedReader::from_documents(docs, cfg).unwrap();
+        let batch = r.next_batch();
+        let rows: Vec<(usize, usize, usize)> = batch
+            .pieces
+            .iter()
+            .map(|p| (p.row, p.document, p.len))
+            .collect();
+        // The 11-token document takes a full row and 3 tokens of the next.
+        assert_eq!(rows, [(0, 0, 3), (1, 1, 2), (2, 2, 8), (3, 2, 3)]);
+        assert!(batch.pieces.iter().all(|p| p.column == 0));
     }
 
     #[test]
