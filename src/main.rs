@@ -39,6 +39,11 @@ enum Command {
     /// Train a tokenizer on de-identified records.
     #[command(subcommand)]
     Tokenizer(cmd::tokenizer::TokenizerCommand),
+    /// Fine-tune a model (full or LoRA) as a recipe says; resumes exactly with --resume.
+    Train(cmd::train::TrainArgs),
+    /// Check a training recipe without running it.
+    #[command(subcommand)]
+    Recipe(cmd::recipe::RecipeCommand),
     /// Score inputs under a model: per-token log-probabilities and mean loss, as JSON lines.
     Score(cmd::score::ScoreArgs),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Lineage(c) => cmd::lineage::run(c),
         Command::Curate(args) => cmd::curate::run(args),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Recipe(c) => cmd::recipe::run(c),
         Command::Score(args) => cmd::score::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),

@@ -5,5 +5,7 @@ pub mod deid;
 pub mod generate;
 pub mod keygen;
 pub mod lineage;
+pub mod recipe;
 pub mod score;
 pub mod tokenizer;
+pub mod train;

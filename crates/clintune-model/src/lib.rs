@@ -9,10 +9,13 @@
 
 pub mod config;
 pub mod generate;
+pub mod init;
 pub mod llama;
 pub mod lora;
+pub mod loss;
 pub mod peft;
 pub mod rope;
+pub mod save;
 pub mod weights;
 
 pub use config::{ModelConfig, RopeScaling};
@@ -22,4 +25,9 @@ pub use lora::{LoraConfig, Target};
 
 /// The CPU backend clintune runs on by default.
 pub type Cpu = burn::backend::Flex;
+
+/// NVIDIA GPUs through burn's CUDA backend, f32 storage (bf16 is chosen per
+/// device at run time).
+#[cfg(feature = "cuda")]
+pub type Cuda = burn::backend::Cuda<f32, i32>;
 pub use weights::{Dtype, TensorInfo, WeightFiles, WeightsError};

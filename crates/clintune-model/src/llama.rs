@@ -14,6 +14,7 @@ use crate::weights::{WeightFiles, WeightsError};
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, silu, softmax};
+use std::collections::BTreeMap;
 
 /// A linear map with Hugging Face's weight layout `[out, in]`.
 #[derive(Module, Debug)]
@@ -266,7 +267,21 @@ impl<B: Backend> Llama<B> {
         device: &B::Device,
     ) -> Result<Self, WeightsError> {
         weights.check(&config.expected_tensors())?;
-        let loader = Loader { weights, device };
+        Self::build(config, weights, device)
+    }
+
+    /// Builds the model from `source`, one tensor at a time, so that memory
+    /// never holds more than the model plus one tensor.
+    pub(crate) fn build(
+        config: &ModelConfig,
+        source: &dyn Source,
+        device: &B::Device,
+    ) -> Result<Self, WeightsError> {
+        let loader = Loader {
+            source,
+            shapes: config.expected_tensors().into_iter().collect(),
+            device,
+        };
         let layers = (0..config.num_hidden_layers)
             .map(|l| loader.layer(config, l))
             .collect::<Result<_, _>>()?;
@@ -386,19 +401,33 @@ impl<B: Backend> Llama<B> {
     }
 }
 
-/// Builds parameters from weight files, one tensor at a time.
+/// Where a model's tensors come from: weight files, or a random
+/// initialisation.
+pub(crate) trait Source {
+    /// The values of tensor `name`, of shape `shape`, row-major.
+    fn read(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError>;
+}
+
+impl Source for WeightFiles {
+    fn read(&self, name: &str, _shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        self.read_f32(name)
+    }
+}
+
+/// Builds parameters from a source, one tensor at a time.
 struct Loader<'a, B: Backend> {
-    weights: &'a WeightFiles,
+    source: &'a dyn Source,
+    shapes: BTreeMap<String, Vec<usize>>,
     device: &'a B::Device,
 }
 
 impl<B: Backend> Loader<'_, B> {
     fn param<const D: usize>(&self, name: &str) -> Result<Param<Tensor<B, D>>, WeightsError> {
-        let info = self
-            .weights
+        let shape = self
+            .shapes
             .get(name)
             .ok_or_else(|| WeightsError::Unknown(name.into()))?;
-        let data = TensorData::new(self.weights.read_f32(name)?, info.shape.clone());
+        let data = TensorData::new(self.source.read(name, shape)?, shape.clone());
         Ok(Param::from_data(data, self.device))
     }
 

@@ -31,6 +31,32 @@ pub fn tensor_name(layer: usize, target: Target, which: &str) -> String {
     )
 }
 
+/// PEFT's `adapter_config.json` for adapters of `cfg` on `base_model` (a
+/// name or path recorded for whoever loads the adapter).
+pub fn config_json(cfg: &LoraConfig, base_model: &str) -> Value {
+    let mut targets: Vec<&str> = cfg.targets.iter().map(|t| t.module_name()).collect();
+    targets.sort_unstable();
+    serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": cfg.rank,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "target_modules": targets,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "use_rslora": false,
+        "use_dora": false,
+        "modules_to_save": null,
+        "layers_to_transform": null,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "init_lora_weights": true,
+        "inference_mode": true,
+    })
+}
+
 /// The fields of `adapter_config.json` clintune reads.
 #[derive(Debug, Deserialize)]
 struct PeftConfig {

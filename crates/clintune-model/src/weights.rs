@@ -230,7 +230,8 @@ impl WeightFiles {
     }
 
     /// Reads tensor `name` as f32 values (row-major), converting from f16 or
-    /// bf16; only that tensor's bytes are read.
+    /// bf16; only that tensor's bytes are read, through a small buffer, so
+    /// memory holds the result and little else.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
         let info = self
             .tensors
@@ -239,26 +240,39 @@ impl WeightFiles {
         let mut file = File::open(&info.file).map_err(io_err(&info.file))?;
         file.seek(SeekFrom::Start(info.start))
             .map_err(io_err(&info.file))?;
-        let mut bytes = vec![0u8; info.len as usize];
-        file.read_exact(&mut bytes).map_err(io_err(&info.file))?;
-        Ok(to_f32(&bytes, info.dtype))
+        let mut out = Vec::with_capacity(info.len as usize / info.dtype.size());
+        let mut buffer = vec![0u8; (info.len as usize).min(READ_CHUNK)];
+        let mut left = info.len as usize;
+        while left > 0 {
+            let chunk = &mut buffer[..left.min(READ_CHUNK)];
+            file.read_exact(chunk).map_err(io_err(&info.file))?;
+            extend_f32(&mut out, chunk, info.dtype);
+            left -= chunk.len();
+        }
+        Ok(out)
     }
 }
 
-fn to_f32(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+/// Bytes read at a time; a multiple of every element size.
+const READ_CHUNK: usize = 1 << 20;
+
+fn extend_f32(out: &mut Vec<f32>, bytes: &[u8], dtype: Dtype) {
     match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        Dtype::BF16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
     }
 }
 

@@ -1,0 +1,112 @@
+//! Training and inference throughput of the Llama-family decoder on the CPU
+//! backend, in tokens per second.
+//!
+//! `fwd_bwd`: one forward and backward pass (causal LM loss over every
+//! token) of a batch, as in a full fine-tuning step without the optimizer.
+//! `forward`: the same batch without gradients. The model is the small
+//! config below (6 layers, hidden 512), randomly initialised.
+//!
+//! `benches/model_vs_torch.py` runs this bench and PyTorch on the same
+//! config, batch and thread count, and prints the ratio. It reads the config
+//! from `model-bench/config.json`, which this bench writes under the
+//! criterion output directory. Threads: burn's CPU backend uses rayon's
+//! global pool, so `RAYON_NUM_THREADS` sets them.
+
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use clintune_core::rng::SplitMix64;
+use clintune_model::loss::token_nll;
+use clintune_model::{Batch, Llama, ModelConfig};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A small Llama: 6 layers, hidden 512, 8 heads, SwiGLU 1536, vocabulary 8192
+/// (the size of a clintune-trained tokenizer): 30.7 M parameters.
+const CONFIG: &str = r#"{
+  "architectures": ["LlamaForCausalLM"],
+  "model_type": "llama",
+  "vocab_size": 8192,
+  "hidden_size": 512,
+  "intermediate_size": 1536,
+  "num_hidden_layers": 6,
+  "num_attention_heads": 8,
+  "num_key_value_heads": 8,
+  "max_position_embeddings": 1024,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0,
+  "tie_word_embeddings": false,
+  "hidden_act": "silu",
+  "torch_dtype": "float32"
+}"#;
+
+/// Rows per batch.
+const BATCH: usize = 4;
+/// Tokens per row.
+const SEQ: usize = 256;
+
+fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("criterion").join("model-bench")
+}
+
+/// Writes the config and batch shape for `model_vs_torch.py`.
+fn publish_setup() {
+    let dir = out_dir();
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join("config.json"), CONFIG))
+        .and_then(|_| {
+            let shape = format!("{{\"batch\": {BATCH}, \"seq\": {SEQ}}}\n");
+            std::fs::write(dir.join("shape.json"), shape)
+        });
+    if let Err(e) = written {
+        eprintln!("could not write {}: {e}", dir.display());
+    }
+}
+
+fn batch() -> (Batch, Vec<i64>) {
+    let mut rng = SplitMix64(17);
+    let tokens: Vec<u32> = (0..BATCH * SEQ).map(|_| rng.below(8192) as u32).collect();
+    let rows: Vec<Vec<u32>> = tokens.chunks(SEQ).map(<[u32]>::to_vec).collect();
+    // Next-token targets; the last position predicts the first (a stand-in).
+    let targets = rows
+        .iter()
+        .flat_map(|r| r[1..].iter().chain(&r[..1]).map(|&t| i64::from(t)))
+        .collect();
+    (Batch::unpacked(&rows), targets)
+}
+
+fn bench(c: &mut Criterion) {
+    publish_setup();
+    let config = ModelConfig::parse(CONFIG).expect("bench config");
+    let (input, targets) = batch();
+    let mut group = c.benchmark_group("model");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements((BATCH * SEQ) as u64));
+
+    type Ad = Autodiff<Flex>;
+    let device = Default::default();
+    let model = Llama::<Ad>::random(&config, 1, 0.02, &device);
+    let targets_t =
+        Tensor::<Ad, 2, Int>::from_data(TensorData::new(targets, [BATCH, SEQ]), &device);
+    let weights = Tensor::<Ad, 2>::ones([BATCH, SEQ], &device);
+    group.bench_function("fwd_bwd", |b| {
+        b.iter(|| {
+            let logits = model.forward(&input);
+            let loss = token_nll(logits, targets_t.clone(), weights.clone()) / (BATCH * SEQ) as f64;
+            loss.backward()
+        })
+    });
+
+    let model = Llama::<Flex>::random(&config, 1, 0.02, &device);
+    group.bench_function("forward", |b| b.iter(|| model.forward(&input).into_data()));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

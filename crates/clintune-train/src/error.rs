@@ -1,0 +1,84 @@
+//! Why training cannot go on.
+
+use std::path::{Path, PathBuf};
+
+/// A training error; each names the file or directory it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The recipe is unreadable or invalid.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    /// The dataset cannot be used.
+    #[error("dataset {path}: {message}")]
+    Dataset {
+        /// The dataset directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model or its weights cannot be used.
+    #[error("model {path}: {message}")]
+    Model {
+        /// The model (or checkpoint) directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint cannot be written or read.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {err}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// TensorBoard events could not be written.
+    #[error(transparent)]
+    Tensorboard(#[from] crate::tensorboard::TensorboardError),
+    /// Something the recipe asks for is not available in this build or
+    /// on this machine.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl TrainError {
+    /// An [`TrainError::Io`] maker for `map_err`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |err| Self::Io {
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+
+    /// A [`TrainError::Dataset`].
+    pub fn dataset(path: &Path, message: impl ToString) -> Self {
+        Self::Dataset {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A [`TrainError::Model`].
+    pub fn model(path: &Path, message: impl ToString) -> Self {
+        Self::Model {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A [`TrainError::Checkpoint`].
+    pub fn checkpoint(path: &Path, message: impl ToString) -> Self {
+        Self::Checkpoint {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}

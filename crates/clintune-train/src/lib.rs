@@ -1,0 +1,19 @@
+//! Recipe-driven fine-tuning of Llama-family models.
+//!
+//! A [`recipe`] (TOML, strictly parsed) names the base model, the curated
+//! dataset and every training choice.
+
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod params;
+pub mod recipe;
+pub mod run;
+pub mod schedule;
+pub mod tensorboard;
+pub mod trainer;
+
+pub use recipe::Recipe;
+pub use run::train;
+pub use trainer::{EvalMetrics, RunOptions, RunSummary};

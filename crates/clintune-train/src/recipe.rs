@@ -1,0 +1,479 @@
+//! Training recipes: one TOML file names the base model, the dataset and
+//! every training choice, so the same recipe and seed give the same run.
+//!
+//! Parsing is strict: an unknown key is an error naming the file, line and
+//! key, and values are checked with a message saying what is allowed.
+//! `recipes/README.md` documents every field; `recipes/train.toml` lists
+//! them with their defaults (a test keeps the two in step with this file).
+//! Relative paths are relative to the directory the command runs in.
+
+use clintune_curate::config::CurateConfig;
+use clintune_model::LoraConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole recipe. Tables of other stages (`[curate]`, `[deid]`,
+/// `[export]`) may sit beside the training tables; `clintune run` uses them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// The model to start from.
+    pub model: ModelSection,
+    /// The training data.
+    pub data: DataSection,
+    /// Full fine-tuning or LoRA.
+    #[serde(default)]
+    pub method: MethodSection,
+    /// LoRA settings (with `method.kind = "lora"`).
+    #[serde(default)]
+    pub lora: LoraConfig,
+    /// AdamW.
+    #[serde(default)]
+    pub optimizer: OptimizerSection,
+    /// Learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleSection,
+    /// Length, evaluation, checkpoints, seed, output.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Where it runs.
+    #[serde(default)]
+    pub hardware: HardwareSection,
+    /// Curation settings, for `clintune run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curate: Option<CurateConfig>,
+    /// De-identification settings, for `clintune run` (read by that stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deid: Option<toml::Table>,
+    /// Export settings, for `clintune run` (read by that stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<toml::Table>,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A Hugging Face model directory (config.json, safetensors, tokenizer).
+    pub base: PathBuf,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A curated dataset directory (`clintune curate` output), verified
+    /// through its manifest before training.
+    pub dataset: PathBuf,
+    /// Tokens per row.
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    /// Rows per micro-batch.
+    #[serde(default = "default_micro_batch")]
+    pub micro_batch: usize,
+    /// Micro-batches per optimizer step; the step equals one batch this many
+    /// times larger.
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    /// Pack several examples into each row (attention and positions reset
+    /// at each example); `false` gives each example its own rows.
+    #[serde(default = "yes")]
+    pub packing: bool,
+    /// Shuffle examples each epoch.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+}
+
+fn default_seq_len() -> usize {
+    512
+}
+fn default_micro_batch() -> usize {
+    4
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// How the model is adapted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Every weight trains.
+    Full,
+    /// Only LoRA adapters train (`[lora]`); the base is frozen.
+    #[default]
+    Lora,
+}
+
+/// `[method]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSection {
+    /// `full` or `lora`.
+    #[serde(default)]
+    pub kind: Method,
+}
+
+/// `[optimizer]`: AdamW with decoupled weight decay (as PyTorch's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSection {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// `[β1, β2]`.
+    pub betas: [f64; 2],
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0 = no clipping).
+    pub grad_clip: f64,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            lr: 2e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+        }
+    }
+}
+
+/// How the learning rate decays after warmup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Half a cosine from the peak to `min_lr`.
+    #[default]
+    Cosine,
+    /// A straight line from the peak to `min_lr`.
+    Linear,
+    /// Stays at the peak.
+    Constant,
+}
+
+/// `[schedule]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// Steps of linear warmup from 0 to the peak.
+    pub warmup_steps: u64,
+    /// Decay after warmup.
+    pub decay: Decay,
+    /// The rate at the last step.
+    pub min_lr: f64,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            warmup_steps: 0,
+            decay: Decay::Cosine,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Optimizer steps; when 0, `epochs` decides.
+    pub max_steps: u64,
+    /// Passes over the training split (used when `max_steps` is 0).
+    pub epochs: u64,
+    /// Evaluate on the validation split every this many steps (0 = only at
+    /// the end).
+    pub eval_every: u64,
+    /// Validation micro-batches per evaluation (0 = the whole split).
+    pub eval_batches: u64,
+    /// Stop when the validation loss has not improved for this many
+    /// evaluations (0 = never).
+    pub early_stopping_patience: u64,
+    /// Write a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest); at least 1.
+    pub keep_last: usize,
+    /// Seed of adapter initialisation, data order and dropout.
+    pub seed: u64,
+    /// The run directory.
+    pub output: PathBuf,
+    /// Log a line (and TensorBoard scalars) every this many steps.
+    pub log_every: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            max_steps: 0,
+            epochs: 1,
+            eval_every: 0,
+            eval_batches: 0,
+            early_stopping_patience: 0,
+            checkpoint_every: 0,
+            keep_last: 2,
+            seed: 42,
+            output: PathBuf::from("runs/run"),
+            log_every: 1,
+        }
+    }
+}
+
+/// Numeric precision of weights and activations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit floats (the CPU default).
+    #[default]
+    F32,
+    /// bfloat16 (CUDA only).
+    Bf16,
+}
+
+/// `[hardware]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareSection {
+    /// `cpu`, or `cuda:0,1,…` (needs a build with the `cuda` feature).
+    pub devices: String,
+    /// f32, or bf16 on CUDA.
+    pub precision: Precision,
+    /// Processes (nodes) taking part; see the README for multi-node runs.
+    pub nodes: usize,
+}
+
+impl Default for HardwareSection {
+    fn default() -> Self {
+        Self {
+            devices: "cpu".into(),
+            precision: Precision::F32,
+            nodes: 1,
+        }
+    }
+}
+
+/// Where a run's workers compute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    /// The CPU.
+    Cpu,
+    /// These CUDA devices, one worker each.
+    Cuda(Vec<usize>),
+}
+
+impl HardwareSection {
+    /// Parses `devices`.
+    pub fn parse_devices(&self) -> Result<Devices, String> {
+        let spec = self.devices.trim();
+        if spec == "cpu" {
+            return Ok(Devices::Cpu);
+        }
+        let bad = || {
+            format!(
+                "hardware.devices must be \"cpu\" or \"cuda:N[,M…]\" (e.g. \"cuda:0,1\"), got {:?}",
+                self.devices
+            )
+        };
+        let list = spec.strip_prefix("cuda:").ok_or_else(bad)?;
+        let ids: Vec<usize> = list
+            .split(',')
+            .map(|s| s.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != ids.len() {
+            return Err(format!(
+                "hardware.devices names a device twice: {:?}",
+                self.devices
+            ));
+        }
+        Ok(Devices::Cuda(ids))
+    }
+}
+
+/// Why a recipe cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The file could not be read.
+    #[error("{path}: {err}")]
+    Io {
+        /// The recipe.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// The file is not a valid recipe.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The recipe.
+        path: PathBuf,
+        /// Where and what (TOML errors carry line and column).
+        message: String,
+    },
+}
+
+impl Recipe {
+    /// Reads and checks the recipe at `path`.
+    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|err| RecipeError::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Self::parse(&text).map_err(|message| RecipeError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks recipe text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let recipe: Self = toml::from_str(text)
+            .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// Checks values the types allow but training cannot use.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = &self.data;
+        for (name, v) in [
+            ("data.seq_len", d.seq_len),
+            ("data.micro_batch", d.micro_batch),
+            ("data.grad_accum", d.grad_accum),
+            ("train.keep_last", self.train.keep_last),
+            ("hardware.nodes", self.hardware.nodes),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.train.max_steps == 0 && self.train.epochs == 0 {
+            return Err("set train.max_steps or train.epochs (both are 0)".into());
+        }
+        if self.train.log_every == 0 {
+            return Err("train.log_every must be at least 1".into());
+        }
+        self.check_optimizer()?;
+        if self.method.kind == Method::Lora {
+            self.lora.validate()?;
+        }
+        let devices = self.hardware.parse_devices()?;
+        if self.hardware.precision == Precision::Bf16 && devices == Devices::Cpu {
+            return Err(
+                "hardware.precision = \"bf16\" needs CUDA devices; on the CPU use \"f32\"".into(),
+            );
+        }
+        if let Some(curate) = &self.curate {
+            curate.validate().map_err(|e| format!("curate: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn check_optimizer(&self) -> Result<(), String> {
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(format!("optimizer.lr must be > 0, got {}", o.lr));
+        }
+        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return Err(format!(
+                "optimizer.betas must be in [0, 1), got {:?}",
+                o.betas
+            ));
+        }
+        if o.eps.is_nan() || o.eps <= 0.0 || o.weight_decay < 0.0 || o.grad_clip < 0.0 {
+            return Err(
+                "optimizer.eps must be > 0; optimizer.weight_decay and optimizer.grad_clip ≥ 0"
+                    .into(),
+            );
+        }
+        let s = &self.schedule;
+        if !(0.0..=o.lr).contains(&s.min_lr) {
+            return Err(format!(
+                "schedule.min_lr must be between 0 and optimizer.lr ({}), got {}",
+                o.lr, s.min_lr
+            ));
+        }
+        Ok(())
+    }
+
+    /// `sha256:` hash of the effective recipe (defaults filled in), for the
+    /// run's manifest.
+    pub fn content_hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        clintune_lineage::manifest::content_hash(&value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[model]\nbase = \"m\"\n[data]\ndataset = \"d\"\n";
+
+    #[test]
+    fn a_minimal_recipe_takes_the_defaults() {
+        let r = Recipe::parse(MINIMAL).unwrap();
+        assert_eq!(r.method.kind, Method::Lora);
+        assert_eq!(r.data.seq_len, 512);
+        assert_eq!(r.hardware.parse_devices().unwrap(), Devices::Cpu);
+        assert_eq!(r.lora, LoraConfig::default());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}[optimizer]\nlr = 1e-4\nmomentum = 0.9\n");
+        let err = Recipe::parse(&text).unwrap_err();
+        assert!(err.contains("momentum"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_allowed() {
+        for (extra, says) in [
+            ("[optimizer]\nlr = 0.0\n", "optimizer.lr must be > 0"),
+            ("[data]\n", "duplicate"),
+            ("[hardware]\ndevices = \"gpu\"\n", "cuda:N"),
+            ("[hardware]\ndevices = \"cuda:0,0\"\n", "twice"),
+            ("[hardware]\nprecision = \"bf16\"\n", "needs CUDA"),
+            ("[method]\nkind = \"qlora\"\n", "full"),
+            ("[lora]\nrank = 0\n", "lora.rank"),
+            ("[lora]\ntargets = [\"q\", \"lm_head\"]\n", "lm_head"),
+            (
+                "[train]\nmax_steps = 0\nepochs = 0\n",
+                "train.max_steps or train.epochs",
+            ),
+            ("[schedule]\nmin_lr = 1.0\n", "schedule.min_lr"),
+        ] {
+            let err = Recipe::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert!(err.contains(says), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_recipe_holds_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/train.toml");
+        let documented = Recipe::load(&path).unwrap();
+        let defaults = Recipe::parse(&format!(
+            "[model]\nbase = {:?}\n[data]\ndataset = {:?}\n",
+            documented.model.base, documented.data.dataset
+        ))
+        .unwrap();
+        assert_eq!(documented, defaults);
+    }
+
+    #[test]
+    fn cuda_device_lists_parse() {
+        let hw = HardwareSection {
+            devices: "cuda:0, 2".into(),
+            ..Default::default()
+        };
+        assert_eq!(hw.parse_devices().unwrap(), Devices::Cuda(vec![0, 2]));
+    }
+}

@@ -1,0 +1,205 @@
+//! A whole training run: pick the backend the recipe names, train, and
+//! write the run's lineage manifest.
+
+use crate::error::TrainError;
+use crate::metrics::{METRICS_FILE, Metrics};
+use crate::recipe::{Devices, Method, Precision, Recipe};
+use crate::trainer::{RunOptions, RunSummary, Trainer};
+use burn::tensor::backend::AutodiffBackend;
+use clintune_lineage::manifest::absolute_path;
+use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// Progress of a run, as it goes: `(step, total steps, loss, tokens in the
+/// step)`.
+pub type OnStep<'a> = &'a mut dyn FnMut(u64, u64, f64, f64);
+
+/// Trains as `recipe` (read from `recipe_path`) says.
+pub fn train(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    opts: &RunOptions,
+    on_step: OnStep<'_>,
+) -> Result<RunSummary, TrainError> {
+    if recipe.hardware.nodes > 1 {
+        return Err(TrainError::Unsupported(
+            "hardware.nodes > 1: multi-node training is not available in this version".into(),
+        ));
+    }
+    if recipe.hardware.precision == Precision::Bf16 {
+        return Err(TrainError::Unsupported(
+            "hardware.precision = \"bf16\" is not available in this version; use \"f32\"".into(),
+        ));
+    }
+    match recipe
+        .hardware
+        .parse_devices()
+        .map_err(TrainError::Unsupported)?
+    {
+        Devices::Cpu => train_on::<burn::backend::Autodiff<clintune_model::Cpu>>(
+            recipe,
+            recipe_path,
+            Default::default(),
+            opts,
+            on_step,
+        ),
+        Devices::Cuda(ids) => train_cuda(recipe, recipe_path, &ids, opts, on_step),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn train_cuda(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    ids: &[usize],
+    opts: &RunOptions,
+    on_step: OnStep<'_>,
+) -> Result<RunSummary, TrainError> {
+    let [id] = ids else {
+        return Err(TrainError::Unsupported(
+            "data parallelism across several GPUs is not available in this version; name one device".into(),
+        ));
+    };
+    let device = burn::backend::cuda::CudaDevice::new(*id);
+    train_on::<burn::backend::Autodiff<clintune_model::Cuda>>(
+        recipe,
+        recipe_path,
+        device,
+        opts,
+        on_step,
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_cuda(
+    _: &Recipe,
+    _: &Path,
+    _: &[usize],
+    _: &RunOptions,
+    _: OnStep<'_>,
+) -> Result<RunSummary, TrainError> {
+    Err(TrainError::Unsupported(
+        "hardware.devices names CUDA devices, but this clintune was built without CUDA: \
+         cargo build --release --features cuda"
+            .into(),
+    ))
+}
+
+fn train_on<B: AutodiffBackend>(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    device: B::Device,
+    opts: &RunOptions,
+    on_step: OnStep<'_>,
+) -> Result<RunSummary, TrainError> {
+    let run_dir = &recipe.train.output;
+    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    let trainer = Trainer::<B>::new(recipe, device, opts.resume)?;
+    let resumed = (trainer.step() > 0).then(|| trainer.step());
+    let mut metrics = Metrics::open(run_dir, resumed)?;
+    let total = trainer.total_steps();
+    let summary = trainer.run(&mut metrics, opts.stop_after, |step, loss, tokens| {
+        on_step(step, total, loss, tokens)
+    })?;
+    if summary.complete {
+        write_manifest(recipe, recipe_path, &summary)?;
+    }
+    Ok(summary)
+}
+
+/// The run's manifest: parent the dataset, inputs the recipe and the base
+/// model's files, outputs the final checkpoint and the metrics.
+fn write_manifest(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    summary: &RunSummary,
+) -> Result<(), TrainError> {
+    let run_dir = &summary.run_dir;
+    let data = &recipe.data.dataset;
+    let dataset = Manifest::read(data).map_err(|e| TrainError::dataset(data, e))?;
+    let mut b = ManifestBuilder::new("train", recipe.content_hash())
+        .parent(ParentRef::locate(&dataset, data, run_dir))
+        .config("method", json!(recipe.method.kind))
+        .config("base_model", absolute_path(&recipe.model.base))
+        .config("recipe", serde_json::to_value(recipe).unwrap_or_default())
+        .input(entry(recipe_path, absolute_path(recipe_path), "recipe")?);
+    for file in base_model_files(&recipe.model.base)? {
+        b = b.input(entry(&file, absolute_path(&file), "base-model")?);
+    }
+    let checkpoint = &summary.checkpoint;
+    for file in files_in(checkpoint)? {
+        let rel = file
+            .strip_prefix(run_dir)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        b = b.output(entry(&file, rel, "checkpoint")?);
+    }
+    let metrics = run_dir.join(METRICS_FILE);
+    b = b.output(entry(&metrics, METRICS_FILE.into(), "metrics")?);
+    b.counts(counts(recipe, summary))
+        .finish()
+        .write(run_dir)
+        .map_err(|e| TrainError::checkpoint(run_dir, e))?;
+    Ok(())
+}
+
+fn entry(file: &Path, name: String, kind: &str) -> Result<FileEntry, TrainError> {
+    Ok(FileEntry::from_file(file, name, None)
+        .map_err(TrainError::io(file))?
+        .with_kind(kind))
+}
+
+fn counts(recipe: &Recipe, s: &RunSummary) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("steps".into(), s.steps.into());
+    c.insert("tokens".into(), s.tokens.into());
+    c.insert("params".into(), s.params.0.into());
+    c.insert("trainable_params".into(), s.params.1.into());
+    c.insert("last_train_loss".into(), json!(s.last_loss));
+    if let Some(e) = s.eval {
+        c.insert("eval_loss".into(), json!(e.loss));
+        c.insert("eval_perplexity".into(), json!(e.perplexity));
+        c.insert("eval_accuracy".into(), json!(e.accuracy));
+    }
+    c.insert("stopped_early".into(), s.stopped_early.into());
+    if recipe.method.kind == Method::Lora {
+        c.insert("lora_rank".into(), recipe.lora.rank.into());
+    }
+    c
+}
+
+/// The files of a model directory that define the model: its configs,
+/// tokenizer and weights (other files there are not the model).
+fn base_model_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, TrainError> {
+    const DEFINING: [&str; 6] = [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model.safetensors.index.json",
+    ];
+    Ok(files_in(dir)?
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            DEFINING.contains(&name)
+                || (name.starts_with("model") && name.ends_with(".safetensors"))
+        })
+        .collect())
+}
+
+/// The files directly in `dir`, sorted.
+fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>, TrainError> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
+        let path = e.map_err(TrainError::io(dir))?.path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

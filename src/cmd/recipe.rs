@@ -1,0 +1,55 @@
+//! `clintune recipe check`: validate a recipe without running it.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use clintune_model::ModelConfig;
+use clintune_train::Recipe;
+use clintune_train::recipe::Method;
+use std::path::PathBuf;
+
+/// `clintune recipe …`.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Parse a recipe strictly, check its values and that the model and dataset it
+    /// names exist, and print the effective recipe (defaults filled in).
+    Check(CheckArgs),
+}
+
+/// Arguments of `clintune recipe check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The recipe (TOML).
+    #[arg(value_name = "RECIPE")]
+    recipe: PathBuf,
+}
+
+/// Runs `clintune recipe …`.
+pub fn run(c: RecipeCommand) -> anyhow::Result<()> {
+    let RecipeCommand::Check(a) = c;
+    let recipe = Recipe::load(&a.recipe)?;
+    let base = &recipe.model.base;
+    let model =
+        ModelConfig::load(base).with_context(|| format!("model.base = {}", base.display()))?;
+    let dataset = &recipe.data.dataset;
+    clintune_lineage::Manifest::read(dataset)
+        .with_context(|| format!("data.dataset = {}", dataset.display()))?;
+    let effective = toml::to_string_pretty(&recipe).context("printing the recipe")?;
+    println!("{effective}");
+    let method = match recipe.method.kind {
+        Method::Full => "full fine-tuning".to_string(),
+        Method::Lora => format!(
+            "LoRA rank {} on {:?}",
+            recipe.lora.rank, recipe.lora.targets
+        ),
+    };
+    eprintln!(
+        "{}: valid. {} of a {}-layer {} model (vocabulary {}), {} tokens per optimizer step.",
+        a.recipe.display(),
+        method,
+        model.num_hidden_layers,
+        model.model_type,
+        model.vocab_size,
+        recipe.data.seq_len * recipe.data.micro_batch * recipe.data.grad_accum
+    );
+    Ok(())
+}

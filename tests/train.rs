@@ -1,0 +1,286 @@
+//! `clintune train` end to end on the bundled sample and the reference
+//! Llama: exact resume (also after `kill -9`), metrics in TensorBoard's
+//! format, a verifiable manifest, and errors that name what is wrong.
+
+mod common;
+
+use clintune_train::tensorboard::read_scalars;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MODEL: &str = "tests/fixtures/llama/llama-gqa-rope3";
+
+/// A curated dataset of the bundled sample, encoded with the reference
+/// model's tokenizer.
+fn dataset(tmp: &Path) -> PathBuf {
+    let deid = deid_sample(tmp);
+    let out = tmp.join("curated");
+    curate_ok(&[
+        "--input",
+        &s(&deid),
+        "--tokenizer",
+        MODEL,
+        "--out",
+        &s(&out),
+    ]);
+    out
+}
+
+/// A recipe for a short LoRA run (dropout on, so reseeding is exercised).
+fn recipe(tmp: &Path, name: &str, dataset: &Path, steps: u64, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[model]
+base = "{MODEL}"
+[data]
+dataset = "{dataset}"
+seq_len = 64
+micro_batch = 2
+grad_accum = 2
+[lora]
+rank = 4
+alpha = 8
+dropout = 0.1
+targets = ["q", "v", "down"]
+[optimizer]
+lr = 5e-3
+[schedule]
+warmup_steps = 2
+[train]
+max_steps = {steps}
+checkpoint_every = 2
+keep_last = 2
+eval_every = 4
+eval_batches = 2
+output = "{out}"
+{extra}
+"#,
+        dataset = s(dataset),
+        out = s(&tmp.join(name)),
+    );
+    let path = tmp.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train(recipe: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", recipe.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    clintune(&args, None)
+}
+
+fn ok(o: std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+fn last_checkpoint(run: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("step-")
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap()
+}
+
+/// The deterministic part of each metrics line (timings dropped).
+fn curve(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+fn same_result(a: &Path, b: &Path) {
+    let (ca, cb) = (last_checkpoint(a), last_checkpoint(b));
+    assert_eq!(ca.file_name(), cb.file_name());
+    let state = |dir: &Path| {
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
+                .unwrap();
+        // The recipes differ only in train.output.
+        v.as_object_mut().unwrap().remove("recipe_hash");
+        v
+    };
+    assert_eq!(state(&ca), state(&cb));
+    // Equal weights after the resumed steps also show the optimizer's
+    // moments came back exactly: AdamW's updates depend on them. (The
+    // optimizer file itself is a map burn writes in varying order.)
+    let adapter = |dir: &Path| std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    assert!(adapter(&ca) == adapter(&cb), "adapters differ");
+    assert_eq!(curve(a), curve(b));
+}
+
+#[test]
+fn an_interrupted_run_resumes_bit_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let whole = recipe(tmp.path(), "whole", &data, 8, "");
+    ok(train(&whole, &[]));
+
+    // N steps, then resume for the other N.
+    let split = recipe(tmp.path(), "split", &data, 8, "");
+    let said = ok(train(&split, &["--stop-after", "4"]));
+    assert!(said.contains("--resume"), "{said}");
+    assert!(!tmp.path().join("split/manifest.json").exists());
+    let refused = train(&split, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    ok(train(&split, &["--resume"]));
+    same_result(&tmp.path().join("whole"), &tmp.path().join("split"));
+
+    // kill -9 once the first checkpoint is down, wherever the run then is
+    // (a step, an evaluation, or halfway through writing a checkpoint).
+    let killed = recipe(tmp.path(), "killed", &data, 8, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clintune"))
+        .args(["train", killed.to_str().unwrap()])
+        .current_dir(repo())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = tmp
+        .path()
+        .join("killed/checkpoints/step-00000002/state.json");
+    let start = Instant::now();
+    while !first.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // What a kill during a checkpoint write leaves behind is ignored.
+    let partial = tmp.path().join("killed/checkpoints/.step-00000006.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("optimizer.mpk"), b"half").unwrap();
+    ok(train(&killed, &["--resume"]));
+    same_result(&tmp.path().join("whole"), &tmp.path().join("killed"));
+}
+
+#[test]
+fn a_run_logs_tensorboard_events_and_a_verifiable_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let path = recipe(tmp.path(), "run", &data, 4, "");
+    ok(train(&path, &[]));
+    let run = tmp.path().join("run");
+
+    let events = std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let scalars = read_scalars(&events).unwrap();
+    let losses: Vec<(i64, f32)> = scalars
+        .iter()
+        .filter(|(tag, _, _)| tag == "train/loss")
+        .map(|(_, step, v)| (*step, *v))
+        .collect();
+    let logged: Vec<(i64, f32)> = curve(&run)
+        .iter()
+        .filter(|v| v["split"] == "train")
+        .map(|v| {
+            (
+                v["step"].as_i64().unwrap(),
+                v["loss"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    assert_eq!(losses, logged);
+    assert_eq!(losses.len(), 4);
+    for tag in [
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "eval/loss",
+        "eval/accuracy",
+    ] {
+        assert!(scalars.iter().any(|(t, _, _)| t == tag), "{tag}");
+    }
+
+    let manifest = read_manifest(&run);
+    assert_eq!(manifest["stage"], "train");
+    assert_eq!(manifest["parents"][0]["id"], read_manifest(&data)["id"]);
+    assert_eq!(manifest["counts"]["steps"], 4);
+    assert!(manifest["counts"]["eval_loss"].as_f64().unwrap() > 0.0);
+    let kinds: Vec<&str> = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"recipe") && kinds.contains(&"base-model"));
+    ok(clintune(&["lineage", "verify", &s(&run)], None));
+
+    // Tampering with the trained adapter is caught and named.
+    let adapter = last_checkpoint(&run).join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(&adapter).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&adapter, bytes).unwrap();
+    let o = clintune(&["lineage", "verify", &s(&run)], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("adapter_model.safetensors"));
+}
+
+#[test]
+fn recipes_and_inputs_are_checked_with_errors_that_say_where() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let good = recipe(tmp.path(), "good", &data, 2, "");
+    let o = clintune(&["recipe", "check", &s(&good)], None);
+    let err = ok(o);
+    assert!(err.contains("valid"), "{err}");
+
+    let typo = recipe(tmp.path(), "typo", &data, 2, "warmup = 3");
+    let o = clintune(&["recipe", "check", &s(&typo)], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("typo.toml") && err.contains("warmup") && err.contains("line 24"),
+        "{err}"
+    );
+
+    // A model whose tokenizer is not the one the dataset was encoded with.
+    let other = tmp.path().join("other-model");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
+        std::fs::copy(repo().join(MODEL).join(f), other.join(f)).unwrap();
+    }
+    std::fs::copy(
+        repo().join("tests/fixtures/tokenizer/mistral-7b-v0.1/tokenizer.json"),
+        other.join("tokenizer.json"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace(MODEL, &s(&other));
+    let mismatched = tmp.path().join("mismatched.toml");
+    std::fs::write(&mismatched, text).unwrap();
+    let o = train(&mismatched, &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tokenizer"));
+
+    // A directory that is not a curated dataset.
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace(&s(&data), &s(&tmp.path().join("deid")));
+    let wrong = tmp.path().join("wrong.toml");
+    std::fs::write(&wrong, text).unwrap();
+    let o = train(&wrong, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("curate") && err.contains("deid"), "{err}");
+}
