@@ -36,9 +36,10 @@ fn recipe(tmp: &Path, name: &str, dataset: &Path, steps: u64, extra: &str) -> Pa
 base = "{MODEL}"
 [data]
 dataset = "{dataset}"
-seq_len = 64
+seq_len = 256
 micro_batch = 2
 grad_accum = 2
+shuffle = false
 [lora]
 rank = 4
 alpha = 8
@@ -123,6 +124,13 @@ fn same_result(a: &Path, b: &Path) {
     let adapter = |dir: &Path| std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     assert!(adapter(&ca) == adapter(&cb), "adapters differ");
     assert_eq!(curve(a), curve(b));
+    // The steps trained on something: the comparison is not of untouched
+    // adapters.
+    let trained = curve(a)
+        .iter()
+        .filter(|v| v["split"] == "train" && v["grad_norm"].as_f64().unwrap() > 0.0)
+        .count();
+    assert!(trained >= 4, "only {trained} steps trained on any token");
 }
 
 #[test]
@@ -167,6 +175,80 @@ fn an_interrupted_run_resumes_bit_exactly() {
     std::fs::write(partial.join("optimizer.mpk"), b"half").unwrap();
     ok(train(&killed, &["--resume"]));
     same_result(&tmp.path().join("whole"), &tmp.path().join("killed"));
+}
+
+/// The adapter values of a run's last checkpoint.
+fn adapter_values(run: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(last_checkpoint(run).join("adapter_model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| {
+            file.tensor(n)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn two_workers_train_like_one_with_the_same_global_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    // One worker: 2 micro-batches of 2 rows per step. Two workers: one each.
+    let one = recipe(tmp.path(), "one", &data, 3, "")
+        .display()
+        .to_string();
+    let text = std::fs::read_to_string(&one)
+        .unwrap()
+        .replace("dropout = 0.1", "dropout = 0.0");
+    std::fs::write(&one, &text).unwrap();
+    let two = tmp.path().join("two.toml");
+    let text = text
+        .replace("grad_accum = 2", "grad_accum = 1")
+        .replace(&s(&tmp.path().join("one")), &s(&tmp.path().join("two")))
+        + "[hardware]\ndevices = \"cpu:2\"\n";
+    std::fs::write(&two, text).unwrap();
+    ok(train(Path::new(&one), &[]));
+    ok(train(&two, &[]));
+    let (a, b) = (
+        adapter_values(&tmp.path().join("one")),
+        adapter_values(&tmp.path().join("two")),
+    );
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        scale > 0.0 && diff <= 1e-5 * scale,
+        "diff {diff}, scale {scale}"
+    );
+    // AdamW would hide a wrongly scaled gradient; the logged norm does not.
+    let logged = |run: &str, key: &str| -> Vec<f64> {
+        curve(&tmp.path().join(run))
+            .iter()
+            .filter(|v| v["split"] == "train")
+            .map(|v| v[key].as_f64().unwrap())
+            .collect()
+    };
+    for key in ["loss", "grad_norm"] {
+        let (x, y) = (logged("one", key), logged("two", key));
+        assert_eq!(x.len(), 3);
+        assert!(x.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {x:?}");
+        for (x, y) in x.iter().zip(&y) {
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
+                "{key}: {x} vs {y}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -249,7 +331,7 @@ fn recipes_and_inputs_are_checked_with_errors_that_say_where() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains("typo.toml") && err.contains("warmup") && err.contains("line 24"),
+        err.contains("typo.toml") && err.contains("warmup") && err.contains("line 25"),
         "{err}"
     );
 

@@ -92,6 +92,16 @@ pub struct Inputs<B: Backend> {
     pub trained: usize,
 }
 
+/// How many next-token targets of `packed` are trained on.
+pub fn trained_tokens(packed: &PackedBatch) -> usize {
+    packed
+        .shifted_targets()
+        .1
+        .iter()
+        .map(|&w| usize::from(w))
+        .sum()
+}
+
 impl<B: Backend> Inputs<B> {
     /// Moves a packed batch to `device`: segments become documents, so
     /// attention never crosses an example.

@@ -43,6 +43,9 @@ pub enum TrainError {
     /// TensorBoard events could not be written.
     #[error(transparent)]
     Tensorboard(#[from] crate::tensorboard::TensorboardError),
+    /// Workers could not exchange gradients.
+    #[error("data-parallel exchange failed: {0}")]
+    Collective(String),
     /// Something the recipe asks for is not available in this build or
     /// on this machine.
     #[error("{0}")]

@@ -240,7 +240,8 @@ pub enum Precision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HardwareSection {
-    /// `cpu`, or `cuda:0,1,…` (needs a build with the `cuda` feature).
+    /// `cpu`, `cpu:WORKERS`, or `cuda:0,1,…` (needs a build with the `cuda`
+    /// feature); one data-parallel worker per device.
     pub devices: String,
     /// f32, or bf16 on CUDA.
     pub precision: Precision,
@@ -261,25 +262,42 @@ impl Default for HardwareSection {
 /// Where a run's workers compute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Devices {
-    /// The CPU.
-    Cpu,
+    /// This many data-parallel workers on the CPU (1 for `cpu`; more is
+    /// mostly for testing data parallelism without GPUs).
+    Cpu(usize),
     /// These CUDA devices, one worker each.
     Cuda(Vec<usize>),
+}
+
+impl Devices {
+    /// How many data-parallel workers.
+    pub fn workers(&self) -> usize {
+        match self {
+            Devices::Cpu(n) => *n,
+            Devices::Cuda(ids) => ids.len(),
+        }
+    }
 }
 
 impl HardwareSection {
     /// Parses `devices`.
     pub fn parse_devices(&self) -> Result<Devices, String> {
         let spec = self.devices.trim();
-        if spec == "cpu" {
-            return Ok(Devices::Cpu);
-        }
         let bad = || {
             format!(
-                "hardware.devices must be \"cpu\" or \"cuda:N[,M…]\" (e.g. \"cuda:0,1\"), got {:?}",
+                "hardware.devices must be \"cpu\", \"cpu:WORKERS\" or \"cuda:N[,M…]\" (e.g. \"cuda:0,1\"), got {:?}",
                 self.devices
             )
         };
+        if spec == "cpu" {
+            return Ok(Devices::Cpu(1));
+        }
+        if let Some(n) = spec.strip_prefix("cpu:") {
+            return match n.trim().parse() {
+                Ok(n) if n >= 1 => Ok(Devices::Cpu(n)),
+                _ => Err(bad()),
+            };
+        }
         let list = spec.strip_prefix("cuda:").ok_or_else(bad)?;
         let ids: Vec<usize> = list
             .split(',')
@@ -365,7 +383,7 @@ impl Recipe {
             self.lora.validate()?;
         }
         let devices = self.hardware.parse_devices()?;
-        if self.hardware.precision == Precision::Bf16 && devices == Devices::Cpu {
+        if self.hardware.precision == Precision::Bf16 && matches!(devices, Devices::Cpu(_)) {
             return Err(
                 "hardware.precision = \"bf16\" needs CUDA devices; on the CPU use \"f32\"".into(),
             );
@@ -422,7 +440,7 @@ mod tests {
         let r = Recipe::parse(MINIMAL).unwrap();
         assert_eq!(r.method.kind, Method::Lora);
         assert_eq!(r.data.seq_len, 512);
-        assert_eq!(r.hardware.parse_devices().unwrap(), Devices::Cpu);
+        assert_eq!(r.hardware.parse_devices().unwrap(), Devices::Cpu(1));
         assert_eq!(r.lora, LoraConfig::default());
     }
 
@@ -475,5 +493,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(hw.parse_devices().unwrap(), Devices::Cuda(vec![0, 2]));
+        let hw = HardwareSection {
+            devices: "cpu:2".into(),
+            ..Default::default()
+        };
+        assert_eq!(hw.parse_devices().unwrap().workers(), 2);
     }
 }

@@ -4,7 +4,8 @@
 use crate::error::TrainError;
 use crate::metrics::{METRICS_FILE, Metrics};
 use crate::recipe::{Devices, Method, Precision, Recipe};
-use crate::trainer::{RunOptions, RunSummary, Trainer};
+use crate::trainer::{Peer, RunOptions, RunSummary, Trainer};
+use burn::collective::{self, CollectiveConfig, PeerId};
 use burn::tensor::backend::AutodiffBackend;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
@@ -13,7 +14,7 @@ use std::path::Path;
 
 /// Progress of a run, as it goes: `(step, total steps, loss, tokens in the
 /// step)`.
-pub type OnStep<'a> = &'a mut dyn FnMut(u64, u64, f64, f64);
+pub type OnStep<'a> = &'a mut (dyn FnMut(u64, u64, f64, f64) + Send);
 
 /// Trains as `recipe` (read from `recipe_path`) says.
 pub fn train(
@@ -32,49 +33,40 @@ pub fn train(
             "hardware.precision = \"bf16\" is not available in this version; use \"f32\"".into(),
         ));
     }
-    match recipe
+    let summary = match recipe
         .hardware
         .parse_devices()
         .map_err(TrainError::Unsupported)?
     {
-        Devices::Cpu => train_on::<burn::backend::Autodiff<clintune_model::Cpu>>(
-            recipe,
-            recipe_path,
-            Default::default(),
-            opts,
-            on_step,
-        ),
-        Devices::Cuda(ids) => train_cuda(recipe, recipe_path, &ids, opts, on_step),
+        Devices::Cpu(n) => {
+            let devices = vec![Default::default(); n];
+            train_on::<burn::backend::Autodiff<clintune_model::Cpu>>(recipe, devices, opts, on_step)
+        }
+        Devices::Cuda(ids) => train_cuda(recipe, &ids, opts, on_step),
+    }?;
+    if summary.complete {
+        write_manifest(recipe, recipe_path, &summary)?;
     }
+    Ok(summary)
 }
 
 #[cfg(feature = "cuda")]
 fn train_cuda(
     recipe: &Recipe,
-    recipe_path: &Path,
     ids: &[usize],
     opts: &RunOptions,
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
-    let [id] = ids else {
-        return Err(TrainError::Unsupported(
-            "data parallelism across several GPUs is not available in this version; name one device".into(),
-        ));
-    };
-    let device = burn::backend::cuda::CudaDevice::new(*id);
-    train_on::<burn::backend::Autodiff<clintune_model::Cuda>>(
-        recipe,
-        recipe_path,
-        device,
-        opts,
-        on_step,
-    )
+    let devices = ids
+        .iter()
+        .map(|&i| burn::backend::cuda::CudaDevice::new(i))
+        .collect();
+    train_on::<burn::backend::Autodiff<clintune_model::Cuda>>(recipe, devices, opts, on_step)
 }
 
 #[cfg(not(feature = "cuda"))]
 fn train_cuda(
     _: &Recipe,
-    _: &Path,
     _: &[usize],
     _: &RunOptions,
     _: OnStep<'_>,
@@ -86,24 +78,69 @@ fn train_cuda(
     ))
 }
 
+/// Runs one worker per device: rank 0 on this thread (with the progress
+/// callback, metrics and checkpoints), the others on their own threads.
 fn train_on<B: AutodiffBackend>(
     recipe: &Recipe,
-    recipe_path: &Path,
-    device: B::Device,
+    devices: Vec<B::Device>,
     opts: &RunOptions,
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
     let run_dir = &recipe.train.output;
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
-    let trainer = Trainer::<B>::new(recipe, device, opts.resume)?;
-    let resumed = (trainer.step() > 0).then(|| trainer.step());
-    let mut metrics = Metrics::open(run_dir, resumed)?;
+    let count = devices.len();
+    let mut devices = devices.into_iter();
+    let first = devices
+        .next()
+        .ok_or_else(|| TrainError::Unsupported("hardware.devices names no device".into()))?;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = devices
+            .enumerate()
+            .map(|(i, device)| {
+                let peer = Peer { rank: i + 1, count };
+                scope.spawn(move || worker::<B>(recipe, device, peer, opts, None))
+            })
+            .collect();
+        let summary = worker::<B>(recipe, first, Peer { rank: 0, count }, opts, Some(on_step));
+        for handle in others {
+            handle
+                .join()
+                .map_err(|_| TrainError::Collective("a worker thread panicked".into()))??;
+        }
+        summary
+    })
+}
+
+/// One data-parallel worker from start to end.
+fn worker<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: B::Device,
+    peer: Peer,
+    opts: &RunOptions,
+    mut on_step: Option<OnStep<'_>>,
+) -> Result<RunSummary, TrainError> {
+    let trainer = Trainer::<B>::new(recipe, device.clone(), opts.resume, peer)?;
+    let mut metrics = match peer.rank {
+        0 => {
+            let resumed = (trainer.step() > 0).then(|| trainer.step());
+            Some(Metrics::open(&recipe.train.output, resumed)?)
+        }
+        _ => None,
+    };
+    let fail = |e| TrainError::Collective(format!("{e:?}"));
+    if peer.count > 1 {
+        let config = CollectiveConfig::default().with_num_devices(peer.count);
+        collective::register::<B::InnerBackend>(PeerId::from(peer.rank), device, config)
+            .map_err(fail)?;
+    }
     let total = trainer.total_steps();
-    let summary = trainer.run(&mut metrics, opts.stop_after, |step, loss, tokens| {
-        on_step(step, total, loss, tokens)
+    let summary = trainer.run(metrics.as_mut(), opts.stop_after, |step, loss, tokens| {
+        if let Some(f) = on_step.as_mut() {
+            f(step, total, loss, tokens)
+        }
     })?;
-    if summary.complete {
-        write_manifest(recipe, recipe_path, &summary)?;
+    if peer.count > 1 {
+        collective::finish_collective::<B::InnerBackend>(PeerId::from(peer.rank)).map_err(fail)?;
     }
     Ok(summary)
 }

@@ -4,19 +4,32 @@
 //! Each step's loss is the negative log-likelihood summed over every trained
 //! token of its micro-batches, divided by that count: `grad_accum` micro-
 //! batches make exactly the update of one batch that many times larger. The
-//! backend's random generator is reseeded from `(seed, step)` before each
-//! step, so dropout draws do not depend on where a run was interrupted.
+//! backend's random generator is reseeded from `(seed, step, micro-batch)`
+//! before each micro-batch, so dropout draws do not depend on where a run was
+//! interrupted.
+//!
+//! # Data parallelism
+//!
+//! With several workers ([`Peer`]), every worker reads the same sequence of
+//! micro-batches and takes every `count`-th, starting at its rank: a step
+//! covers `grad_accum × count` micro-batches. Each worker counts the trained
+//! tokens of all of them (reading is cheap), so its share of the loss is
+//! already divided by the step's total; the gradients are then summed across
+//! workers with burn-collective, and every worker applies the same update.
+//! Only rank 0 writes metrics and checkpoints.
 
 use crate::checkpoint::{self, Optim, TrainState};
-use crate::data::{Dataset, Inputs, reader};
+use crate::data::{Dataset, Inputs, reader, trained_tokens};
 use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::params::{clip_grad_norm, count, ids_from_paths};
 use crate::recipe::{Method, Recipe};
 use crate::schedule::Schedule;
+use burn::collective::{PeerId, ReduceOperation};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use clintune_core::rng::mix64;
 use clintune_curate::reader::PackedReader;
@@ -71,6 +84,15 @@ pub struct RunSummary {
     pub params: (usize, usize),
 }
 
+/// What the loop has seen so far.
+#[derive(Default)]
+struct Seen {
+    loss: f64,
+    eval: Option<EvalMetrics>,
+    checkpoint: Option<PathBuf>,
+    stopped_early: bool,
+}
+
 /// One step's figures.
 struct StepStats {
     loss: f64,
@@ -78,8 +100,27 @@ struct StepStats {
     tokens: usize,
 }
 
+/// One worker of a data-parallel run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// This worker, from 0.
+    pub rank: usize,
+    /// Workers in all.
+    pub count: usize,
+}
+
+impl Peer {
+    /// The only worker of a run.
+    pub const ALONE: Peer = Peer { rank: 0, count: 1 };
+
+    fn id(self) -> PeerId {
+        PeerId::from(self.rank)
+    }
+}
+
 /// A run in progress on one device.
 pub struct Trainer<B: AutodiffBackend> {
+    peer: Peer,
     recipe: Recipe,
     device: B::Device,
     model: Llama<B>,
@@ -94,7 +135,12 @@ pub struct Trainer<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// Loads the model, data and (when resuming) the latest checkpoint.
-    pub fn new(recipe: &Recipe, device: B::Device, resume: bool) -> Result<Self, TrainError> {
+    pub fn new(
+        recipe: &Recipe,
+        device: B::Device,
+        resume: bool,
+        peer: Peer,
+    ) -> Result<Self, TrainError> {
         let run_dir = recipe.train.output.clone();
         let dataset = Dataset::open(&recipe.data.dataset)?;
         check_tokenizer(recipe)?;
@@ -124,8 +170,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         if let Some(dir) = &resume_from {
             optim = checkpoint::load_optimizer(dir, optim, &device)?;
         }
-        let total_steps = total_steps(recipe, &train);
+        let total_steps = total_steps(recipe, &train, peer.count);
         Ok(Self {
+            peer,
             schedule: Schedule::new(recipe.optimizer.lr, &recipe.schedule, total_steps),
             recipe: recipe.clone(),
             device,
@@ -158,63 +205,87 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// logging as the recipe says; `on_step` sees each step's number and loss.
     pub fn run(
         mut self,
-        metrics: &mut Metrics,
+        mut metrics: Option<&mut Metrics>,
         stop_after: Option<u64>,
         mut on_step: impl FnMut(u64, f64, f64),
     ) -> Result<RunSummary, TrainError> {
-        let t = self.recipe.train.clone();
-        let (mut last_loss, mut eval, mut stopped_early) = (f64::NAN, None, false);
-        let mut last_checkpoint = None;
         let started = Instant::now();
-        let (first, first_tokens) = (self.state.step, self.state.tokens);
-        let stop_at = stop_after.map_or(u64::MAX, |n| first.saturating_add(n));
+        let first_tokens = self.state.tokens;
+        let stop_at = stop_after.map_or(u64::MAX, |n| self.state.step.saturating_add(n));
+        let mut seen = Seen::default();
         while self.state.step < self.total_steps.min(stop_at) {
-            let stats = self.train_step();
+            let stats = self.train_step()?;
             self.state.step += 1;
             self.state.tokens += stats.tokens as u64;
-            last_loss = stats.loss;
-            let step = self.state.step;
-            if step.is_multiple_of(t.log_every) || step == self.total_steps {
+            seen.loss = stats.loss;
+            if let Some(m) = metrics.as_deref_mut() {
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
-                metrics.log(
-                    "train",
-                    step,
-                    &[
-                        ("loss", stats.loss),
-                        ("lr", self.schedule.lr(step - 1)),
-                        ("grad_norm", stats.grad_norm),
-                        ("tokens", self.state.tokens as f64),
-                        (
-                            "tokens_per_s",
-                            (self.state.tokens - first_tokens) as f64 / secs,
-                        ),
-                    ],
-                )?;
+                let rate = (self.state.tokens - first_tokens) as f64 / secs;
+                self.log_step(m, &stats, rate)?;
             }
-            on_step(step, stats.loss, stats.tokens as f64);
-            if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && step < self.total_steps {
-                eval = self.evaluate_and_log(metrics)?;
-                if self.should_stop() {
-                    stopped_early = true;
-                }
-            }
-            if stopped_early
-                || (t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every))
-                || step == self.total_steps
-                || step == stop_at
-            {
-                if step == self.total_steps || stopped_early {
-                    eval = self.evaluate_and_log(metrics)?;
-                }
-                metrics.flush()?;
-                last_checkpoint = Some(self.save()?);
-            }
-            if stopped_early {
+            on_step(self.state.step, stats.loss, stats.tokens as f64);
+            self.evaluate_and_checkpoint(metrics.as_deref_mut(), stop_at, &mut seen)?;
+            if seen.stopped_early {
                 break;
             }
         }
-        let checkpoint = match last_checkpoint {
+        self.summary(seen)
+    }
+
+    fn log_step(&self, metrics: &mut Metrics, s: &StepStats, rate: f64) -> Result<(), TrainError> {
+        let step = self.state.step;
+        if !(step.is_multiple_of(self.recipe.train.log_every) || step == self.total_steps) {
+            return Ok(());
+        }
+        metrics.log(
+            "train",
+            step,
+            &[
+                ("loss", s.loss),
+                ("lr", self.schedule.lr(step - 1)),
+                ("grad_norm", s.grad_norm),
+                ("tokens", self.state.tokens as f64),
+                ("tokens_per_s", rate),
+            ],
+        )
+    }
+
+    /// Evaluates and checkpoints when the recipe says so after a step.
+    fn evaluate_and_checkpoint(
+        &mut self,
+        mut metrics: Option<&mut Metrics>,
+        stop_at: u64,
+        seen: &mut Seen,
+    ) -> Result<(), TrainError> {
+        let t = &self.recipe.train;
+        let step = self.state.step;
+        let last = step == self.total_steps;
+        if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && !last {
+            seen.eval = self.evaluate_and_log(metrics.as_deref_mut())?;
+            seen.stopped_early = self.should_stop();
+        }
+        let t = &self.recipe.train;
+        let periodic = t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every);
+        if !(seen.stopped_early || periodic || last || step == stop_at) {
+            return Ok(());
+        }
+        if last || seen.stopped_early {
+            seen.eval = self.evaluate_and_log(metrics.as_deref_mut())?;
+        }
+        if let Some(metrics) = metrics {
+            metrics.flush()?;
+        }
+        if self.peer.rank == 0 {
+            seen.checkpoint = Some(self.save()?);
+        }
+        Ok(())
+    }
+
+    fn summary(&self, seen: Seen) -> Result<RunSummary, TrainError> {
+        let checkpoint = match seen.checkpoint {
             Some(dir) => dir,
+            // Rank 0 writes the checkpoints, maybe not yet.
+            None if self.peer.rank > 0 => checkpoint::dir_of(&self.run_dir, self.state.step),
             None => checkpoint::latest(&self.run_dir).ok_or_else(|| {
                 TrainError::checkpoint(&self.run_dir, "the run has no steps left and no checkpoint")
             })?,
@@ -223,37 +294,55 @@ impl<B: AutodiffBackend> Trainer<B> {
             run_dir: self.run_dir.clone(),
             steps: self.state.step,
             tokens: self.state.tokens,
-            last_loss,
-            eval,
+            last_loss: seen.loss,
+            eval: seen.eval,
             checkpoint,
-            stopped_early,
-            complete: stopped_early || self.state.step >= self.total_steps,
+            stopped_early: seen.stopped_early,
+            complete: seen.stopped_early || self.state.step >= self.total_steps,
             params: count(&self.model),
         })
     }
 
-    /// One optimizer step over `grad_accum` micro-batches.
-    fn train_step(&mut self) -> StepStats {
+    /// One optimizer step over `grad_accum` micro-batches of every worker.
+    fn train_step(&mut self) -> Result<StepStats, TrainError> {
         let step = self.state.step;
-        B::seed(&self.device, mix64(self.recipe.train.seed ^ mix64(step)));
-        let micro: Vec<Inputs<B>> = (0..self.recipe.data.grad_accum)
+        let Peer { rank, count } = self.peer;
+        let batches: Vec<_> = (0..self.recipe.data.grad_accum * count)
             .map(|_| {
                 let batch = self.train.next_batch();
                 self.state.cursor = batch.cursor_after;
-                Inputs::new(&batch, &self.device)
+                batch
             })
             .collect();
-        let (mut grads, loss, tokens) = gradients(&self.model, micro);
+        let tokens: usize = batches.iter().map(trained_tokens).sum();
+        let micro: Vec<(u64, Inputs<B>)> = batches
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| j % count == rank)
+            .map(|(j, b)| (j as u64, Inputs::new(b, &self.device)))
+            .collect();
+        let seed = mix64(self.recipe.train.seed ^ mix64(step));
+        let device = self.device.clone();
+        let (mut grads, mut loss) = gradients(&self.model, micro, tokens, |j| {
+            B::seed(&device, mix64(seed ^ j))
+        });
+        if count > 1 {
+            let fail = |e| TrainError::Collective(format!("{e:?}"));
+            grads = grads
+                .all_reduce::<B::InnerBackend>(self.peer.id(), ReduceOperation::Sum)
+                .map_err(fail)?;
+            loss = all_reduce_scalar::<B>(self.peer.id(), loss, &self.device).map_err(fail)?;
+        }
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.recipe.optimizer.grad_clip);
         if tokens > 0 {
             let lr = self.schedule.lr(step);
             self.model = self.optim.step(lr, self.model.clone(), grads);
         }
-        StepStats {
+        Ok(StepStats {
             loss,
             grad_norm,
             tokens,
-        }
+        })
     }
 
     /// Loss, perplexity and token accuracy on the validation split.
@@ -298,20 +387,22 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     fn evaluate_and_log(
         &mut self,
-        metrics: &mut Metrics,
+        metrics: Option<&mut Metrics>,
     ) -> Result<Option<EvalMetrics>, TrainError> {
         let Some(e) = self.evaluate() else {
             return Ok(None);
         };
-        metrics.log(
-            "eval",
-            self.state.step,
-            &[
-                ("loss", e.loss),
-                ("perplexity", e.perplexity),
-                ("accuracy", e.accuracy),
-            ],
-        )?;
+        if let Some(metrics) = metrics {
+            metrics.log(
+                "eval",
+                self.state.step,
+                &[
+                    ("loss", e.loss),
+                    ("perplexity", e.perplexity),
+                    ("accuracy", e.accuracy),
+                ],
+            )?;
+        }
         if self.state.best_eval_loss.is_none_or(|best| e.loss < best) {
             self.state.best_eval_loss = Some(e.loss);
             self.state.stale_evals = 0;
@@ -337,26 +428,46 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 }
 
-/// The gradients of one optimizer step over `micro` micro-batches, the
-/// step's loss and its trained-token count. The loss is the summed token
-/// negative log-likelihood over all micro-batches divided by their total
-/// trained tokens, so splitting a batch into micro-batches changes nothing
-/// but rounding.
+/// The gradients of `micro` micro-batches (each with its index in the step)
+/// and their share of the step's loss: the summed token negative
+/// log-likelihood divided by `step_tokens`, the trained tokens of the whole
+/// step. Splitting a step's batch into micro-batches, or across workers,
+/// therefore changes nothing but rounding. `before` runs ahead of each
+/// micro-batch with its index (to seed dropout).
 pub fn gradients<B: AutodiffBackend>(
     model: &Llama<B>,
-    micro: Vec<Inputs<B>>,
-) -> (GradientsParams, f64, usize) {
-    let tokens: usize = micro.iter().map(|m| m.trained).sum();
+    micro: Vec<(u64, Inputs<B>)>,
+    step_tokens: usize,
+    mut before: impl FnMut(u64),
+) -> (GradientsParams, f64) {
     let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
     let mut loss = 0.0;
-    for m in micro.into_iter().filter(|m| m.trained > 0) {
+    for (index, m) in micro {
+        before(index);
         let logits = model.forward(&m.batch);
-        let nll = token_nll(logits, m.targets, m.weights) / tokens as f64;
+        let nll = token_nll(logits, m.targets, m.weights) / step_tokens.max(1) as f64;
         loss += f64::from(nll.clone().into_scalar().elem::<f32>());
         let grads = GradientsParams::from_grads(nll.backward(), model);
         accumulator.accumulate(model, grads);
     }
-    (accumulator.grads(), loss, tokens)
+    (accumulator.grads(), loss)
+}
+
+/// Sums `value` across the workers.
+fn all_reduce_scalar<B: AutodiffBackend>(
+    peer: PeerId,
+    value: f64,
+    device: &B::Device,
+) -> Result<f64, burn::collective::CollectiveError> {
+    let data = TensorData::new(vec![value as f32], [1]);
+    let t = Tensor::<B::InnerBackend, 1>::from_data(data, device);
+    let summed = burn::collective::all_reduce::<B::InnerBackend>(
+        peer,
+        t.into_primitive().tensor(),
+        ReduceOperation::Sum,
+    )?;
+    let summed = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(summed));
+    Ok(f64::from(summed.into_scalar().elem::<f32>()))
 }
 
 /// The base model and the tokenizer the dataset was encoded with must be
@@ -436,12 +547,12 @@ fn optimizer<B: AutodiffBackend>(recipe: &Recipe) -> Optim<B> {
 }
 
 /// `max_steps`, or the steps of `epochs` passes over the training split.
-fn total_steps(recipe: &Recipe, train: &PackedReader) -> u64 {
+fn total_steps(recipe: &Recipe, train: &PackedReader, workers: usize) -> u64 {
     if recipe.train.max_steps > 0 {
         return recipe.train.max_steps;
     }
     let batches: u64 = (0..recipe.train.epochs)
         .map(|e| train.batches_in_epoch(e))
         .sum();
-    batches.div_ceil(recipe.data.grad_accum as u64)
+    batches.div_ceil((recipe.data.grad_accum * workers) as u64)
 }

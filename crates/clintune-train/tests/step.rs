@@ -89,10 +89,11 @@ fn flat(model: &Llama<Ad>, grads: &GradientsParams) -> Vec<f32> {
 
 fn step(model: &Llama<Ad>, micro_batch: usize, accum: usize) -> (Vec<f32>, f64, usize) {
     let mut r = reader(micro_batch, true);
-    let micro = (0..accum)
-        .map(|_| Inputs::new(&r.next_batch(), &Default::default()))
+    let micro: Vec<(u64, Inputs<Ad>)> = (0..accum)
+        .map(|j| (j as u64, Inputs::new(&r.next_batch(), &Default::default())))
         .collect();
-    let (grads, loss, tokens) = gradients(model, micro);
+    let tokens = micro.iter().map(|(_, m)| m.trained).sum();
+    let (grads, loss) = gradients(model, micro, tokens, |_| {});
     (flat(model, &grads), loss, tokens)
 }
 
