@@ -41,6 +41,8 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCommand),
     /// Fine-tune a model (full or LoRA) as a recipe says; resumes exactly with --resume.
     Train(cmd::train::TrainArgs),
+    /// Export a finished run as a new version of a Hugging Face model directory, with a model card.
+    Export(cmd::export::ExportArgs),
     /// Check a training recipe without running it.
     #[command(subcommand)]
     Recipe(cmd::recipe::RecipeCommand),
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(args) => cmd::train::run(args),
         Command::Recipe(c) => cmd::recipe::run(c),
+        Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),

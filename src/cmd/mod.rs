@@ -2,6 +2,7 @@
 
 pub mod curate;
 pub mod deid;
+pub mod export;
 pub mod generate;
 pub mod keygen;
 pub mod lineage;

@@ -89,6 +89,11 @@ pub struct ParentRef {
 }
 
 impl ParentRef {
+    /// The parent's directory, as seen from the child manifest's directory.
+    pub fn dir_from(&self, child_dir: &Path) -> PathBuf {
+        crate::verify::resolve(child_dir, &self.path)
+    }
+
     /// A reference to `parent` (the manifest in `parent_dir`) from a manifest
     /// to be written in `child_dir`: the path is relative when both resolve,
     /// so a tree of stage outputs can be moved together; absolute otherwise.
@@ -375,5 +380,28 @@ mod tests {
         let m = sample();
         m.write(dir.path()).unwrap();
         assert_eq!(Manifest::read(dir.path()).unwrap(), m);
+    }
+
+    #[test]
+    fn metrics_read_back_to_the_same_content_id() {
+        // Values a training run records; serde_json's default float parser
+        // reads some of them back one ulp off, which changed the id.
+        let mut counts = Map::new();
+        for (i, v) in [
+            0.000_477_594_584_492_711_5,
+            7.391_090_222_285_076,
+            1_621.472_915_562_088_2,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counts.insert(format!("m{i}"), serde_json::json!(v));
+        }
+        let m = ManifestBuilder::new("train", "sha256:x".into())
+            .counts(counts)
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        m.write(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap().compute_id(), m.id);
     }
 }

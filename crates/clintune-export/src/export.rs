@@ -1,0 +1,244 @@
+//! Making one export version from a finished training run.
+
+use crate::card;
+use crate::error::ExportError;
+use crate::registry::{Index, Version, check_name};
+use clintune_core::staging::StagingDir;
+use clintune_lineage::manifest::absolute_path;
+use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef, verify_chain};
+use clintune_model::save::{SaveDtype, write_safetensors};
+use clintune_model::{Cpu, Llama, ModelConfig, WeightFiles, peft};
+use clintune_train::Recipe;
+use clintune_train::recipe::Method;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where and how to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The export root (`checkpoints`).
+    pub root: PathBuf,
+    /// The model name: versions go to `root/name/vN/`.
+    pub name: String,
+    /// Element type of the weights.
+    pub dtype: SaveDtype,
+}
+
+/// What an export made.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The version directory.
+    pub dir: PathBuf,
+    /// Its version number.
+    pub version: u32,
+    /// Its manifest's content id.
+    pub manifest_id: String,
+    /// Whether a PEFT adapter was written beside the merged model.
+    pub adapter: bool,
+}
+
+/// Files of the base model directory carried into the export as they are.
+const CARRIED: [&str; 4] = [
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// The subdirectory holding a LoRA run's adapter in PEFT's format.
+pub const ADAPTER_DIR: &str = "adapter";
+
+/// Exports the finished run in `run_dir` as the next version of
+/// `opts.name`. The run's lineage is verified first; the version appears
+/// only when complete, and existing versions are never touched.
+pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<Exported, ExportError> {
+    check_name(&opts.name).map_err(|m| ExportError::write(&opts.root, m))?;
+    let run = Manifest::read(run_dir).map_err(|e| ExportError::run(run_dir, e))?;
+    if run.stage != "train" {
+        return Err(ExportError::run(
+            run_dir,
+            format!(
+                "manifest stage is `{}`; export reads a finished `clintune train` run",
+                run.stage
+            ),
+        ));
+    }
+    verify_chain(run_dir)
+        .map_err(|e| ExportError::run(run_dir, format!("lineage does not verify: {e}")))?;
+    let recipe: Recipe = serde_json::from_value(run.config["recipe"].clone())
+        .map_err(|e| ExportError::run(run_dir, format!("manifest holds no usable recipe: {e}")))?;
+    let checkpoint = final_checkpoint(run_dir, &run)?;
+    let name_dir = opts.root.join(&opts.name);
+    let mut index = Index::read(&name_dir, &opts.name)?;
+    let version = index.next_version(&name_dir);
+    let target = name_dir.join(format!("v{version}"));
+    let staging = StagingDir::new(&target, false).map_err(|e| ExportError::write(&target, e))?;
+    let adapter = write_model(&recipe, &checkpoint, staging.path(), opts, &run.id)?;
+    let chain = card::Chain::read(run_dir, &run);
+    let card = card::render(&opts.name, version, &recipe, &chain, adapter);
+    write(&staging.path().join("README.md"), card.as_bytes())?;
+    let manifest = manifest(staging.path(), &run, run_dir, &target, opts, version)?;
+    let dir = staging
+        .commit()
+        .map_err(|e| ExportError::write(&target, e))?;
+    index.add(
+        &name_dir,
+        Version {
+            version,
+            path: format!("v{version}"),
+            manifest_id: manifest.id.clone(),
+            parent_id: run.id.clone(),
+            created_at: manifest.created_at.clone(),
+        },
+    )?;
+    Ok(Exported {
+        dir,
+        version,
+        manifest_id: manifest.id,
+        adapter,
+    })
+}
+
+/// The checkpoint the run's manifest lists as its output.
+fn final_checkpoint(run_dir: &Path, run: &Manifest) -> Result<PathBuf, ExportError> {
+    let entry = run
+        .outputs
+        .iter()
+        .find(|f| f.kind.as_deref() == Some("checkpoint"))
+        .ok_or_else(|| ExportError::run(run_dir, "the manifest lists no checkpoint"))?;
+    let file = run_dir.join(&entry.path);
+    file.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| ExportError::run(run_dir, "checkpoint path has no directory"))
+}
+
+/// Writes the merged weights, configs, tokenizer and (LoRA) the adapter;
+/// returns whether an adapter was written.
+fn write_model(
+    recipe: &Recipe,
+    checkpoint: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+    run_id: &str,
+) -> Result<bool, ExportError> {
+    let base = &recipe.model.base;
+    let config = ModelConfig::load(base).map_err(|e| ExportError::run(base, e))?;
+    let weights_dir = match recipe.method.kind {
+        Method::Full => checkpoint,
+        Method::Lora => base.as_path(),
+    };
+    let weights = WeightFiles::open(weights_dir).map_err(|e| ExportError::run(weights_dir, e))?;
+    let model = Llama::<Cpu>::load(&config, &weights, &Default::default())
+        .map_err(|e| ExportError::run(weights_dir, e))?;
+    let lora = recipe.method.kind == Method::Lora;
+    let model = if lora {
+        let adapted = model
+            .with_peft_adapter(checkpoint)
+            .map_err(|e| ExportError::run(checkpoint, e))?;
+        let adapter_dir = out.join(ADAPTER_DIR);
+        std::fs::create_dir_all(&adapter_dir).map_err(|e| ExportError::write(&adapter_dir, e))?;
+        let cfg = peft::read_config(checkpoint).map_err(|e| ExportError::run(checkpoint, e))?;
+        adapted
+            .save_peft_adapter(&adapter_dir, &cfg, &absolute_path(base))
+            .map_err(|e| ExportError::write(&adapter_dir, e))?;
+        adapted.merge_lora()
+    } else {
+        model
+    };
+    let meta = BTreeMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("clintune_run".to_string(), run_id.to_string()),
+    ]);
+    let path = out.join("model.safetensors");
+    write_safetensors(&path, model.weight_entries(), opts.dtype, &meta)
+        .map_err(|e| ExportError::write(&path, e))?;
+    write_config(base, out, opts.dtype)?;
+    for name in CARRIED {
+        let from = base.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, out.join(name)).map_err(|e| ExportError::write(&from, e))?;
+        }
+    }
+    Ok(lora)
+}
+
+/// The base `config.json` with the exported dtype.
+fn write_config(base: &Path, out: &Path, dtype: SaveDtype) -> Result<(), ExportError> {
+    let path = base.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ExportError::run(base, e))?;
+    let mut config: Value = serde_json::from_str(&text).map_err(|e| ExportError::run(&path, e))?;
+    let name = match dtype {
+        SaveDtype::F32 => "float32",
+        SaveDtype::Bf16 => "bfloat16",
+    };
+    if let Some(map) = config.as_object_mut() {
+        map.insert("torch_dtype".into(), name.into());
+        if map.contains_key("dtype") {
+            map.insert("dtype".into(), name.into());
+        }
+    }
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    write(&out.join("config.json"), text.as_bytes())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    std::fs::write(path, bytes).map_err(|e| ExportError::write(path, e))
+}
+
+/// The export's manifest: every file it holds, the run as parent.
+fn manifest(
+    staged: &Path,
+    run: &Manifest,
+    run_dir: &Path,
+    target: &Path,
+    opts: &ExportOptions,
+    version: u32,
+) -> Result<Manifest, ExportError> {
+    let config = json!({"name": opts.name, "dtype": opts.dtype, "version": version});
+    let mut b = ManifestBuilder::new("export", clintune_lineage::manifest::content_hash(&config))
+        .parent(ParentRef::locate(run, run_dir, target))
+        .config("name", opts.name.clone())
+        .config("version", version)
+        .config("dtype", json!(opts.dtype));
+    for (rel, file) in files_under(staged)? {
+        let kind = if rel.starts_with(ADAPTER_DIR) {
+            "adapter"
+        } else {
+            "model"
+        };
+        let entry = FileEntry::from_file(&file, rel, None)
+            .map_err(|e| ExportError::write(&file, e))?
+            .with_kind(kind);
+        b = b.output(entry);
+    }
+    let mut counts = Map::new();
+    counts.insert("version".into(), version.into());
+    let m = b.counts(counts).finish();
+    m.write(staged).map_err(|e| ExportError::write(staged, e))?;
+    Ok(m)
+}
+
+/// Every file under `dir` (one level of subdirectories), as `(relative
+/// path, path)`, sorted.
+fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, ExportError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| ExportError::write(&d, e))? {
+            let path = e.map_err(|e| ExportError::write(&d, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
