@@ -32,6 +32,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline from one recipe: de-identify, curate, train, export, verify.
+    Run(cmd::run::RunArgs),
     /// De-identify FHIR R4 records and chat traces (HIPAA Safe Harbor) into Parquet.
     Deid(cmd::deid::DeidArgs),
     /// Turn de-identified records into a tokenized, deduplicated, patient-split training set.
@@ -39,6 +41,8 @@ enum Command {
     /// Train a tokenizer on de-identified records.
     #[command(subcommand)]
     Tokenizer(cmd::tokenizer::TokenizerCommand),
+    /// Write a new, randomly initialised Llama-family model for a tokenizer (Hugging Face format).
+    InitModel(cmd::init_model::InitModelArgs),
     /// Fine-tune a model (full or LoRA) as a recipe says; resumes exactly with --resume.
     Train(cmd::train::TrainArgs),
     /// Export a finished run as a new version of a Hugging Face model directory, with a model card.
@@ -61,11 +65,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
         Command::Deid(args) => cmd::deid::run(args),
         Command::Lineage(c) => cmd::lineage::run(c),
         Command::Curate(args) => cmd::curate::run(args),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(args) => cmd::train::run(args),
+        Command::InitModel(args) => cmd::init_model::run(args),
         Command::Recipe(c) => cmd::recipe::run(c),
         Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),

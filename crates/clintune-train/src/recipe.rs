@@ -56,6 +56,10 @@ pub struct Recipe {
 pub struct ModelSection {
     /// A Hugging Face model directory (config.json, safetensors, tokenizer).
     pub base: PathBuf,
+    /// For `clintune run`: create `base` with `clintune init-model` (these
+    /// are its options) when it does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<toml::Table>,
 }
 
 /// `[data]`.

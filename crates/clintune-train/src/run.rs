@@ -44,7 +44,7 @@ pub fn train(
         }
         Devices::Cuda(ids) => train_cuda(recipe, &ids, opts, on_step),
     }?;
-    if summary.complete {
+    if summary.complete && !already_recorded(&summary) {
         write_manifest(recipe, recipe_path, &summary)?;
     }
     Ok(summary)
@@ -143,6 +143,15 @@ fn worker<B: AutodiffBackend>(
         collective::finish_collective::<B::InnerBackend>(PeerId::from(peer.rank)).map_err(fail)?;
     }
     Ok(summary)
+}
+
+/// Whether the run's manifest already records this many steps (a finished
+/// run resumed again): it is kept, evaluation and all.
+fn already_recorded(summary: &RunSummary) -> bool {
+    Manifest::read(&summary.run_dir)
+        .ok()
+        .and_then(|m| m.count("steps"))
+        .is_some_and(|steps| steps == summary.steps)
 }
 
 /// The run's manifest: parent the dataset, inputs the recipe and the base

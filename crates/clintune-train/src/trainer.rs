@@ -212,7 +212,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         let started = Instant::now();
         let first_tokens = self.state.tokens;
         let stop_at = stop_after.map_or(u64::MAX, |n| self.state.step.saturating_add(n));
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            loss: f64::NAN,
+            ..Seen::default()
+        };
         while self.state.step < self.total_steps.min(stop_at) {
             let stats = self.train_step()?;
             self.state.step += 1;
@@ -260,7 +263,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let t = &self.recipe.train;
         let step = self.state.step;
         let last = step == self.total_steps;
-        if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && !last {
+        let periodic_eval = t.eval_every > 0 && step.is_multiple_of(t.eval_every);
+        if periodic_eval {
             seen.eval = self.evaluate_and_log(metrics.as_deref_mut())?;
             seen.stopped_early = self.should_stop();
         }
@@ -269,7 +273,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !(seen.stopped_early || periodic || last || step == stop_at) {
             return Ok(());
         }
-        if last || seen.stopped_early {
+        if last && !periodic_eval {
             seen.eval = self.evaluate_and_log(metrics.as_deref_mut())?;
         }
         if let Some(metrics) = metrics {

@@ -1,0 +1,62 @@
+//! `clintune run`: the whole pipeline on the bundled sample from one recipe,
+//! ending in an export that verifies down to the source records.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_pipeline_runs_end_to_end_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| s(&tmp.path().join(name));
+    let recipe = tmp.path().join("pipeline.toml");
+    let text = format!(
+        r#"[deid]
+input = ["datasets/sample"]
+out = "{deid}"
+[curate.tokenizer]
+vocab_size = 1024
+[model]
+base = "{base}"
+[model.init]
+layers = 1
+hidden = 64
+heads = 4
+kv_heads = 2
+max_positions = 256
+[data]
+dataset = "{data}"
+seq_len = 256
+micro_batch = 2
+[train]
+max_steps = 2
+eval_batches = 1
+output = "{run}"
+[export]
+name = "pipeline"
+root = "{root}"
+"#,
+        deid = t("deid"),
+        base = t("base"),
+        data = t("curated"),
+        run = t("run"),
+        root = t("checkpoints"),
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for stage in ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"] {
+        assert!(err.contains(stage), "{stage} missing:\n{err}");
+    }
+    let v1 = tmp.path().join("checkpoints/pipeline/v1");
+    assert!(v1.join("model.safetensors").is_file());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verified: 4 manifest"));
+    let manifest = read_manifest(&v1);
+    assert_eq!(manifest["stage"], "export");
+
+    // Without a key the pipeline stops at its first stage, saying why.
+    let o = clintune(&["run", &s(&recipe)], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1/6"));
+}
