@@ -12,16 +12,7 @@ const MODEL: &str = "tests/fixtures/llama/llama-gqa-rope3";
 
 /// De-identify, curate and train a few LoRA steps; returns the run dir.
 fn trained_run(tmp: &Path) -> (PathBuf, PathBuf) {
-    let deid = deid_sample(tmp);
-    let data = tmp.join("curated");
-    curate_ok(&[
-        "--input",
-        &s(&deid),
-        "--tokenizer",
-        MODEL,
-        "--out",
-        &s(&data),
-    ]);
+    let data = curated_sample(tmp, MODEL);
     let run = tmp.join("run");
     let recipe = tmp.join("recipe.toml");
     let text = format!(

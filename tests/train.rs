@@ -13,20 +13,8 @@ use std::time::{Duration, Instant};
 
 const MODEL: &str = "tests/fixtures/llama/llama-gqa-rope3";
 
-/// A curated dataset of the bundled sample, encoded with the reference
-/// model's tokenizer.
 fn dataset(tmp: &Path) -> PathBuf {
-    let deid = deid_sample(tmp);
-    let out = tmp.join("curated");
-    curate_ok(&[
-        "--input",
-        &s(&deid),
-        "--tokenizer",
-        MODEL,
-        "--out",
-        &s(&out),
-    ]);
-    out
+    curated_sample(tmp, MODEL)
 }
 
 /// A recipe for a short LoRA run (dropout on, so reseeding is exercised).

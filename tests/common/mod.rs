@@ -161,6 +161,22 @@ pub fn deid_sample(dir: &Path) -> PathBuf {
     out
 }
 
+/// De-identifies and curates the bundled sample into `dir/curated`, encoded
+/// with the tokenizer of the model directory `model`; returns that path.
+pub fn curated_sample(dir: &Path, model: &str) -> PathBuf {
+    let deid = deid_sample(dir);
+    let out = dir.join("curated");
+    curate_ok(&[
+        "--input",
+        &s(&deid),
+        "--tokenizer",
+        model,
+        "--out",
+        &s(&out),
+    ]);
+    out
+}
+
 /// Runs `clintune curate` with `args`; panics with stderr on failure.
 pub fn curate_ok(args: &[&str]) -> Output {
     let mut all = vec!["curate"];
