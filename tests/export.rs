@@ -101,6 +101,40 @@ fn exports_are_new_immutable_versions_that_verify_to_the_source() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("4 manifest"), "{said}");
+    let o = clintune(&["export", "verify", &s(&v1)], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // 2 layers x 9 tensors + embeddings, norm, head; rank-2 adapters on q and v.
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("21 model tensors and 8 adapter tensors"),
+        "{said}"
+    );
+
+    // A config that does not describe the weights is caught by name, as is a
+    // dtype that is not the one config.json declares.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(copy.join("adapter")).unwrap();
+    for (from, _) in snapshot(&v1) {
+        let rel = from.strip_prefix(&v1).unwrap();
+        std::fs::copy(&from, copy.join(rel)).unwrap();
+    }
+    let edit_config = |key: &str, value: Value| {
+        let path = copy.join("config.json");
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        c[key] = value;
+        std::fs::write(&path, c.to_string()).unwrap();
+    };
+    edit_config("num_hidden_layers", Value::from(3));
+    let err = clintune_export::verify::check_structure(&copy)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.layers.2.mlp.down_proj.weight"), "{err}");
+    edit_config("num_hidden_layers", Value::from(2));
+    edit_config("torch_dtype", Value::from("float32"));
+    let err = clintune_export::verify::check_structure(&copy)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BF16") && err.contains("F32"), "{err}");
 
     // Flip one byte of a dataset shard: verifying the export fails and names it.
     let shard = std::fs::read_dir(data.join("train"))

@@ -7,6 +7,7 @@ pub mod card;
 pub mod error;
 pub mod export;
 pub mod registry;
+pub mod verify;
 
 pub use error::ExportError;
 pub use export::{ExportOptions, Exported, export};
