@@ -110,6 +110,43 @@ fn exports_are_new_immutable_versions_that_verify_to_the_source() {
         "{said}"
     );
 
+    // The chain as OpenLineage run events: records → dataset → run → export,
+    // each naming its parent's run.
+    let o = clintune(
+        &["lineage", "show", &s(&v1), "--format", "openlineage"],
+        None,
+    );
+    assert!(o.status.success());
+    let events: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let jobs: Vec<&str> = events
+        .iter()
+        .map(|e| e["job"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            "clintune.deid",
+            "clintune.curate",
+            "clintune.train",
+            "clintune.export"
+        ]
+    );
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1]["run"]["facets"]["parent"]["run"]["runId"],
+            pair[0]["run"]["runId"]
+        );
+        assert_eq!(pair[1]["eventType"], "COMPLETE");
+    }
+    let shard_listed = events[1]["outputs"].as_array().unwrap().iter().any(|d| {
+        d["name"].as_str().unwrap().ends_with(".parquet")
+            && d["facets"]["clintune_file"]["sha256"].is_string()
+    });
+    assert!(shard_listed);
+
     // A config that does not describe the weights is caught by name, as is a
     // dtype that is not the one config.json declares.
     let copy = tmp.path().join("copy");

@@ -1,7 +1,7 @@
 //! `clintune lineage`: show and verify manifest chains.
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Lineage subcommands.
@@ -11,6 +11,10 @@ pub enum LineageCommand {
     Show {
         /// A stage's output directory (holding manifest.json).
         dir: PathBuf,
+        /// `text` for people; `openlineage`: one OpenLineage run event (JSON) per
+        /// stage and line, source records first, for a data catalog to ingest.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Recompute every hash along the chain; fail on the first mismatch, naming the file.
     Verify {
@@ -19,12 +23,28 @@ pub enum LineageCommand {
     },
 }
 
+/// How `lineage show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Indented text.
+    Text,
+    /// OpenLineage run events, one JSON object per line.
+    Openlineage,
+}
+
 /// Runs a lineage subcommand.
 pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
     match cmd {
-        LineageCommand::Show { dir } => {
-            let text = clintune_lineage::show::render_chain(&dir)
-                .with_context(|| format!("reading the lineage of {}", dir.display()))?;
+        LineageCommand::Show { dir, format } => {
+            let context = || format!("reading the lineage of {}", dir.display());
+            let text = match format {
+                Format::Text => clintune_lineage::show::render_chain(&dir).with_context(context)?,
+                Format::Openlineage => clintune_lineage::openlineage::events(&dir)
+                    .with_context(context)?
+                    .iter()
+                    .map(|e| e.to_string() + "\n")
+                    .collect(),
+            };
             std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
         }
         LineageCommand::Verify { dir } => {

@@ -8,6 +8,7 @@
 //! ([`verify::verify_chain`]).
 
 pub mod manifest;
+pub mod openlineage;
 pub mod show;
 pub mod verify;
 
