@@ -1,5 +1,6 @@
 //! `clintune run`: the whole pipeline from one recipe — de-identify, curate,
-//! (initialise a base model,) train, export, verify.
+//! (initialise a base model,) train, export, verify the export (hashes down
+//! to the records, tensors against its config).
 //!
 //! Each stage runs as its own `clintune` command, exactly as a user would
 //! run it by hand, so the outputs, manifests and logs are the stages' own.
@@ -131,7 +132,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let version = latest_version(&export.root.join(&export.name))?;
     stage(
         "6/6 verify",
-        &["lineage".into(), "verify".into(), path(&version)],
+        &["export".into(), "verify".into(), path(&version)],
     )?;
     tracing::info!(
         "done in {:.0} s: de-identified {} → curated {} → trained {} → exported {}",
