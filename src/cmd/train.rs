@@ -39,7 +39,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// Trains with a progress bar on a terminal, log lines otherwise.
-pub fn train(
+fn train(
     recipe: &Recipe,
     path: &std::path::Path,
     resume: bool,

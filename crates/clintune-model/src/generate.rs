@@ -39,7 +39,7 @@ impl<B: Backend> KvCache<B> {
     /// An empty cache for a model of `layers` layers.
     pub fn new(layers: usize) -> Self {
         Self {
-            layers: (0..layers).map(|_| LayerCache { kv: None }).collect(),
+            layers: (0..layers).map(|_| LayerCache::default()).collect(),
             len: 0,
         }
     }

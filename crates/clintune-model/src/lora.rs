@@ -216,8 +216,9 @@ impl<B: Backend> Llama<B> {
         let mut model = self.no_grad();
         let device = model.model.norm.weight.device();
         for layer in 0..model.model.layers.len() {
-            for (i, &target) in cfg.targets.iter().enumerate() {
-                let place = mix64(seed ^ mix64((layer * Target::ALL.len() + i) as u64 + 1));
+            for &target in &cfg.targets {
+                let slot = Target::ALL.iter().position(|&t| t == target).unwrap_or(0);
+                let place = mix64(seed ^ mix64((layer * Target::ALL.len() + slot) as u64 + 1));
                 let linear = model.linear_mut(layer, target);
                 let [out, inp] = linear.weight.dims();
                 linear.lora = Some(Lora::new(out, inp, cfg, place, &device));
