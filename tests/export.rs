@@ -173,6 +173,50 @@ fn exports_are_new_immutable_versions_that_verify_to_the_source() {
         .to_string();
     assert!(err.contains("BF16") && err.contains("F32"), "{err}");
 
+    // Sharded above --max-shard-mb, with an index; the same weights.
+    let load = |dir: &Path| {
+        let config = clintune_model::ModelConfig::load(dir).unwrap();
+        let weights = clintune_model::WeightFiles::open(dir).unwrap();
+        let model: clintune_model::Llama<clintune_model::Cpu> =
+            clintune_model::Llama::load(&config, &weights, &Default::default()).unwrap();
+        let batch = clintune_model::Batch::unpacked(&[vec![5, 17, 300, 41, 2]]);
+        model.forward(&batch).into_data().to_vec::<f32>().unwrap()
+    };
+    let (whole, sharded) = (tmp.path().join("whole"), tmp.path().join("sharded"));
+    for (root, mb) in [(&whole, "0"), (&sharded, "0.1")] {
+        let o = clintune(
+            &[
+                "export",
+                &s(&run),
+                "--name",
+                "n",
+                "--root",
+                &s(root),
+                "--dtype",
+                "f32",
+                "--max-shard-mb",
+                mb,
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let shards = std::fs::read_dir(sharded.join("n/v1"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("model-0000")
+        })
+        .count();
+    assert!(shards >= 3, "{shards} shards");
+    assert!(sharded.join("n/v1/model.safetensors.index.json").is_file());
+    let o = clintune(&["export", "verify", &s(&sharded.join("n/v1"))], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(load(&whole.join("n/v1")), load(&sharded.join("n/v1")));
+
     // Flip one byte of a dataset shard: verifying the export fails and names it.
     let shard = std::fs::read_dir(data.join("train"))
         .unwrap()

@@ -33,6 +33,10 @@ pub struct ExportArgs {
     /// Element type of the exported weights.
     #[arg(long, value_enum, default_value_t = Dtype::Bf16)]
     dtype: Dtype,
+    /// Largest weight file, in MB; larger models are split into shards with
+    /// model.safetensors.index.json (0: one file).
+    #[arg(long, value_name = "MB", default_value_t = 5000.0)]
+    max_shard_mb: f64,
 }
 
 /// `clintune export …`.
@@ -67,6 +71,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
             Dtype::Bf16 => SaveDtype::Bf16,
             Dtype::F32 => SaveDtype::F32,
         },
+        max_shard_bytes: (a.max_shard_mb.max(0.0) * 1e6) as u64,
     };
     let done = export(&run, &opts)?;
     tracing::info!(

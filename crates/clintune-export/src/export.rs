@@ -23,6 +23,9 @@ pub struct ExportOptions {
     pub name: String,
     /// Element type of the weights.
     pub dtype: SaveDtype,
+    /// Split the weights into shards of at most this many bytes (with
+    /// `model.safetensors.index.json`, as transformers does); 0 = one file.
+    pub max_shard_bytes: u64,
 }
 
 /// What an export made.
@@ -150,9 +153,7 @@ fn write_model(
         ("format".to_string(), "pt".to_string()),
         ("clintune_run".to_string(), run_id.to_string()),
     ]);
-    let path = out.join("model.safetensors");
-    write_safetensors(&path, model.weight_entries(), opts.dtype, &meta)
-        .map_err(|e| ExportError::write(&path, e))?;
+    write_weights(&model, out, opts, &meta)?;
     write_config(base, out, opts.dtype)?;
     for name in CARRIED {
         let from = base.join(name);
@@ -161,6 +162,54 @@ fn write_model(
         }
     }
     Ok(lora)
+}
+
+/// Writes `model.safetensors`, or shards and their index when the weights
+/// exceed `opts.max_shard_bytes`.
+fn write_weights(
+    model: &Llama<Cpu>,
+    out: &Path,
+    opts: &ExportOptions,
+    meta: &BTreeMap<String, String>,
+) -> Result<(), ExportError> {
+    let mut entries = model.weight_entries();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let bytes = |e: &clintune_model::save::Entry<'_>| {
+        e.shape.iter().product::<usize>() as u64 * opts.dtype.size() as u64
+    };
+    let total: u64 = entries.iter().map(bytes).sum();
+    if opts.max_shard_bytes == 0 || total <= opts.max_shard_bytes {
+        let path = out.join("model.safetensors");
+        return write_safetensors(&path, entries, opts.dtype, meta)
+            .map_err(|e| ExportError::write(&path, e));
+    }
+    let mut shards: Vec<Vec<clintune_model::save::Entry<'_>>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in entries {
+        let b = bytes(&e);
+        if size > 0 && size + b > opts.max_shard_bytes {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += b;
+        if let Some(shard) = shards.last_mut() {
+            shard.push(e);
+        }
+    }
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+        for e in &shard {
+            weight_map.insert(e.name.clone(), file.clone().into());
+        }
+        let path = out.join(&file);
+        write_safetensors(&path, shard, opts.dtype, meta)
+            .map_err(|e| ExportError::write(&path, e))?;
+    }
+    let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+    let text = serde_json::to_string_pretty(&index).unwrap_or_default() + "\n";
+    write(&out.join("model.safetensors.index.json"), text.as_bytes())
 }
 
 /// The base `config.json` with the exported dtype.

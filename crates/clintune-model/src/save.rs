@@ -35,7 +35,8 @@ impl SaveDtype {
         }
     }
 
-    fn size(self) -> usize {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
         match self {
             SaveDtype::F32 => 4,
             SaveDtype::Bf16 => 2,
