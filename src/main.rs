@@ -54,6 +54,8 @@ enum Command {
     Score(cmd::score::ScoreArgs),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
     Generate(cmd::generate::GenerateArgs),
+    /// Look for PHI in a dataset or export: text fields, configs, tokenizer vocabulary, model card.
+    Scan(cmd::scan::ScanArgs),
     /// Show or verify the lineage of any stage's output directory.
     #[command(subcommand)]
     Lineage(cmd::lineage::LineageCommand),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Deid(args) => cmd::deid::run(args),
         Command::Lineage(c) => cmd::lineage::run(c),
+        Command::Scan(args) => cmd::scan::run(args),
         Command::Curate(args) => cmd::curate::run(args),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(args) => cmd::train::run(args),

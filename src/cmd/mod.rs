@@ -9,6 +9,7 @@ pub mod keygen;
 pub mod lineage;
 pub mod recipe;
 pub mod run;
+pub mod scan;
 pub mod score;
 pub mod tokenizer;
 pub mod train;

@@ -64,6 +64,14 @@ pub enum DeidError {
         /// The error.
         err: std::io::Error,
     },
+    /// A file could not be scanned.
+    #[error("scanning {path}: {message}")]
+    Scan {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Writing Parquet failed.
     #[error("writing {path}: {message}")]
     Output {

@@ -25,6 +25,7 @@ pub mod policy;
 pub mod process;
 pub mod pseudonym;
 pub mod resource;
+pub mod scan;
 pub mod scrub;
 
 pub use error::{DeidError, RecordError};
