@@ -80,6 +80,24 @@ pub fn bytes_digest(data: &[u8]) -> FileDigest {
     }
 }
 
+/// Every file under `dir`, in its subdirectories too, sorted by path.
+pub fn files_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The files in `dir` whose extension is `ext`, sorted by path (not recursive).
 pub fn files_with_extension(dir: &Path, ext: &str) -> io::Result<Vec<std::path::PathBuf>> {
     let mut paths = Vec::new();

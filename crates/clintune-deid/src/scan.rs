@@ -15,7 +15,7 @@ use crate::scrub::Scrubber;
 use arrow_array::{Array, LargeStringArray, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One detection.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +46,8 @@ pub struct ScanReport {
 /// Scans every text under `dir` with `scrubber`'s detector.
 pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
     let mut report = ScanReport::default();
-    for path in files_under(dir)? {
+    let files = clintune_core::hash::files_under(dir).map_err(DeidError::io(dir))?;
+    for path in files {
         let name = path
             .strip_prefix(dir)
             .unwrap_or(&path)
@@ -159,21 +160,4 @@ fn walk(value: &Value, at: String, check: &mut impl FnMut(String, &str)) {
 /// GPT-2 byte-level tokens mark a space as `Ġ` and a newline as `Ċ`.
 fn byte_level_text(token: &str) -> String {
     token.replace('Ġ', " ").replace('Ċ', "\n").replace('▁', " ")
-}
-
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>, DeidError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(DeidError::io(&d))? {
-            let path = e.map_err(DeidError::io(&d))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

@@ -268,26 +268,18 @@ fn manifest(
     Ok(m)
 }
 
-/// Every file under `dir` (one level of subdirectories), as `(relative
-/// path, path)`, sorted.
+/// Every file under `dir`, as `(relative path, path)`, sorted.
 fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, ExportError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| ExportError::write(&d, e))? {
-            let path = e.map_err(|e| ExportError::write(&d, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                out.push((rel, path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    let files = clintune_core::hash::files_under(dir).map_err(|e| ExportError::write(dir, e))?;
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            (rel, path)
+        })
+        .collect())
 }
