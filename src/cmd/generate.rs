@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use clintune_curate::tasks::Message;
 use clintune_curate::template::ChatTemplate;
 use clintune_curate::tokenizer::Tokenizer;
-use clintune_model::{Cpu, GenerateConfig, Generation, Llama, ModelConfig, Sampling, WeightFiles};
+use clintune_model::{GenerateConfig, Generation, ModelConfig, Sampling};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -82,12 +82,9 @@ enum Format {
 /// Runs `clintune generate`.
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     check_sampling(&a)?;
-    let config = ModelConfig::load(&a.model)?;
     let tokenizer = Tokenizer::load(&a.model)
         .with_context(|| format!("loading the tokenizer of {}", a.model.display()))?;
-    let weights = WeightFiles::open(&a.model)?;
-    let mut model = Llama::<Cpu>::load(&config, &weights, &Default::default())
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let (config, mut model) = super::load_cpu_model(&a.model)?;
     if let Some(adapter) = &a.adapter {
         model = model
             .with_peft_adapter(adapter)

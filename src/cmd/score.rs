@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use clintune_curate::tokenizer::Tokenizer;
-use clintune_model::{Batch, Cpu, Llama, ModelConfig, WeightFiles};
+use clintune_model::{Batch, Cpu, Llama};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,10 +26,7 @@ pub struct ScoreArgs {
 
 /// Runs `clintune score`.
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
-    let config = ModelConfig::load(&a.model)?;
-    let weights = WeightFiles::open(&a.model)?;
-    let model = Llama::<Cpu>::load(&config, &weights, &Default::default())
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let (config, model) = super::load_cpu_model(&a.model)?;
     let text = std::fs::read_to_string(&a.input)
         .with_context(|| format!("reading {}", a.input.display()))?;
     let mut tokenizer = None;

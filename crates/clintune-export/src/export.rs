@@ -7,9 +7,10 @@ use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef, verify_chain};
 use clintune_model::save::{SaveDtype, write_safetensors};
-use clintune_model::{Cpu, Llama, ModelConfig, WeightFiles, peft};
+use clintune_model::{Cpu, Llama, peft};
 use clintune_train::Recipe;
 use clintune_train::recipe::Method;
+use clintune_train::trainer::load_model;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,19 +127,11 @@ fn write_model(
     run_id: &str,
 ) -> Result<bool, ExportError> {
     let base = &recipe.model.base;
-    let config = ModelConfig::load(base).map_err(|e| ExportError::run(base, e))?;
-    let weights_dir = match recipe.method.kind {
-        Method::Full => checkpoint,
-        Method::Lora => base.as_path(),
-    };
-    let weights = WeightFiles::open(weights_dir).map_err(|e| ExportError::run(weights_dir, e))?;
-    let model = Llama::<Cpu>::load(&config, &weights, &Default::default())
-        .map_err(|e| ExportError::run(weights_dir, e))?;
+    let model = load_model::<Cpu>(recipe, Some(checkpoint), &Default::default())
+        .map_err(|e| ExportError::run(checkpoint, e))?;
     let lora = recipe.method.kind == Method::Lora;
     let model = if lora {
-        let adapted = model
-            .with_peft_adapter(checkpoint)
-            .map_err(|e| ExportError::run(checkpoint, e))?;
+        let adapted = model;
         let adapter_dir = out.join(ADAPTER_DIR);
         std::fs::create_dir_all(&adapter_dir).map_err(|e| ExportError::write(&adapter_dir, e))?;
         let cfg = peft::read_config(checkpoint).map_err(|e| ExportError::run(checkpoint, e))?;

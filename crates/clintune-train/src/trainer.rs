@@ -515,9 +515,9 @@ fn resume_point(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, TrainEr
     }
 }
 
-/// The model to train: the base, with fresh or checkpointed adapters (LoRA),
-/// or the checkpointed weights (full).
-fn load_model<B: AutodiffBackend>(
+/// The model of a run: the base, with fresh or checkpointed adapters (LoRA),
+/// or the checkpointed weights (full). Adapters stay unmerged.
+pub fn load_model<B: Backend>(
     recipe: &Recipe,
     checkpoint: Option<&Path>,
     device: &B::Device,
