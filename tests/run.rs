@@ -54,6 +54,13 @@ root = "{root}"
     assert!(String::from_utf8_lossy(&o.stdout).contains("verified: 4 manifest"));
     let manifest = read_manifest(&v1);
     assert_eq!(manifest["stage"], "export");
+    // Record inputs stay out of log lines and of the run's recorded recipe:
+    // the de-identification manifest keeps identifying names only pseudonymized.
+    assert!(err.contains("--input <input>"), "{err}");
+    assert!(!err.contains("--input datasets/sample"), "{err}");
+    let run = read_manifest(&tmp.path().join("run"));
+    assert!(run["config"]["recipe"].get("deid").is_none());
+    assert!(run["config"]["recipe"].get("export").is_some());
 
     // Without a key the pipeline stops at its first stage, saying why.
     let o = clintune(&["run", &s(&recipe)], None);

@@ -174,7 +174,7 @@ fn toml_arg(value: &toml::Value) -> String {
 
 /// Runs one stage as a `clintune` command; its output goes to this terminal.
 fn stage(title: &str, args: &[String]) -> anyhow::Result<()> {
-    tracing::info!("{title}: clintune {}", args.join(" "));
+    tracing::info!("{title}: clintune {}", shown(args));
     let exe = std::env::current_exe().context("finding the clintune executable")?;
     let status = Command::new(exe)
         .args(args)
@@ -183,10 +183,23 @@ fn stage(title: &str, args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!(
             "{title} failed (clintune {}); see its message above",
-            args.join(" ")
+            shown(args)
         );
     }
     Ok(())
+}
+
+/// The arguments for a log line, record inputs left out: their names can
+/// identify a patient (the de-identification manifest keeps them only
+/// under keyed pseudonyms).
+fn shown(args: &[String]) -> String {
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide = false;
+    for a in args {
+        out.push(if hide { "<input>" } else { a.as_str() });
+        hide = a == "--input";
+    }
+    out.join(" ")
 }
 
 /// The newest version directory in a registry.

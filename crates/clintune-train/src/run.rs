@@ -1,10 +1,11 @@
 //! A whole training run: pick the backend the recipe names, train, and
 //! write the run's lineage manifest.
 
+use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::{METRICS_FILE, Metrics};
 use crate::recipe::{Devices, Method, Precision, Recipe};
-use crate::trainer::{Peer, RunOptions, RunSummary, Trainer};
+use crate::trainer::{Peer, RunOptions, RunSummary, Trainer, check_tokenizer};
 use burn::collective::{self, CollectiveConfig, PeerId};
 use burn::tensor::backend::AutodiffBackend;
 use clintune_lineage::manifest::absolute_path;
@@ -87,6 +88,8 @@ fn train_on<B: AutodiffBackend>(
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
     let run_dir = &recipe.train.output;
+    let dataset = &Dataset::open(&recipe.data.dataset)?;
+    check_tokenizer(recipe)?;
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
     let count = devices.len();
     let mut devices = devices.into_iter();
@@ -98,10 +101,11 @@ fn train_on<B: AutodiffBackend>(
             .enumerate()
             .map(|(i, device)| {
                 let peer = Peer { rank: i + 1, count };
-                scope.spawn(move || worker::<B>(recipe, device, peer, opts, None))
+                scope.spawn(move || worker::<B>(recipe, dataset, device, peer, opts, None))
             })
             .collect();
-        let summary = worker::<B>(recipe, first, Peer { rank: 0, count }, opts, Some(on_step));
+        let rank0 = Peer { rank: 0, count };
+        let summary = worker::<B>(recipe, dataset, first, rank0, opts, Some(on_step));
         for handle in others {
             handle
                 .join()
@@ -114,12 +118,13 @@ fn train_on<B: AutodiffBackend>(
 /// One data-parallel worker from start to end.
 fn worker<B: AutodiffBackend>(
     recipe: &Recipe,
+    dataset: &Dataset,
     device: B::Device,
     peer: Peer,
     opts: &RunOptions,
     mut on_step: Option<OnStep<'_>>,
 ) -> Result<RunSummary, TrainError> {
-    let trainer = Trainer::<B>::new(recipe, device.clone(), opts.resume, peer)?;
+    let trainer = Trainer::<B>::new(recipe, dataset, device.clone(), opts.resume, peer)?;
     let mut metrics = match peer.rank {
         0 => {
             let resumed = (trainer.step() > 0).then(|| trainer.step());
@@ -145,6 +150,17 @@ fn worker<B: AutodiffBackend>(
     Ok(summary)
 }
 
+/// The recipe as the run's manifest records it: without the `[deid]` table,
+/// whose input paths the de-identification manifest records under keyed
+/// pseudonyms when a name could identify someone.
+fn recorded_recipe(recipe: &Recipe) -> Value {
+    let mut value = serde_json::to_value(recipe).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("deid");
+    }
+    value
+}
+
 /// Whether the run's manifest already records this many steps (a finished
 /// run resumed again): it is kept, evaluation and all.
 fn already_recorded(summary: &RunSummary) -> bool {
@@ -168,7 +184,7 @@ fn write_manifest(
         .parent(ParentRef::locate(&dataset, data, run_dir))
         .config("method", json!(recipe.method.kind))
         .config("base_model", absolute_path(&recipe.model.base))
-        .config("recipe", serde_json::to_value(recipe).unwrap_or_default())
+        .config("recipe", recorded_recipe(recipe))
         .input(entry(recipe_path, absolute_path(recipe_path), "recipe")?);
     for file in base_model_files(&recipe.model.base)? {
         b = b.input(entry(&file, absolute_path(&file), "base-model")?);

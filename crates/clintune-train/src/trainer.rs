@@ -134,16 +134,17 @@ pub struct Trainer<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
-    /// Loads the model, data and (when resuming) the latest checkpoint.
+    /// Loads the model, the data of `dataset` (opened with [`Dataset::open`]
+    /// and checked with [`check_tokenizer`] once per run, not per worker) and,
+    /// when resuming, the latest checkpoint.
     pub fn new(
         recipe: &Recipe,
+        dataset: &Dataset,
         device: B::Device,
         resume: bool,
         peer: Peer,
     ) -> Result<Self, TrainError> {
         let run_dir = recipe.train.output.clone();
-        let dataset = Dataset::open(&recipe.data.dataset)?;
-        check_tokenizer(recipe)?;
         let pad = dataset.pad_id();
         let mut train = reader(&recipe.data.dataset, "train", recipe, pad)?;
         let validation = reader(&recipe.data.dataset, "validation", recipe, pad).ok();
@@ -476,7 +477,7 @@ fn all_reduce_scalar<B: AutodiffBackend>(
 
 /// The base model and the tokenizer the dataset was encoded with must be
 /// the same, or every id means something else.
-fn check_tokenizer(recipe: &Recipe) -> Result<(), TrainError> {
+pub fn check_tokenizer(recipe: &Recipe) -> Result<(), TrainError> {
     let file = |dir: &Path| dir.join(clintune_curate::tokenizer::TOKENIZER_FILE);
     let hash = |path: PathBuf| {
         clintune_core::hash::file_digest(&path)
@@ -503,15 +504,12 @@ fn check_tokenizer(recipe: &Recipe) -> Result<(), TrainError> {
 /// The checkpoint to resume from, or `None` for a fresh run; a fresh run in a
 /// directory that already has checkpoints is refused rather than mixed in.
 fn resume_point(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, TrainError> {
-    let latest = checkpoint::latest(run_dir);
-    match (resume, latest) {
-        (true, Some(dir)) => Ok(Some(dir)),
-        (true, None) => Ok(None),
+    match (resume, checkpoint::latest(run_dir)) {
         (false, Some(dir)) => Err(TrainError::checkpoint(
             &dir,
             "the run directory already has checkpoints: pass --resume to continue, or set another train.output",
         )),
-        (false, None) => Ok(None),
+        (_, latest) => Ok(latest),
     }
 }
 
