@@ -45,6 +45,8 @@ enum Command {
     InitModel(cmd::init_model::InitModelArgs),
     /// Fine-tune a model (full or LoRA) as a recipe says; resumes exactly with --resume.
     Train(cmd::train::TrainArgs),
+    /// Introduce the nodes of multi-node training runs to each other (burn-collective's orchestrator).
+    Orchestrator(cmd::orchestrator::OrchestratorArgs),
     /// Export a finished run as a new version of a Hugging Face model directory, with a model card.
     Export(cmd::export::ExportArgs),
     /// Check a training recipe without running it.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Train(args) => cmd::train::run(args),
         Command::InitModel(args) => cmd::init_model::run(args),
+        Command::Orchestrator(args) => cmd::orchestrator::run(args),
         Command::Recipe(c) => cmd::recipe::run(c),
         Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),
@@ -98,10 +101,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
+    // burn's collective logs every tensor transfer at info level: one line
+    // per parameter and step. Its warnings still show; -vv shows all.
     let level = match (quiet, verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        (false, 0) => "info,burn_collective=warn,burn_communication=warn",
+        (false, 1) => "debug,burn_collective=warn,burn_communication=warn",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLINTUNE_LOG")

@@ -4,7 +4,7 @@
 
 mod common;
 
-use clintune_train::tensorboard::read_scalars;
+use clintune_train::tensorboard::read_run;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,7 @@ fn same_result(a: &Path, b: &Path) {
     let adapter = |dir: &Path| std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     assert!(adapter(&ca) == adapter(&cb), "adapters differ");
     assert_eq!(curve(a), curve(b));
+    assert_eq!(tensorboard_losses(a), tensorboard_losses(b));
     // The steps trained on something: the comparison is not of untouched
     // adapters.
     let trained = curve(a)
@@ -165,6 +166,29 @@ fn an_interrupted_run_resumes_bit_exactly() {
     same_result(&tmp.path().join("whole"), &tmp.path().join("killed"));
 }
 
+/// The training losses TensorBoard shows for `run`, checked against its
+/// `metrics.jsonl`.
+fn tensorboard_losses(run: &Path) -> Vec<(i64, f32)> {
+    let losses: Vec<(i64, f32)> = read_run(&run.join("tensorboard"))
+        .unwrap()
+        .into_iter()
+        .filter(|(tag, _, _)| tag == "train/loss")
+        .map(|(_, step, v)| (step, v))
+        .collect();
+    let logged: Vec<(i64, f32)> = curve(run)
+        .iter()
+        .filter(|v| v["split"] == "train")
+        .map(|v| {
+            (
+                v["step"].as_i64().unwrap(),
+                v["loss"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    assert_eq!(losses, logged, "TensorBoard and metrics.jsonl differ");
+    losses
+}
+
 /// The adapter values of a run's last checkpoint.
 fn adapter_values(run: &Path) -> Vec<f32> {
     let bytes = std::fs::read(last_checkpoint(run).join("adapter_model.safetensors")).unwrap();
@@ -189,25 +213,197 @@ fn two_workers_train_like_one_with_the_same_global_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
     // One worker: 2 micro-batches of 2 rows per step. Two workers: one each.
-    let one = recipe(tmp.path(), "one", &data, 3, "")
-        .display()
-        .to_string();
-    let text = std::fs::read_to_string(&one)
-        .unwrap()
-        .replace("dropout = 0.1", "dropout = 0.0");
-    std::fs::write(&one, &text).unwrap();
-    let two = tmp.path().join("two.toml");
-    let text = text
-        .replace("grad_accum = 2", "grad_accum = 1")
-        .replace(&s(&tmp.path().join("one")), &s(&tmp.path().join("two")))
-        + "[hardware]\ndevices = \"cpu:2\"\n";
-    std::fs::write(&two, text).unwrap();
-    ok(train(Path::new(&one), &[]));
-    ok(train(&two, &[]));
-    let (a, b) = (
-        adapter_values(&tmp.path().join("one")),
-        adapter_values(&tmp.path().join("two")),
+    let one = alike_recipe(tmp.path(), "one", &data, 2, "");
+    let two = alike_recipe(
+        tmp.path(),
+        "two",
+        &data,
+        1,
+        "[hardware]\ndevices = \"cpu:2\"",
     );
+    ok(train(&one, &[]));
+    ok(train(&two, &[]));
+    assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("two"));
+}
+
+/// A free TCP port on the loopback interface.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A child process killed when the test ends, passing or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `clintune orchestrator` and one `clintune train` per
+/// `(recipe, extra args)`, one node each, on the loopback interface, and
+/// returns each node's output once all have ended.
+fn train_on_nodes(tmp: &Path, nodes: &[(&Path, &[&str])]) -> Vec<std::process::Output> {
+    let port = free_port().to_string();
+    let _orchestrator = Child(
+        clintune_command(&["orchestrator", "--port", &port])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let orchestrator = format!("ws://127.0.0.1:{port}");
+    let children: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(rank, (recipe, extra))| {
+            let (rank, node) = (rank.to_string(), format!("ws://127.0.0.1:{}", free_port()));
+            let mut args = vec!["train", recipe.to_str().unwrap(), "--node-rank", &rank];
+            args.extend(["--orchestrator", &orchestrator, "--node-address", &node]);
+            args.extend_from_slice(extra);
+            // Files, not pipes: a full pipe would stall a node.
+            let log = tmp.join(format!("node{rank}.log"));
+            clintune_command(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Nodes that never meet would wait for each other forever.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut children: Vec<_> = children.into_iter().map(Child).collect();
+    while children
+        .iter_mut()
+        .any(|c| c.0.try_wait().unwrap().is_none())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not finish in 2 minutes: {}",
+            String::from_utf8_lossy(&std::fs::read(tmp.join("node0.log")).unwrap_or_default())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(rank, mut c)| std::process::Output {
+            status: c.0.wait().unwrap(),
+            stdout: Vec::new(),
+            stderr: std::fs::read(tmp.join(format!("node{rank}.log"))).unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn two_nodes_on_loopback_train_like_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let one = alike_recipe(tmp.path(), "one", &data, 2, "");
+    let nodes = alike_recipe(tmp.path(), "nodes", &data, 1, "[hardware]\nnodes = 2");
+    ok(train(&one, &[]));
+    for out in train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]) {
+        ok(out);
+    }
+    let run = tmp.path().join("nodes");
+    assert_trained_alike(&tmp.path().join("one"), &run);
+    // Only node 0 wrote: one line per logged step, one manifest that
+    // verifies.
+    assert_eq!(curve(&run).len(), curve(&tmp.path().join("one")).len());
+    ok(clintune(&["lineage", "verify", &s(&run)], None));
+}
+
+#[test]
+fn a_multi_node_run_says_what_it_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = recipe(
+        tmp.path(),
+        "nodes",
+        &tmp.path().join("none"),
+        3,
+        "[hardware]\nnodes = 2",
+    );
+    let nodes = nodes.to_str().unwrap();
+    let orchestrator = ["--orchestrator", "ws://127.0.0.1:9"];
+    let cases: [(&[&str], Option<(&str, &str)>, &str); 5] = [
+        (&["train", nodes], None, "--node-rank"),
+        (
+            &["train", nodes, "--node-rank", "1"],
+            None,
+            "--orchestrator",
+        ),
+        (
+            &[
+                "train",
+                nodes,
+                "--node-rank",
+                "2",
+                orchestrator[0],
+                orchestrator[1],
+            ],
+            None,
+            "ranks are 0 to 1",
+        ),
+        (
+            &["train", nodes, orchestrator[0], orchestrator[1]],
+            Some(("SLURM_NNODES", "3")),
+            "SLURM_NNODES",
+        ),
+        (
+            &["train", nodes, orchestrator[0], "head:3030"],
+            Some(("SLURM_NODEID", "0")),
+            "ws://HOST:PORT",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let mut cmd = clintune_command(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn nodes_that_disagree_on_the_run_stop_together_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let a = alike_recipe(tmp.path(), "a", &data, 1, "[hardware]\nnodes = 2");
+    // The same run directory, another seed: a different recipe.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let b = tmp.path().join("b.toml");
+    std::fs::write(&b, text.replace("[train]\n", "[train]\nseed = 7\n")).unwrap();
+    for out in train_on_nodes(tmp.path(), &[(&a, &[]), (&b, &[])]) {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("do not start from the same point"), "{err}");
+    }
+    assert!(!tmp.path().join("a/checkpoints").exists());
+}
+
+/// The recipe of a 3-step run without dropout (so that a worker's share
+/// of a step draws nothing), `grad_accum` micro-batches per worker.
+fn alike_recipe(tmp: &Path, name: &str, data: &Path, grad_accum: u32, extra: &str) -> PathBuf {
+    let path = recipe(tmp, name, data, 3, extra);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dropout = 0.1", "dropout = 0.0")
+        .replace("grad_accum = 2", &format!("grad_accum = {grad_accum}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `a` and `b` trained to the same adapter (within float rounding of
+/// a differently ordered sum) with the same logged loss and gradient norm.
+fn assert_trained_alike(a_run: &Path, b_run: &Path) {
+    let (a, b) = (adapter_values(a_run), adapter_values(b_run));
     assert_eq!(a.len(), b.len());
     let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
     let diff = a
@@ -219,15 +415,15 @@ fn two_workers_train_like_one_with_the_same_global_batch() {
         "diff {diff}, scale {scale}"
     );
     // AdamW would hide a wrongly scaled gradient; the logged norm does not.
-    let logged = |run: &str, key: &str| -> Vec<f64> {
-        curve(&tmp.path().join(run))
+    let logged = |run: &Path, key: &str| -> Vec<f64> {
+        curve(run)
             .iter()
             .filter(|v| v["split"] == "train")
             .map(|v| v[key].as_f64().unwrap())
             .collect()
     };
     for key in ["loss", "grad_norm"] {
-        let (x, y) = (logged("one", key), logged("two", key));
+        let (x, y) = (logged(a_run, key), logged(b_run, key));
         assert_eq!(x.len(), 3);
         assert!(x.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {x:?}");
         for (x, y) in x.iter().zip(&y) {
@@ -247,29 +443,9 @@ fn a_run_logs_tensorboard_events_and_a_verifiable_manifest() {
     ok(train(&path, &[]));
     let run = tmp.path().join("run");
 
-    let events = std::fs::read_dir(run.join("tensorboard"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .next()
-        .unwrap();
-    let scalars = read_scalars(&events).unwrap();
-    let losses: Vec<(i64, f32)> = scalars
-        .iter()
-        .filter(|(tag, _, _)| tag == "train/loss")
-        .map(|(_, step, v)| (*step, *v))
-        .collect();
-    let logged: Vec<(i64, f32)> = curve(&run)
-        .iter()
-        .filter(|v| v["split"] == "train")
-        .map(|v| {
-            (
-                v["step"].as_i64().unwrap(),
-                v["loss"].as_f64().unwrap() as f32,
-            )
-        })
-        .collect();
-    assert_eq!(losses, logged);
+    let losses = tensorboard_losses(&run);
     assert_eq!(losses.len(), 4);
+    let scalars = read_run(&run.join("tensorboard")).unwrap();
     for tag in [
         "train/lr",
         "train/grad_norm",

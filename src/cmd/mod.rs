@@ -7,6 +7,7 @@ pub mod generate;
 pub mod init_model;
 pub mod keygen;
 pub mod lineage;
+pub mod orchestrator;
 pub mod recipe;
 pub mod run;
 pub mod scan;

@@ -24,13 +24,28 @@ pub const KEY_A: &str = "test-key-A-0123456789abcdef0123456789abcdef";
 /// A second test key.
 pub const KEY_B: &str = "test-key-B-fedcba9876543210fedcba9876543210";
 
+/// The clintune binary with `args`, run from the repository, with none of
+/// the environment variables it reads from the caller's environment.
+pub fn clintune_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clintune"));
+    cmd.args(args).current_dir(repo()).env("NO_COLOR", "1");
+    for var in [
+        "CLINTUNE_DEID_KEY",
+        "CLINTUNE_NODE_RANK",
+        "CLINTUNE_ORCHESTRATOR",
+        "CLINTUNE_NODE_ADDRESS",
+        "SLURM_NNODES",
+        "SLURM_NODEID",
+        "SLURMD_NODENAME",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Runs the clintune binary with `args` and the key in the environment.
 pub fn clintune(args: &[&str], key: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clintune"));
-    cmd.args(args)
-        .current_dir(repo())
-        .env_remove("CLINTUNE_DEID_KEY")
-        .env("NO_COLOR", "1");
+    let mut cmd = clintune_command(args);
     if let Some(k) = key {
         cmd.env("CLINTUNE_DEID_KEY", k);
     }

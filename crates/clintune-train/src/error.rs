@@ -43,8 +43,8 @@ pub enum TrainError {
     /// TensorBoard events could not be written.
     #[error(transparent)]
     Tensorboard(#[from] crate::tensorboard::TensorboardError),
-    /// Workers could not exchange gradients.
-    #[error("data-parallel exchange failed: {0}")]
+    /// Workers could not exchange gradients, or do not agree on the run.
+    #[error("{0}")]
     Collective(String),
     /// Something the recipe asks for is not available in this build or
     /// on this machine.
@@ -53,6 +53,15 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    /// A failed exchange between workers, with what to do about it.
+    pub fn exchange(err: impl std::fmt::Debug) -> Self {
+        Self::Collective(format!(
+            "data-parallel exchange failed ({err:?}): a worker or node stopped or lost its connection; \
+             once all have stopped, start them again with --resume (on several nodes, restart \
+             `clintune orchestrator` first: it remembers the nodes of the failed run)"
+        ))
+    }
+
     /// An [`TrainError::Io`] maker for `map_err`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
         move |err| Self::Io {

@@ -4,6 +4,7 @@
 //! dataset and every training choice.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod metrics;
@@ -14,6 +15,7 @@ pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;
 
+pub use cluster::Cluster;
 pub use recipe::Recipe;
 pub use run::train;
 pub use trainer::{EvalMetrics, RunOptions, RunSummary};

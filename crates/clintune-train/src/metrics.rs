@@ -23,7 +23,8 @@ pub struct Metrics {
 impl Metrics {
     /// Opens the run's metrics. When resuming from `resume_step`, lines of
     /// later steps (written after that checkpoint, by the interrupted run)
-    /// are dropped first, so the file reads as one uninterrupted run.
+    /// are dropped first, and the new event file starts with a session start
+    /// at the next step, so both read as one uninterrupted run.
     pub fn open(run_dir: &Path, resume_step: Option<u64>) -> Result<Self, TrainError> {
         let path = run_dir.join(METRICS_FILE);
         if let Some(step) = resume_step {
@@ -35,7 +36,12 @@ impl Metrics {
             .open(&path)
             .map_err(TrainError::io(&path))?;
         let tb = run_dir.join(TENSORBOARD_DIR);
-        let events = EventWriter::create(&tb)?;
+        let mut events = EventWriter::create(&tb)?;
+        if let Some(step) = resume_step {
+            // TensorBoard then drops what the interrupted run logged after
+            // its last checkpoint, as `truncate_after` does here.
+            events.session_start(step + 1)?;
+        }
         Ok(Self { path, file, events })
     }
 

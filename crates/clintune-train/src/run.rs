@@ -1,6 +1,7 @@
 //! A whole training run: pick the backend the recipe names, train, and
 //! write the run's lineage manifest.
 
+use crate::cluster::Cluster;
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::{METRICS_FILE, Metrics};
@@ -24,11 +25,7 @@ pub fn train(
     opts: &RunOptions,
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
-    if recipe.hardware.nodes > 1 {
-        return Err(TrainError::Unsupported(
-            "hardware.nodes > 1: multi-node training is not available in this version".into(),
-        ));
-    }
+    check_nodes(recipe, opts.cluster.as_ref())?;
     if recipe.hardware.precision == Precision::Bf16 {
         return Err(TrainError::Unsupported(
             "hardware.precision = \"bf16\" is not available in this version; use \"f32\"".into(),
@@ -45,7 +42,8 @@ pub fn train(
         }
         Devices::Cuda(ids) => train_cuda(recipe, &ids, opts, on_step),
     }?;
-    if summary.complete && !already_recorded(&summary) {
+    let writes = opts.cluster.as_ref().is_none_or(|c| c.rank == 0);
+    if writes && summary.complete && !already_recorded(&summary) {
         write_manifest(recipe, recipe_path, &summary)?;
     }
     Ok(summary)
@@ -79,8 +77,25 @@ fn train_cuda(
     ))
 }
 
-/// Runs one worker per device: rank 0 on this thread (with the progress
-/// callback, metrics and checkpoints), the others on their own threads.
+/// Whether the recipe's node count and this process's place agree.
+fn check_nodes(recipe: &Recipe, cluster: Option<&Cluster>) -> Result<(), TrainError> {
+    let nodes = recipe.hardware.nodes;
+    match cluster {
+        None if nodes > 1 => Err(TrainError::Unsupported(format!(
+            "hardware.nodes = {nodes}: start clintune train on every node with its --node-rank and the \
+             --orchestrator address (or under Slurm, which sets the rank); see the README's multi-node section"
+        ))),
+        Some(c) if c.nodes != nodes => Err(TrainError::Unsupported(format!(
+            "this node was started as one of {} nodes, but the recipe's hardware.nodes is {nodes}",
+            c.nodes
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one worker per device: the first on this thread (with the progress
+/// callback; the run's rank 0 also writes metrics and checkpoints), the
+/// others on their own threads.
 fn train_on<B: AutodiffBackend>(
     recipe: &Recipe,
     devices: Vec<B::Device>,
@@ -91,7 +106,14 @@ fn train_on<B: AutodiffBackend>(
     let dataset = &Dataset::open(&recipe.data.dataset)?;
     check_tokenizer(recipe)?;
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
-    let count = devices.len();
+    let local = devices.len();
+    let (node, nodes) = opts.cluster.as_ref().map_or((0, 1), |c| (c.rank, c.nodes));
+    let (first_rank, count) = (node * local, nodes * local);
+    let config = match &opts.cluster {
+        Some(c) => c.collective_config(local)?,
+        None => CollectiveConfig::default().with_num_devices(local),
+    };
+    let config = &config;
     let mut devices = devices.into_iter();
     let first = devices
         .next()
@@ -100,16 +122,22 @@ fn train_on<B: AutodiffBackend>(
         let others: Vec<_> = devices
             .enumerate()
             .map(|(i, device)| {
-                let peer = Peer { rank: i + 1, count };
-                scope.spawn(move || worker::<B>(recipe, dataset, device, peer, opts, None))
+                let peer = Peer {
+                    rank: first_rank + i + 1,
+                    count,
+                };
+                scope.spawn(move || worker::<B>(recipe, dataset, device, peer, config, opts, None))
             })
             .collect();
-        let rank0 = Peer { rank: 0, count };
-        let summary = worker::<B>(recipe, dataset, first, rank0, opts, Some(on_step));
+        let peer = Peer {
+            rank: first_rank,
+            count,
+        };
+        let summary = worker::<B>(recipe, dataset, first, peer, config, opts, Some(on_step));
         for handle in others {
             handle
                 .join()
-                .map_err(|_| TrainError::Collective("a worker thread panicked".into()))??;
+                .map_err(|_| TrainError::exchange("a worker thread panicked"))??;
         }
         summary
     })
@@ -121,6 +149,7 @@ fn worker<B: AutodiffBackend>(
     dataset: &Dataset,
     device: B::Device,
     peer: Peer,
+    config: &CollectiveConfig,
     opts: &RunOptions,
     mut on_step: Option<OnStep<'_>>,
 ) -> Result<RunSummary, TrainError> {
@@ -132,11 +161,10 @@ fn worker<B: AutodiffBackend>(
         }
         _ => None,
     };
-    let fail = |e| TrainError::Collective(format!("{e:?}"));
     if peer.count > 1 {
-        let config = CollectiveConfig::default().with_num_devices(peer.count);
-        collective::register::<B::InnerBackend>(PeerId::from(peer.rank), device, config)
-            .map_err(fail)?;
+        collective::register::<B::InnerBackend>(PeerId::from(peer.rank), device, config.clone())
+            .map_err(TrainError::exchange)?;
+        trainer.check_agreement()?;
     }
     let total = trainer.total_steps();
     let summary = trainer.run(metrics.as_mut(), opts.stop_after, |step, loss, tokens| {
@@ -145,7 +173,8 @@ fn worker<B: AutodiffBackend>(
         }
     })?;
     if peer.count > 1 {
-        collective::finish_collective::<B::InnerBackend>(PeerId::from(peer.rank)).map_err(fail)?;
+        collective::finish_collective::<B::InnerBackend>(PeerId::from(peer.rank))
+            .map_err(TrainError::exchange)?;
     }
     Ok(summary)
 }

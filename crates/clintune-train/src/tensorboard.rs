@@ -10,10 +10,13 @@
 //! file in the same directory: TensorBoard reads all event files of a
 //! directory, in name order (which is creation order), as one run. Points that
 //! the interrupted run logged past the step it resumes from stay in the old
-//! file, so TensorBoard shows both the old and the new points for those steps.
+//! file; the new file's [`EventWriter::session_start`] event (a `SessionLog`
+//! with status `START`) tells TensorBoard to drop them, as it does for
+//! TensorFlow's restarted runs.
 //!
-//! [`read_scalars`] reads a file back, checking every record's CRCs; it is
-//! meant for tests and tools. The messages below are hand-written with only
+//! [`read_scalars`] reads a file back, checking every record's CRCs, and
+//! [`read_run`] a directory of them as TensorBoard shows it; both are meant
+//! for tests and tools. The messages below are hand-written with only
 //! the fields used here, numbered as in TensorFlow's
 //! `tensorflow/core/util/event.proto` and `tensorflow/core/framework/summary.proto`;
 //! other fields, as written by other tools, are skipped when decoding.
@@ -113,7 +116,7 @@ struct Event {
     #[prost(int64, tag = "2")]
     step: i64,
     /// The payload (the `what` oneof).
-    #[prost(oneof = "What", tags = "3, 5")]
+    #[prost(oneof = "What", tags = "3, 5, 7")]
     what: Option<What>,
 }
 
@@ -126,7 +129,21 @@ enum What {
     /// Values logged at a step.
     #[prost(message, tag = "5")]
     Summary(Summary),
+    /// A session event: a (re)start of logging.
+    #[prost(message, tag = "7")]
+    SessionLog(SessionLog),
 }
+
+/// `tensorflow.SessionLog`, with the one field used here.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SessionLog {
+    /// `SessionLog.SessionStatus`: 1 is `START`.
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// `SessionLog.SessionStatus.START`.
+const SESSION_START: i32 = 1;
 
 /// `tensorflow.Summary`: the values of one event.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -228,6 +245,21 @@ impl EventWriter {
         self.write_event(step, What::Summary(Summary { value }))
     }
 
+    /// Marks a restart at `step`: TensorBoard drops every point at `step` or
+    /// later that it read before this event (from this run's earlier files),
+    /// which is what an interrupted run logged past the checkpoint it is
+    /// resumed from. Write it before the resumed run's first point.
+    pub fn session_start(&mut self, step: u64) -> Result<(), TensorboardError> {
+        let step = i64::try_from(step).map_err(|_| TensorboardError::StepOutOfRange {
+            path: self.path.clone(),
+            step,
+        })?;
+        let log = SessionLog {
+            status: SESSION_START,
+        };
+        self.write_event(step, What::SessionLog(log))
+    }
+
     /// Writes out everything buffered and syncs the file's data to disk.
     pub fn flush(&mut self) -> Result<(), TensorboardError> {
         self.out
@@ -264,22 +296,55 @@ impl EventWriter {
 /// the record's index (from 0), on a CRC mismatch, a truncated record or a
 /// record that is not an event.
 pub fn read_scalars(path: &Path) -> Result<Vec<(String, i64, f32)>, TensorboardError> {
-    let bytes = fs::read(path).map_err(|err| io_error(path, "reading the event file", err))?;
     let mut scalars = Vec::new();
+    for event in read_events(path)? {
+        push_scalars(event, &mut scalars);
+    }
+    Ok(scalars)
+}
+
+/// Reads the scalars of every event file in `dir` (names containing
+/// `tfevents`), in name order, as TensorBoard shows them: a session start
+/// event at step `s` drops the points read so far at step `s` or later.
+/// Checks CRCs as [`read_scalars`] does.
+pub fn read_run(dir: &Path) -> Result<Vec<(String, i64, f32)>, TensorboardError> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|err| io_error(dir, "listing the log directory", err))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.to_string_lossy().contains("tfevents"))
+        .collect();
+    files.sort();
+    let mut scalars = Vec::new();
+    for file in files {
+        for event in read_events(&file)? {
+            if let Some(What::SessionLog(log)) = &event.what
+                && log.status == SESSION_START
+            {
+                scalars.retain(|(_, step, _)| *step < event.step);
+            }
+            push_scalars(event, &mut scalars);
+        }
+    }
+    Ok(scalars)
+}
+
+/// The events of the file at `path`, in order, CRCs checked.
+fn read_events(path: &Path) -> Result<Vec<Event>, TensorboardError> {
+    let bytes = fs::read(path).map_err(|err| io_error(path, "reading the event file", err))?;
+    let mut events = Vec::new();
     let mut offset = 0;
-    let mut index = 0;
     while offset < bytes.len() {
+        let index = events.len();
         let (data, next) = split_record(&bytes, offset, path, index)?;
         let event = Event::decode(data).map_err(|err| TensorboardError::Decode {
             path: path.to_path_buf(),
             index,
             err,
         })?;
-        push_scalars(event, &mut scalars);
+        events.push(event);
         offset = next;
-        index += 1;
     }
-    Ok(scalars)
+    Ok(events)
 }
 
 /// Appends the scalars of `event`, if it holds a summary, to `scalars`.
@@ -723,6 +788,71 @@ mod tests {
         );
     }
 
+    /// The golden resumed run: written with the golden clock into two files
+    /// named as in `tests/fixtures/tensorboard/resumed/`. The first run
+    /// logged steps 1–3 and was interrupted; its last checkpoint was at
+    /// step 2, so the resumed run starts over at step 3.
+    fn write_resumed_run(dir: &Path) -> Result<[PathBuf; 2], TensorboardError> {
+        let mut first = EventWriter::create_with_clock(dir, golden_clock)?;
+        for step in 1..=3 {
+            first.scalars(step, &[("train/loss", 4.0 - step as f64 / 2.0)])?;
+        }
+        first.scalar("eval/loss", 2, 3.0)?;
+        first.flush()?;
+        let mut resumed = EventWriter::create_with_clock(dir, golden_clock)?;
+        resumed.session_start(3)?;
+        for step in 3..=4 {
+            resumed.scalars(step, &[("train/loss", 1.0 / step as f64)])?;
+        }
+        resumed.flush()?;
+        Ok([first.path().to_path_buf(), resumed.path().to_path_buf()])
+    }
+
+    /// The names of the golden resumed run's files.
+    const RESUMED_FILES: [&str; 2] = [
+        "events.out.tfevents.1767225600.golden.1.clintune",
+        "events.out.tfevents.1767225600.golden.2.clintune",
+    ];
+
+    #[test]
+    fn golden_resumed_run_is_reproduced_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = write_resumed_run(dir.path()).expect("writing");
+        let update = std::env::var("CLINTUNE_UPDATE_FIXTURES").as_deref() == Ok("1");
+        for (path, name) in written.iter().zip(RESUMED_FILES) {
+            let fresh = fs::read(path).expect("reading");
+            let golden = fixture("resumed").join(name);
+            if update {
+                fs::create_dir_all(fixture("resumed")).expect("creating the fixture folder");
+                fs::write(&golden, &fresh).expect("writing the fixture");
+                continue;
+            }
+            assert!(
+                fresh == fs::read(&golden).expect("reading the fixture"),
+                "{name} is no longer reproduced; see tests/fixtures/tensorboard/README.md"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_reads_as_tensorboard_read_it() {
+        let json = fs::read(fixture("resumed.json")).expect("reading resumed.json");
+        let json: Value = serde_json::from_slice(&json).expect("resumed.json is JSON");
+        let ours = read_run(&fixture("resumed")).expect("reading the resumed run");
+        assert_eq!(by_tag(ours.clone()), json_by_tag(&json));
+        // The interrupted run's step 3 is gone, its step 2 stays.
+        let loss: Vec<(i64, f32)> = ours
+            .iter()
+            .filter(|(tag, ..)| tag == "train/loss")
+            .map(|(_, step, v)| (*step, *v))
+            .collect();
+        assert_eq!(loss, [(1, 3.5), (2, 3.0), (3, 1.0 / 3.0), (4, 0.25)]);
+        assert!(
+            ours.iter()
+                .any(|(tag, step, _)| tag == "eval/loss" && *step == 2)
+        );
+    }
+
     #[test]
     fn golden_file_reads_as_tensorboard_read_it() {
         let json = fs::read(fixture("golden.json")).expect("reading golden.json");
@@ -754,8 +884,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut first = EventWriter::create(dir.path()).expect("create");
         write_golden_events(&mut first).expect("writing");
-        // A resumed run: a new file in the same directory, overlapping a step.
+        // A resumed run: a new file in the same directory, starting over at
+        // a step the first file logged.
         let mut resumed = EventWriter::create(dir.path()).expect("create");
+        resumed.session_start(1 << 40).expect("session start");
         resumed.scalar("train/loss", 1 << 40, 0.5).expect("scalar");
         resumed
             .scalars(
@@ -777,8 +909,7 @@ mod tests {
         );
         let json: Value = serde_json::from_slice(&out.stdout).expect("read_events.py prints JSON");
         assert_eq!(json["file_version"], FILE_VERSION);
-        let mut ours = read_scalars(first.path()).expect("reading");
-        ours.extend(read_scalars(resumed.path()).expect("reading"));
+        let ours = read_run(dir.path()).expect("reading");
         assert_eq!(by_tag(ours), json_by_tag(&json));
     }
 }

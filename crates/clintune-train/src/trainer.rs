@@ -46,6 +46,8 @@ pub struct RunOptions {
     /// Stop (with a checkpoint) after this many steps of this invocation,
     /// e.g. to fit a scheduler's time slot; `--resume` continues.
     pub stop_after: Option<u64>,
+    /// This process's place in a multi-node run; `None` on one node.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Validation metrics.
@@ -202,6 +204,26 @@ impl<B: AutodiffBackend> Trainer<B> {
         &self.model
     }
 
+    /// Checks, across all workers, that every one starts from the same
+    /// point (step, data cursor, counters, recipe, steps in all). A node
+    /// that sees another run directory or recipe fails here, on every
+    /// worker at once, rather than training on diverging states.
+    pub fn check_agreement(&self) -> Result<(), TrainError> {
+        let here = serde_json::to_vec(&(&self.state, self.total_steps)).unwrap_or_default();
+        let sums = all_reduce_sum::<B>(self.peer, fingerprint_bits(&here), &self.device)
+            .map_err(TrainError::exchange)?;
+        let count = self.peer.count as f32;
+        if sums.iter().all(|&s| s == 0.0 || s == count) {
+            return Ok(());
+        }
+        Err(TrainError::Collective(format!(
+            "the {} workers do not start from the same point (this one: step {}, {} tokens, recipe {}): \
+             every node needs the same recipe, dataset and run directory (train.output on a filesystem \
+             all nodes share), and --resume on all of them or none",
+            self.peer.count, self.state.step, self.state.tokens, self.state.recipe_hash
+        )))
+    }
+
     /// Trains to the end (or early stop), evaluating, checkpointing and
     /// logging as the recipe says; `on_step` sees each step's number and loss.
     pub fn run(
@@ -332,11 +354,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             B::seed(&device, mix64(seed ^ j))
         });
         if count > 1 {
-            let fail = |e| TrainError::Collective(format!("{e:?}"));
             grads = grads
                 .all_reduce::<B::InnerBackend>(self.peer.id(), ReduceOperation::Sum)
-                .map_err(fail)?;
-            loss = all_reduce_scalar::<B>(self.peer.id(), loss, &self.device).map_err(fail)?;
+                .map_err(TrainError::exchange)?;
+            loss = all_reduce_sum::<B>(self.peer, vec![loss as f32], &self.device)
+                .map_err(TrainError::exchange)?[0]
+                .into();
         }
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.recipe.optimizer.grad_clip);
         if tokens > 0 {
@@ -458,21 +481,34 @@ pub fn gradients<B: AutodiffBackend>(
     (accumulator.grads(), loss)
 }
 
-/// Sums `value` across the workers.
-fn all_reduce_scalar<B: AutodiffBackend>(
-    peer: PeerId,
-    value: f64,
+/// Sums `values` element-wise across the workers.
+fn all_reduce_sum<B: AutodiffBackend>(
+    peer: Peer,
+    mut values: Vec<f32>,
     device: &B::Device,
-) -> Result<f64, burn::collective::CollectiveError> {
-    let data = TensorData::new(vec![value as f32], [1]);
-    let t = Tensor::<B::InnerBackend, 1>::from_data(data, device);
+) -> Result<Vec<f32>, burn::collective::CollectiveError> {
+    let len = values.len();
+    // Between nodes, burn's ring all-reduce splits a tensor into one slice
+    // per node, so it needs at least that many elements (there are no more
+    // nodes than workers).
+    values.resize(len.max(peer.count), 0.0);
+    let padded = values.len();
+    let t = Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(values, [padded]), device);
     let summed = burn::collective::all_reduce::<B::InnerBackend>(
-        peer,
+        peer.id(),
         t.into_primitive().tensor(),
         ReduceOperation::Sum,
     )?;
     let summed = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(summed));
-    Ok(f64::from(summed.into_scalar().elem::<f32>()))
+    Ok(summed.into_data().iter::<f32>().take(len).collect())
+}
+
+/// The 64 bits of a fingerprint as 0.0 / 1.0, so that a sum across workers
+/// is exact: each sums to 0 or to the worker count when all agree.
+fn fingerprint_bits(data: &[u8]) -> Vec<f32> {
+    let hex = clintune_core::hash::sha256_hex(data);
+    let word = u64::from_str_radix(&hex[..16], 16).unwrap_or(0);
+    (0..64).map(|i| ((word >> i) & 1) as f32).collect()
 }
 
 /// The base model and the tokenizer the dataset was encoded with must be

@@ -67,16 +67,22 @@ impl<P: Protocol> SyncService<P> {
         }
         loop {
             {
-                // compare currently synced peers with list of all nodes
-                let mut syncing_peers = self.syncing_peers.lock().unwrap().to_vec();
-                syncing_peers.sort();
-
-                let mut all_node_ids = node_state.nodes.keys().cloned().collect::<Vec<_>>();
-                all_node_ids.sort();
-
-                if syncing_peers == all_node_ids {
-                    // all nodes have synced
-                    syncing_peers.clear();
+                // clintune patch: 0.21.0 compared and cleared a copy of the
+                // shared list, so every sync after the first waited forever.
+                // Each node's request of this round is now taken out of the
+                // shared list itself, leaving any early request of the next
+                // round in place.
+                let mut syncing_peers = self.syncing_peers.lock().unwrap();
+                let all_synced = node_state
+                    .nodes
+                    .keys()
+                    .all(|id| syncing_peers.contains(id));
+                if all_synced {
+                    for id in node_state.nodes.keys() {
+                        if let Some(i) = syncing_peers.iter().position(|p| p == id) {
+                            syncing_peers.remove(i);
+                        }
+                    }
                     return;
                 }
             }
@@ -95,6 +101,8 @@ impl<P: Protocol> SyncService<P> {
 
         self.add_syncing_peer(msg.0);
 
-        self.sync_notif.notify_waiters();
+        // clintune patch: `notify_one` keeps a permit when the syncing task
+        // is not waiting yet; `notify_waiters` lost such a notification.
+        self.sync_notif.notify_one();
     }
 }
