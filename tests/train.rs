@@ -226,6 +226,49 @@ fn two_workers_train_like_one_with_the_same_global_batch() {
     assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("two"));
 }
 
+#[test]
+fn bf16_mixed_precision_trains_like_f32_within_bf16_rounding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let full = alike_recipe(tmp.path(), "f32", &data, 2, "");
+    let mixed = alike_recipe(
+        tmp.path(),
+        "bf16",
+        &data,
+        2,
+        "[hardware]\nprecision = \"bf16\"",
+    );
+    ok(train(&full, &[]));
+    ok(train(&mixed, &[]));
+    let train_values = |run: &str, key: &str| -> Vec<f64> {
+        curve(&tmp.path().join(run))
+            .iter()
+            .filter(|v| v["split"] == "train")
+            .map(|v| v[key].as_f64().unwrap())
+            .collect()
+    };
+    for key in ["loss", "grad_norm"] {
+        let (a, b) = (train_values("f32", key), train_values("bf16", key));
+        assert!(a.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {a:?}");
+        // bf16 keeps about 3 significant digits; the loss is computed in f32
+        // from bf16 activations.
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-2 * x.abs(),
+                "{key}: f32 {x} vs bf16 {y}"
+            );
+        }
+        assert_ne!(a, b, "{key}: bf16 gave f32's values exactly");
+    }
+    // The weights (here the adapter) stay f32: mixed, not pure, bf16.
+    let checkpoint = last_checkpoint(&tmp.path().join("bf16"));
+    let bytes = std::fs::read(checkpoint.join("adapter_model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, view) in file.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+    }
+}
+
 /// A free TCP port on the loopback interface.
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -327,7 +370,9 @@ fn a_multi_node_run_says_what_it_is_missing() {
     );
     let nodes = nodes.to_str().unwrap();
     let orchestrator = ["--orchestrator", "ws://127.0.0.1:9"];
-    let cases: [(&[&str], Option<(&str, &str)>, &str); 5] = [
+    // (arguments, an environment variable, what the error must mention)
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 5] = [
         (&["train", nodes], None, "--node-rank"),
         (
             &["train", nodes, "--node-rank", "1"],
@@ -369,6 +414,29 @@ fn a_multi_node_run_says_what_it_is_missing() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_node_waiting_for_a_missing_node_gives_up_after_the_exchange_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let nodes = alike_recipe(
+        tmp.path(),
+        "nodes",
+        &data,
+        1,
+        "[hardware]\nnodes = 2\nexchange_timeout_s = 2",
+    );
+    // Node 1 never starts.
+    let [out] = train_on_nodes(tmp.path(), &[(&nodes, &[])])
+        .try_into()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("their registration") && err.contains("exchange_timeout_s"),
+        "{err}"
+    );
 }
 
 #[test]

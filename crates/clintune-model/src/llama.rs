@@ -13,6 +13,7 @@ use crate::rope;
 use crate::weights::{WeightFiles, WeightsError};
 use burn::module::Param;
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::{log_softmax, silu, softmax};
 use std::collections::BTreeMap;
 
@@ -28,19 +29,29 @@ pub struct HfLinear<B: Backend> {
 }
 
 impl<B: Backend> HfLinear<B> {
-    /// `x @ weightᵀ + bias (+ adapter)` over the last dimension.
+    /// `x @ weightᵀ + bias (+ adapter)` over the last dimension, computed in
+    /// `x`'s dtype (the f32 weights are cast to it, as autocast does).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let w = self.weight.val().transpose().unsqueeze::<D>();
+        let dtype = x.dtype();
+        let w = in_dtype(self.weight.val(), dtype)
+            .transpose()
+            .unsqueeze::<D>();
         let update = self.lora.as_ref().map(|l| l.forward(x.clone()));
         let mut y = x.matmul(w);
         if let Some(b) = &self.bias {
-            y = y + b.val().unsqueeze::<D>();
+            y = y + in_dtype(b.val(), dtype).unsqueeze::<D>();
         }
         match update {
             Some(u) => y + u,
             None => y,
         }
     }
+}
+
+/// `t` in `dtype`: cast when it differs. Casts are differentiable, so
+/// gradients reach f32 weights used in a lower precision in f32.
+pub(crate) fn in_dtype<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
 /// RMSNorm as transformers computes it: normalise in f32, then scale.
@@ -53,11 +64,14 @@ pub struct RmsNorm<B: Backend> {
 }
 
 impl<B: Backend> RmsNorm<B> {
-    /// Normalises over the last dimension.
+    /// Normalises over the last dimension, in f32 whatever `x`'s dtype,
+    /// which the result has.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let dtype = x.dtype();
+        let x = in_dtype(x, DType::F32);
         let var = x.clone().square().mean_dim(2);
-        let x = x * (var + self.eps).sqrt().recip();
-        x * self.weight.val().unsqueeze::<3>()
+        let x = in_dtype(x * (var + self.eps).sqrt().recip(), dtype);
+        x * in_dtype(self.weight.val(), dtype).unsqueeze::<3>()
     }
 }
 
@@ -133,9 +147,11 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
+        let dtype = q.dtype();
         let scores = q.matmul(k.swap_dims(2, 3)) / (self.head_dim as f64).sqrt();
-        let scores = scores.mask_fill(ctx.blocked.clone(), f32::NEG_INFINITY);
-        let out = softmax(scores, 3).matmul(v);
+        // The softmax in f32, as transformers computes it.
+        let scores = in_dtype(scores, DType::F32).mask_fill(ctx.blocked.clone(), f32::NEG_INFINITY);
+        let out = in_dtype(softmax(scores, 3), dtype).matmul(v);
         self.o_proj.forward(
             out.swap_dims(1, 2)
                 .reshape([b, s, self.heads * self.head_dim]),
@@ -227,6 +243,10 @@ pub struct Llama<B: Backend> {
     /// Rotary inverse frequencies.
     #[module(skip)]
     pub inv_freq: Vec<f32>,
+    /// The dtype activations are computed in (weights stay as loaded):
+    /// f32, or bf16 for mixed precision. Logits are f32 either way.
+    #[module(skip)]
+    pub compute: DType,
 }
 
 /// One forward pass's input: `[batch, seq]` each, row-major.
@@ -299,10 +319,19 @@ impl<B: Backend> Llama<B> {
                 Some(loader.linear("lm_head", false)?)
             },
             inv_freq: rope::inv_freq(config),
+            compute: DType::F32,
         })
     }
 
-    /// Logits `[batch, seq, vocab]`.
+    /// The model computing in `dtype` (`DType::BF16` for mixed precision:
+    /// weights stay f32 and are cast at each use, RMSNorm and the attention
+    /// softmax run in f32, logits come out in f32).
+    pub fn with_compute_dtype(mut self, dtype: DType) -> Self {
+        self.compute = dtype;
+        self
+    }
+
+    /// Logits `[batch, seq, vocab]`, in f32.
     pub fn forward(&self, input: &Batch) -> Tensor<B, 3> {
         let ctx = self.context(input, &self.device());
         let hidden = self.hidden(&input.tokens, [input.batch, input.seq], &ctx, None);
@@ -329,7 +358,7 @@ impl<B: Backend> Llama<B> {
         );
         let table = self.model.embed_tokens.weight.val();
         let width = table.dims()[1];
-        let mut x = table.select(0, ids).reshape([batch, seq, width]);
+        let mut x = in_dtype(table.select(0, ids), self.compute).reshape([batch, seq, width]);
         for (l, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer(l));
             x = layer.forward(x, ctx, layer_cache);
@@ -340,10 +369,15 @@ impl<B: Backend> Llama<B> {
     /// Logits of normed hidden states, through the head (or the tied
     /// embeddings).
     pub(crate) fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        match &self.lm_head {
+        let dtype = hidden.dtype();
+        let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
-        }
+            None => {
+                let table = in_dtype(self.model.embed_tokens.weight.val(), dtype);
+                hidden.matmul(table.transpose().unsqueeze())
+            }
+        };
+        in_dtype(logits, DType::F32)
     }
 
     /// The log-probability of each token given the earlier tokens of its
@@ -377,8 +411,10 @@ impl<B: Backend> Llama<B> {
         let device = blocked.device();
         let d = self.inv_freq.len() * 2;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
-        let table =
-            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), &device);
+        let table = |v: Vec<f32>| {
+            let t = Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), &device);
+            in_dtype(t, self.compute)
+        };
         Context {
             cos: table(cos),
             sin: table(sin),

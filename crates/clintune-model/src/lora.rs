@@ -6,7 +6,7 @@
 //! starts uniform in `±1/√in` (PEFT's Kaiming init) and `B` at zero, so a
 //! freshly attached adapter leaves the model's outputs unchanged.
 
-use crate::llama::{HfLinear, Llama};
+use crate::llama::{HfLinear, Llama, in_dtype};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
@@ -169,9 +169,11 @@ impl<B: Backend> Lora<B> {
 
     /// The update for `x` `[…, in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
         let x = self.dropout.forward(x);
-        let down = x.matmul(self.a.val().transpose().unsqueeze::<D>());
-        down.matmul(self.b.val().transpose().unsqueeze::<D>()) * self.scale
+        let a = in_dtype(self.a.val(), dtype);
+        let down = x.matmul(a.transpose().unsqueeze::<D>());
+        down.matmul(in_dtype(self.b.val(), dtype).transpose().unsqueeze::<D>()) * self.scale
     }
 
     /// `scale · B A`, the `[out, in]` change to the base weight.

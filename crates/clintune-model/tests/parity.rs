@@ -5,7 +5,7 @@
 mod common;
 
 use clintune_model::Batch;
-use common::{fixture, golden_tensor, ids, load, max_abs_diff};
+use common::{f32_tensor, fixture, golden_tensor, ids, load, max_abs_diff};
 
 /// Mean next-token cross-entropy over the positions `weights` marks.
 fn loss(logits: &[f32], vocab: usize, tokens: &[u32], targets_ok: impl Fn(usize) -> bool) -> f64 {
@@ -121,4 +121,47 @@ fn qwen2_with_biases_matches_transformers() {
 #[test]
 fn tied_embeddings_match_transformers() {
     check("tied");
+}
+
+#[test]
+fn a_bf16_forward_pass_errs_no_more_than_transformers_in_bf16() {
+    let name = "llama-gqa-rope3-bf16";
+    let dir = fixture(name);
+    let (model, golden) = load(name);
+    let rows = ids(&golden["inputs"]["input_ids_batch"]);
+    let batch = Batch::unpacked(&rows);
+    let f32_logits = model.forward(&batch).into_data().to_vec::<f32>().unwrap();
+    let model = model.with_compute_dtype(burn::tensor::DType::BF16);
+    let logits = model.forward(&batch);
+    assert_eq!(logits.dtype(), burn::tensor::DType::F32);
+    let logits = logits.into_data().to_vec::<f32>().unwrap();
+    let (theirs, _) = f32_tensor(&dir.join("bf16_forward.safetensors"), "logits_batch");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bf16_forward.json")).unwrap())
+            .unwrap();
+    let their_error = |key: &str| info[key].as_f64().unwrap() as f32;
+    let (their_max, their_mean) = (
+        their_error("max_abs_diff_vs_float32_logits"),
+        their_error("mean_abs_diff_vs_float32_logits"),
+    );
+    let mean = |a: &[f32], b: &[f32]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+    };
+    let our_mean = mean(&logits, &f32_logits);
+    eprintln!(
+        "bf16 vs f32, mean: clintune {our_mean}, transformers {their_mean}; \
+         clintune vs transformers (both bf16): max {}, mean {}",
+        max_abs_diff(&logits, &theirs),
+        mean(&logits, &theirs)
+    );
+    // The computation really is in bf16, not f32 with a cast at the end…
+    assert!(our_mean > their_mean / 4.0, "only {our_mean} from f32");
+    // …its rounding error is no larger than transformers'…
+    assert!(our_mean < their_mean * 1.25, "{our_mean} vs {their_mean}");
+    // …and it lands within bf16 rounding of transformers' bf16 logits.
+    let apart = max_abs_diff(&logits, &theirs);
+    assert!(
+        apart < their_max,
+        "{apart} apart (bf16 rounding: {their_max})"
+    );
 }

@@ -14,6 +14,7 @@ pub mod run;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;
+pub mod watchdog;
 
 pub use cluster::Cluster;
 pub use recipe::Recipe;

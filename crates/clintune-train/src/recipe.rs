@@ -229,15 +229,27 @@ impl Default for TrainSection {
     }
 }
 
-/// Numeric precision of weights and activations.
+/// The precision training computes in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// 32-bit floats (the CPU default).
+    /// 32-bit floats throughout.
     #[default]
     F32,
-    /// bfloat16 (CUDA only).
+    /// Mixed precision: weights, gradients and optimizer state stay f32;
+    /// activations are computed in bfloat16 (RMSNorm, the attention softmax
+    /// and the loss in f32).
     Bf16,
+}
+
+impl Precision {
+    /// The dtype activations are computed in.
+    pub fn dtype(self) -> burn::tensor::DType {
+        match self {
+            Precision::F32 => burn::tensor::DType::F32,
+            Precision::Bf16 => burn::tensor::DType::BF16,
+        }
+    }
 }
 
 /// `[hardware]`.
@@ -247,10 +259,13 @@ pub struct HardwareSection {
     /// `cpu`, `cpu:WORKERS`, or `cuda:0,1,…` (needs a build with the `cuda`
     /// feature); one data-parallel worker per device.
     pub devices: String,
-    /// f32, or bf16 on CUDA.
+    /// f32, or bf16 mixed precision.
     pub precision: Precision,
     /// Processes (nodes) taking part; see the README for multi-node runs.
     pub nodes: usize,
+    /// Seconds one exchange between workers may wait for the others before
+    /// the run is ended (a worker or node has failed or hangs).
+    pub exchange_timeout_s: u64,
 }
 
 impl Default for HardwareSection {
@@ -259,6 +274,7 @@ impl Default for HardwareSection {
             devices: "cpu".into(),
             precision: Precision::F32,
             nodes: 1,
+            exchange_timeout_s: 1800,
         }
     }
 }
@@ -379,6 +395,9 @@ impl Recipe {
         if self.train.max_steps == 0 && self.train.epochs == 0 {
             return Err("set train.max_steps or train.epochs (both are 0)".into());
         }
+        if self.hardware.exchange_timeout_s == 0 {
+            return Err("hardware.exchange_timeout_s must be at least 1".into());
+        }
         if self.train.log_every == 0 {
             return Err("train.log_every must be at least 1".into());
         }
@@ -386,12 +405,7 @@ impl Recipe {
         if self.method.kind == Method::Lora {
             self.lora.validate()?;
         }
-        let devices = self.hardware.parse_devices()?;
-        if self.hardware.precision == Precision::Bf16 && matches!(devices, Devices::Cpu(_)) {
-            return Err(
-                "hardware.precision = \"bf16\" needs CUDA devices; on the CPU use \"f32\"".into(),
-            );
-        }
+        self.hardware.parse_devices()?;
         if let Some(curate) = &self.curate {
             curate.validate().map_err(|e| format!("curate: {e}"))?;
         }
@@ -463,7 +477,7 @@ mod tests {
             ("[data]\n", "duplicate"),
             ("[hardware]\ndevices = \"gpu\"\n", "cuda:N"),
             ("[hardware]\ndevices = \"cuda:0,0\"\n", "twice"),
-            ("[hardware]\nprecision = \"bf16\"\n", "needs CUDA"),
+            ("[hardware]\nprecision = \"fp16\"\n", "bf16"),
             ("[method]\nkind = \"qlora\"\n", "full"),
             ("[lora]\nrank = 0\n", "lora.rank"),
             ("[lora]\ntargets = [\"q\", \"lm_head\"]\n", "lm_head"),

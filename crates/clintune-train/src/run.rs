@@ -5,14 +5,16 @@ use crate::cluster::Cluster;
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::{METRICS_FILE, Metrics};
-use crate::recipe::{Devices, Method, Precision, Recipe};
+use crate::recipe::{Devices, Method, Recipe};
 use crate::trainer::{Peer, RunOptions, RunSummary, Trainer, check_tokenizer};
+use crate::watchdog::Watchdog;
 use burn::collective::{self, CollectiveConfig, PeerId};
 use burn::tensor::backend::AutodiffBackend;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
 use serde_json::{Map, Value, json};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Progress of a run, as it goes: `(step, total steps, loss, tokens in the
 /// step)`.
@@ -26,11 +28,6 @@ pub fn train(
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
     check_nodes(recipe, opts.cluster.as_ref())?;
-    if recipe.hardware.precision == Precision::Bf16 {
-        return Err(TrainError::Unsupported(
-            "hardware.precision = \"bf16\" is not available in this version; use \"f32\"".into(),
-        ));
-    }
     let summary = match recipe
         .hardware
         .parse_devices()
@@ -153,7 +150,12 @@ fn worker<B: AutodiffBackend>(
     opts: &RunOptions,
     mut on_step: Option<OnStep<'_>>,
 ) -> Result<RunSummary, TrainError> {
-    let trainer = Trainer::<B>::new(recipe, dataset, device.clone(), opts.resume, peer)?;
+    let mut trainer = Trainer::<B>::new(recipe, dataset, device.clone(), opts.resume, peer)?;
+    let timeout = std::time::Duration::from_secs(recipe.hardware.exchange_timeout_s);
+    let watchdog = (peer.count > 1).then(|| Arc::new(Watchdog::start(timeout)));
+    if let Some(w) = &watchdog {
+        trainer = trainer.with_watchdog(w.clone());
+    }
     let mut metrics = match peer.rank {
         0 => {
             let resumed = (trainer.step() > 0).then(|| trainer.step());
@@ -161,9 +163,14 @@ fn worker<B: AutodiffBackend>(
         }
         _ => None,
     };
-    if peer.count > 1 {
-        collective::register::<B::InnerBackend>(PeerId::from(peer.rank), device, config.clone())
-            .map_err(TrainError::exchange)?;
+    let id = PeerId::from(peer.rank);
+    if let Some(w) = &watchdog {
+        let register = || collective::register::<B::InnerBackend>(id, device, config.clone());
+        w.exchange(
+            || "their registration (every node must start)".into(),
+            register,
+        )
+        .map_err(TrainError::exchange)?;
         trainer.check_agreement()?;
     }
     let total = trainer.total_steps();
@@ -172,8 +179,9 @@ fn worker<B: AutodiffBackend>(
             f(step, total, loss, tokens)
         }
     })?;
-    if peer.count > 1 {
-        collective::finish_collective::<B::InnerBackend>(PeerId::from(peer.rank))
+    if let Some(w) = &watchdog {
+        let finish = || collective::finish_collective::<B::InnerBackend>(id);
+        w.exchange(|| "the end of the run".into(), finish)
             .map_err(TrainError::exchange)?;
     }
     Ok(summary)

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::params::{clip_grad_norm, count, ids_from_paths};
 use crate::recipe::{Method, Recipe};
 use crate::schedule::Schedule;
+use crate::watchdog::Watchdog;
 use burn::collective::{PeerId, ReduceOperation};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -36,6 +37,7 @@ use clintune_curate::reader::PackedReader;
 use clintune_model::loss::token_nll;
 use clintune_model::{Llama, ModelConfig, WeightFiles};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run is started.
@@ -133,6 +135,7 @@ pub struct Trainer<B: AutodiffBackend> {
     schedule: Schedule,
     total_steps: u64,
     run_dir: PathBuf,
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -168,7 +171,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         train
             .seek(state.cursor)
             .map_err(|e| TrainError::dataset(&recipe.data.dataset, e))?;
-        let model = ids_from_paths(load_model::<B>(recipe, resume_from.as_deref(), &device)?);
+        let model = ids_from_paths(load_model::<B>(recipe, resume_from.as_deref(), &device)?)
+            .with_compute_dtype(recipe.hardware.precision.dtype());
         let mut optim = optimizer::<B>(recipe);
         if let Some(dir) = &resume_from {
             optim = checkpoint::load_optimizer(dir, optim, &device)?;
@@ -186,7 +190,22 @@ impl<B: AutodiffBackend> Trainer<B> {
             state,
             total_steps,
             run_dir,
+            watchdog: None,
         })
+    }
+
+    /// Has `watchdog` time this worker's exchanges with the others.
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Self {
+        self.watchdog = Some(watchdog);
+        self
+    }
+
+    /// Runs the exchange `f` under the watchdog, if any.
+    fn exchange<T>(&self, what: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+        match &self.watchdog {
+            Some(w) => w.exchange(what, f),
+            None => f(),
+        }
     }
 
     /// Steps of the whole run.
@@ -210,7 +229,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// worker at once, rather than training on diverging states.
     pub fn check_agreement(&self) -> Result<(), TrainError> {
         let here = serde_json::to_vec(&(&self.state, self.total_steps)).unwrap_or_default();
-        let sums = all_reduce_sum::<B>(self.peer, fingerprint_bits(&here), &self.device)
+        let sums = self
+            .exchange(
+                || "where the run starts".into(),
+                || all_reduce_sum::<B>(self.peer, fingerprint_bits(&here), &self.device),
+            )
             .map_err(TrainError::exchange)?;
         let count = self.peer.count as f32;
         if sums.iter().all(|&s| s == 0.0 || s == count) {
@@ -354,12 +377,16 @@ impl<B: AutodiffBackend> Trainer<B> {
             B::seed(&device, mix64(seed ^ j))
         });
         if count > 1 {
-            grads = grads
-                .all_reduce::<B::InnerBackend>(self.peer.id(), ReduceOperation::Sum)
+            let what = || format!("the gradients of step {}", step + 1);
+            let (peer, device) = (self.peer, &self.device);
+            (grads, loss) = self
+                .exchange(what, || {
+                    let grads =
+                        grads.all_reduce::<B::InnerBackend>(peer.id(), ReduceOperation::Sum)?;
+                    let loss = all_reduce_sum::<B>(peer, vec![loss as f32], device)?[0];
+                    Ok::<_, burn::collective::CollectiveError>((grads, f64::from(loss)))
+                })
                 .map_err(TrainError::exchange)?;
-            loss = all_reduce_sum::<B>(self.peer, vec![loss as f32], &self.device)
-                .map_err(TrainError::exchange)?[0]
-                .into();
         }
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.recipe.optimizer.grad_clip);
         if tokens > 0 {

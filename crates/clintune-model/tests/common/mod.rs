@@ -19,9 +19,14 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A golden tensor as f32 values, with its shape.
+/// A golden tensor (of `golden.safetensors`) as f32 values, with its shape.
 pub fn golden_tensor(dir: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+    f32_tensor(&dir.join("golden.safetensors"), name)
+}
+
+/// Tensor `name` of the f32 safetensors file `path`, with its shape.
+pub fn f32_tensor(path: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let view = file.tensor(name).unwrap();
     assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
