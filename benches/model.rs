@@ -23,23 +23,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A small Llama: 6 layers, hidden 512, 8 heads, SwiGLU 1536, vocabulary 8192
-/// (the size of a clintune-trained tokenizer): 30.7 M parameters.
-const CONFIG: &str = r#"{
-  "architectures": ["LlamaForCausalLM"],
-  "model_type": "llama",
-  "vocab_size": 8192,
-  "hidden_size": 512,
-  "intermediate_size": 1536,
-  "num_hidden_layers": 6,
-  "num_attention_heads": 8,
-  "num_key_value_heads": 8,
-  "max_position_embeddings": 1024,
-  "rms_norm_eps": 1e-05,
-  "rope_theta": 10000.0,
-  "tie_word_embeddings": false,
-  "hidden_act": "silu",
-  "torch_dtype": "float32"
-}"#;
+/// (the size of a clintune-trained tokenizer): 28.8 M parameters.
+fn config_text() -> &'static str {
+    clintune_train::bench::preset("small").expect("a built-in preset")
+}
 
 /// Rows per batch.
 const BATCH: usize = 4;
@@ -57,7 +44,7 @@ fn out_dir() -> PathBuf {
 fn publish_setup() {
     let dir = out_dir();
     let written = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(dir.join("config.json"), CONFIG))
+        .and_then(|_| std::fs::write(dir.join("config.json"), config_text()))
         .and_then(|_| {
             let shape = format!("{{\"batch\": {BATCH}, \"seq\": {SEQ}}}\n");
             std::fs::write(dir.join("shape.json"), shape)
@@ -81,7 +68,7 @@ fn batch() -> (Batch, Vec<i64>) {
 
 fn bench(c: &mut Criterion) {
     publish_setup();
-    let config = ModelConfig::parse(CONFIG).expect("bench config");
+    let config = ModelConfig::parse(config_text()).expect("bench config");
     let (input, targets) = batch();
     let mut group = c.benchmark_group("model");
     group

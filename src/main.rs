@@ -49,6 +49,8 @@ enum Command {
     Orchestrator(cmd::orchestrator::OrchestratorArgs),
     /// Export a finished run as a new version of a Hugging Face model directory, with a model card.
     Export(cmd::export::ExportArgs),
+    /// Measure training throughput (tokens/s, model FLOPs, MFU) on a random model.
+    Bench(cmd::bench::BenchArgs),
     /// Check a training recipe without running it.
     #[command(subcommand)]
     Recipe(cmd::recipe::RecipeCommand),
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args),
         Command::InitModel(args) => cmd::init_model::run(args),
         Command::Orchestrator(args) => cmd::orchestrator::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Recipe(c) => cmd::recipe::run(c),
         Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),

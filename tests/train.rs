@@ -166,6 +166,15 @@ fn an_interrupted_run_resumes_bit_exactly() {
     same_result(&tmp.path().join("whole"), &tmp.path().join("killed"));
 }
 
+/// The values of `key` on the training lines of `run`'s metrics.
+fn train_series(run: &Path, key: &str) -> Vec<f64> {
+    curve(run)
+        .iter()
+        .filter(|v| v["split"] == "train")
+        .map(|v| v[key].as_f64().unwrap())
+        .collect()
+}
+
 /// The training losses TensorBoard shows for `run`, checked against its
 /// `metrics.jsonl`.
 fn tensorboard_losses(run: &Path) -> Vec<(i64, f32)> {
@@ -240,15 +249,9 @@ fn bf16_mixed_precision_trains_like_f32_within_bf16_rounding() {
     );
     ok(train(&full, &[]));
     ok(train(&mixed, &[]));
-    let train_values = |run: &str, key: &str| -> Vec<f64> {
-        curve(&tmp.path().join(run))
-            .iter()
-            .filter(|v| v["split"] == "train")
-            .map(|v| v[key].as_f64().unwrap())
-            .collect()
-    };
     for key in ["loss", "grad_norm"] {
-        let (a, b) = (train_values("f32", key), train_values("bf16", key));
+        let series = |run: &str| train_series(&tmp.path().join(run), key);
+        let (a, b) = (series("f32"), series("bf16"));
         assert!(a.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {a:?}");
         // bf16 keeps about 3 significant digits; the loss is computed in f32
         // from bf16 activations.
@@ -483,15 +486,8 @@ fn assert_trained_alike(a_run: &Path, b_run: &Path) {
         "diff {diff}, scale {scale}"
     );
     // AdamW would hide a wrongly scaled gradient; the logged norm does not.
-    let logged = |run: &Path, key: &str| -> Vec<f64> {
-        curve(run)
-            .iter()
-            .filter(|v| v["split"] == "train")
-            .map(|v| v[key].as_f64().unwrap())
-            .collect()
-    };
     for key in ["loss", "grad_norm"] {
-        let (x, y) = (logged(a_run, key), logged(b_run, key));
+        let (x, y) = (train_series(a_run, key), train_series(b_run, key));
         assert_eq!(x.len(), 3);
         assert!(x.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {x:?}");
         for (x, y) in x.iter().zip(&y) {
@@ -597,4 +593,45 @@ fn recipes_and_inputs_are_checked_with_errors_that_say_where() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("curate") && err.contains("deid"), "{err}");
+}
+
+#[test]
+fn bench_prints_a_throughput_table_for_a_model_config() {
+    let out = clintune(
+        &[
+            "bench",
+            "--model",
+            MODEL,
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch",
+            "1",
+            "--seq",
+            "8",
+            "--peak-tflops",
+            "1",
+        ],
+        None,
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table.lines().last().unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[3], "1 × 8", "{row}");
+    assert!(cells[9].ends_with('%'), "{row}");
+    let tokens_per_s: f64 = cells[7].parse().unwrap();
+    assert!(tokens_per_s > 0.0, "{row}");
+
+    let out = clintune(&["bench", "--model", "no-such-model"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("small, llama-1b"),
+        "{err}"
+    );
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod curate;
 pub mod deid;
 pub mod export;
