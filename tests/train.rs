@@ -456,7 +456,10 @@ fn nodes_that_disagree_on_the_run_stop_together_with_a_clear_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("do not start from the same point"), "{err}");
     }
+    // Nothing was written: no checkpoint, no metrics, no event file.
     assert!(!tmp.path().join("a/checkpoints").exists());
+    assert!(!tmp.path().join("a/metrics.jsonl").exists());
+    assert!(!tmp.path().join("a/tensorboard").exists());
 }
 
 /// The recipe of a 3-step run without dropout (so that a worker's share

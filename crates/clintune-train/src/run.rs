@@ -156,13 +156,6 @@ fn worker<B: AutodiffBackend>(
     if let Some(w) = &watchdog {
         trainer = trainer.with_watchdog(w.clone());
     }
-    let mut metrics = match peer.rank {
-        0 => {
-            let resumed = (trainer.step() > 0).then(|| trainer.step());
-            Some(Metrics::open(&recipe.train.output, resumed)?)
-        }
-        _ => None,
-    };
     let id = PeerId::from(peer.rank);
     if let Some(w) = &watchdog {
         let register = || collective::register::<B::InnerBackend>(id, device, config.clone());
@@ -173,6 +166,15 @@ fn worker<B: AutodiffBackend>(
         .map_err(TrainError::exchange)?;
         trainer.check_agreement()?;
     }
+    // Opened once the workers agree on where the run starts: opening cuts
+    // metrics.jsonl back to the checkpoint and starts an event file.
+    let mut metrics = match peer.rank {
+        0 => {
+            let resumed = (trainer.step() > 0).then(|| trainer.step());
+            Some(Metrics::open(&recipe.train.output, resumed)?)
+        }
+        _ => None,
+    };
     let total = trainer.total_steps();
     let summary = trainer.run(metrics.as_mut(), opts.stop_after, |step, loss, tokens| {
         if let Some(f) = on_step.as_mut() {
