@@ -362,6 +362,26 @@ fn two_nodes_on_loopback_train_like_one_process() {
 }
 
 #[test]
+fn two_nodes_of_two_devices_train_like_one_process() {
+    // Gradients are summed within each node first, then between nodes.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let one = alike_recipe(tmp.path(), "one", &data, 4, "");
+    let nodes = alike_recipe(
+        tmp.path(),
+        "nodes",
+        &data,
+        1,
+        "[hardware]\nnodes = 2\ndevices = \"cpu:2\"",
+    );
+    ok(train(&one, &[]));
+    for out in train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]) {
+        ok(out);
+    }
+    assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("nodes"));
+}
+
+#[test]
 fn a_multi_node_run_says_what_it_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let nodes = recipe(
