@@ -288,26 +288,39 @@ impl Drop for Child {
     }
 }
 
-/// Starts `clintune orchestrator` and one `clintune train` per
-/// `(recipe, extra args)`, one node each, on the loopback interface, and
-/// returns each node's output once all have ended.
-fn train_on_nodes(tmp: &Path, nodes: &[(&Path, &[&str])]) -> Vec<std::process::Output> {
+/// Starts `clintune orchestrator` on the loopback interface; returns it
+/// (stopped when dropped) and its address.
+fn start_orchestrator() -> (Child, String) {
     let port = free_port().to_string();
-    let _orchestrator = Child(
-        clintune_command(&["orchestrator", "--port", &port])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let orchestrator = format!("ws://127.0.0.1:{port}");
+    let child = clintune_command(&["orchestrator", "--port", &port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (Child(child), format!("ws://127.0.0.1:{port}"))
+}
+
+/// Starts an orchestrator and one `clintune train` per `(recipe, extra
+/// args)`, one node each, on the loopback interface, and returns each
+/// node's output once all have ended.
+fn train_on_nodes(tmp: &Path, nodes: &[(&Path, &[&str])]) -> Vec<std::process::Output> {
+    let (_orchestrator, address) = start_orchestrator();
+    train_on_nodes_with(tmp, &address, nodes)
+}
+
+/// [`train_on_nodes`] with the orchestrator at `orchestrator`.
+fn train_on_nodes_with(
+    tmp: &Path,
+    orchestrator: &str,
+    nodes: &[(&Path, &[&str])],
+) -> Vec<std::process::Output> {
     let children: Vec<_> = nodes
         .iter()
         .enumerate()
         .map(|(rank, (recipe, extra))| {
             let (rank, node) = (rank.to_string(), format!("ws://127.0.0.1:{}", free_port()));
             let mut args = vec!["train", recipe.to_str().unwrap(), "--node-rank", &rank];
-            args.extend(["--orchestrator", &orchestrator, "--node-address", &node]);
+            args.extend(["--orchestrator", orchestrator, "--node-address", &node]);
             args.extend_from_slice(extra);
             // Files, not pipes: a full pipe would stall a node.
             let log = tmp.join(format!("node{rank}.log"));
@@ -460,6 +473,25 @@ fn a_node_waiting_for_a_missing_node_gives_up_after_the_exchange_timeout() {
         err.contains("their registration") && err.contains("exchange_timeout_s"),
         "{err}"
     );
+}
+
+#[test]
+fn an_orchestrator_forgets_the_nodes_of_a_failed_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let text = "[hardware]\nnodes = 2\nexchange_timeout_s = 2";
+    let nodes = alike_recipe(tmp.path(), "nodes", &data, 1, text);
+    let (_orchestrator, address) = start_orchestrator();
+    // Node 0 registers, waits for node 1, and is ended by its watchdog.
+    let [out] = train_on_nodes_with(tmp.path(), &address, &[(&nodes, &[])])
+        .try_into()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // The same orchestrator then serves a whole run.
+    for out in train_on_nodes_with(tmp.path(), &address, &[(&nodes, &[]), (&nodes, &[])]) {
+        ok(out);
+    }
+    assert!(last_checkpoint(&tmp.path().join("nodes")).ends_with("step-00000003"));
 }
 
 #[test]

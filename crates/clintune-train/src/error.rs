@@ -57,8 +57,8 @@ impl TrainError {
     pub fn exchange(err: impl std::fmt::Debug) -> Self {
         Self::Collective(format!(
             "data-parallel exchange failed ({err:?}): a worker or node stopped or lost its connection; \
-             once all have stopped, start them again with --resume (on several nodes, restart \
-             `clintune orchestrator` first: it remembers the nodes of the failed run)"
+             once all have stopped, start them again with --resume (the orchestrator of a \
+             multi-node run can stay up)"
         ))
     }
 

@@ -71,8 +71,8 @@ fn watch(waiting: &Mutex<Waiting>, done: &AtomicBool, timeout: Duration) {
             eprintln!(
                 "error: waited {} s for the other workers to exchange {what}, longer than \
                  hardware.exchange_timeout_s: a worker or node has stopped, hangs, or never \
-                 started. Stop them all, then start every node again with --resume (restart \
-                 `clintune orchestrator` first on several nodes).",
+                 started. Stop them all, then start every node again with --resume (the \
+                 orchestrator can stay up).",
                 timeout.as_secs()
             );
             std::process::exit(EXIT_TIMED_OUT);

@@ -4,7 +4,7 @@ use tokio::sync::Mutex;
 
 use crate::global::{
     orchestrator::state::GlobalCollectiveState,
-    shared::{CollectiveMessage, GlobalCollectiveError},
+    shared::{CollectiveMessage, GlobalCollectiveError, SessionId},
 };
 use burn_communication::{
     CommunicationChannel, Message, ProtocolServer, util::os_shutdown_signal, websocket::WsServer,
@@ -98,7 +98,20 @@ impl GlobalOrchestrator {
         log::info!("[Request Handler] On new connection.");
 
         let mut session_id = None;
+        let result = self.serve_requests::<S>(&mut stream, &mut session_id).await;
+        // clintune patch: however the connection ended (a node that crashed
+        // or was killed resets it), forget the node's session.
+        if let Some(id) = session_id {
+            self.state.lock().await.forget(id);
+        }
+        result
+    }
 
+    async fn serve_requests<S: ProtocolServer>(
+        &self,
+        stream: &mut S::Channel,
+        session_id: &mut Option<SessionId>,
+    ) -> Result<(), GlobalCollectiveError> {
         loop {
             let packet = stream.recv().await?;
             let Some(msg) = packet else {
@@ -113,7 +126,7 @@ impl GlobalOrchestrator {
             match msg {
                 CollectiveMessage::Init(id) => {
                     state.init_session(id);
-                    session_id = Some(id);
+                    *session_id = Some(id);
                 }
                 CollectiveMessage::Request(request_id, remote_request) => {
                     let session_id = session_id.ok_or(GlobalCollectiveError::FirstMsgNotInit)?;

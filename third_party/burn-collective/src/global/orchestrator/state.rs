@@ -62,6 +62,22 @@ impl GlobalCollectiveState {
         }
     }
 
+    /// clintune patch: forgets the session of a node whose connection
+    /// closed, with its registration when it never sent `Finish` (it
+    /// crashed or was killed). 0.21.0 kept such a node, so the next run's
+    /// nodes were refused (`DoubleRegister`) or answered with a dead node
+    /// among them, until the orchestrator was restarted.
+    pub(crate) fn forget(&mut self, session_id: SessionId) {
+        if let Some(node_id) = self.registered_nodes.remove(&session_id) {
+            self.node_addresses.remove(&node_id);
+            if let Some(peers) = self.node_peers.remove(&node_id) {
+                self.num_global_peers = self.num_global_peers.saturating_sub(peers.len() as u32);
+            }
+            self.register_requests.retain(|(s, _, _)| *s != session_id);
+        }
+        self.sessions.remove(&session_id);
+    }
+
     pub(crate) fn init_session(&mut self, id: SessionId) {
         if self.sessions.contains_key(&id) {
             return;
@@ -185,7 +201,12 @@ impl GlobalCollectiveState {
 
         self.num_global_peers += peers.len() as u32;
 
-        let node_id: NodeId = self.registered_nodes.len().into();
+        // clintune patch: the first free id; counting the registered nodes
+        // gave a live node's id again once an earlier node was forgotten.
+        let node_id: NodeId = (0..u32::MAX)
+            .map(NodeId::from)
+            .find(|id| !self.node_addresses.contains_key(id))
+            .unwrap_or_else(|| self.registered_nodes.len().into());
         self.registered_nodes.insert(session_id, node_id);
         if self.node_addresses.values().any(|addr| node_addr == *addr) {
             return Err(GlobalCollectiveError::DoubleRegister);
