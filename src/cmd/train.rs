@@ -59,7 +59,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         tracing::info!("multi-node run: {c}");
     }
     let summary = train(&recipe, &a.recipe, &opts)?;
-    report(&summary);
+    let writer = opts.cluster.as_ref().is_none_or(|c| c.rank == 0);
+    report(&summary, writer);
     Ok(())
 }
 
@@ -157,7 +158,9 @@ fn host_name(slurm: Option<String>) -> anyhow::Result<String> {
         .context("cannot tell this machine's host name: give --node-address ws://HOST:PORT")
 }
 
-fn report(s: &RunSummary) {
+/// Logs what the run did; `writer` is false on the nodes other than node 0,
+/// which write no checkpoint or manifest.
+fn report(s: &RunSummary, writer: bool) {
     tracing::info!(
         "trained {} steps on {} tokens ({} of {} parameters trainable); last loss {:.4}",
         s.steps,
@@ -180,6 +183,10 @@ fn report(s: &RunSummary) {
     }
     if !s.complete {
         tracing::info!("paused after --stop-after; continue with --resume");
+    }
+    if !writer {
+        tracing::info!("node 0 writes the checkpoints and the manifest");
+        return;
     }
     tracing::info!(
         "checkpoint {}; manifest {}",
