@@ -311,7 +311,10 @@ pub fn read_run(dir: &Path) -> Result<Vec<(String, i64, f32)>, TensorboardError>
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|err| io_error(dir, "listing the log directory", err))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.to_string_lossy().contains("tfevents"))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            p.is_file() && name.is_some_and(|n| n.contains("tfevents"))
+        })
         .collect();
     files.sort();
     let mut scalars = Vec::new();
