@@ -13,6 +13,11 @@
 //! criterion output directory. Threads: burn's CPU backend uses rayon's
 //! global pool, so `RAYON_NUM_THREADS` sets them.
 
+/// The allocator and setting of the `clintune` binary's `train`, so that
+/// the figures are the ones a training run gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use clintune_core::rng::SplitMix64;
@@ -67,6 +72,9 @@ fn batch() -> (Batch, Vec<i64>) {
 }
 
 fn bench(c: &mut Criterion) {
+    // mimalloc's purge delay (option 15) at -1, as `clintune train` sets it.
+    // SAFETY: sets a process-wide allocator option; any value is valid.
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     publish_setup();
     let config = ModelConfig::parse(config_text()).expect("bench config");
     let (input, targets) = batch();
