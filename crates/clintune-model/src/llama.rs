@@ -97,18 +97,35 @@ pub struct Attention<B: Backend> {
 /// What every layer of one forward pass shares: rotary rows and the mask.
 #[derive(Debug, Clone)]
 pub struct Context<B: Backend> {
-    /// `[batch, 1, seq, head_dim]`.
-    pub cos: Tensor<B, 4>,
-    /// `[batch, 1, seq, head_dim]`.
-    pub sin: Tensor<B, 4>,
-    /// `[batch, 1, seq, seq]`, true where attention is blocked.
+    /// For each head count of the model (query, key/value): the count and
+    /// the `cos` and `sin` rows repeated over that many heads,
+    /// `[batch, seq, heads, head_dim]`. Element-wise products with
+    /// broadcast operands take a slow strided path on the CPU backend, so
+    /// the rows are materialised once per pass instead.
+    pub rotary: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
+    /// `[batch, heads, seq, seq]`, true where attention is blocked
+    /// (repeated over the query heads, for the same reason).
     pub blocked: Tensor<B, 4, Bool>,
 }
 
 impl<B: Backend> Attention<B> {
-    fn split_heads(&self, x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    /// `[batch, seq, heads · head_dim]` → `[batch, heads, seq, head_dim]`,
+    /// rotated first when `rotary` is given. Rotating before the heads move
+    /// to dimension 1 keeps the element-wise products on contiguous data;
+    /// after it they took a slow strided path.
+    fn split_heads(
+        &self,
+        x: Tensor<B, 3>,
+        heads: usize,
+        rotary: Option<&Context<B>>,
+    ) -> Tensor<B, 4> {
         let [b, s, _] = x.dims();
-        x.reshape([b, s, heads, self.head_dim]).swap_dims(1, 2)
+        let x = x.reshape([b, s, heads, self.head_dim]);
+        let x = match rotary {
+            Some(ctx) => rotate(x, ctx),
+            None => x,
+        };
+        x.swap_dims(1, 2)
     }
 
     /// Repeats each key/value head for its group of query heads, in
@@ -133,15 +150,9 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
-        let q = rotate(
-            self.split_heads(self.q_proj.forward(x.clone()), self.heads),
-            ctx,
-        );
-        let k = rotate(
-            self.split_heads(self.k_proj.forward(x.clone()), self.kv_heads),
-            ctx,
-        );
-        let v = self.split_heads(self.v_proj.forward(x), self.kv_heads);
+        let q = self.split_heads(self.q_proj.forward(x.clone()), self.heads, Some(ctx));
+        let k = self.split_heads(self.k_proj.forward(x.clone()), self.kv_heads, Some(ctx));
+        let v = self.split_heads(self.v_proj.forward(x), self.kv_heads, None);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
@@ -159,13 +170,16 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// `x * cos + rotate_half(x) * sin`.
+/// `x * cos + rotate_half(x) * sin`, `x` being `[batch, seq, heads, head_dim]`.
 fn rotate<B: Backend>(x: Tensor<B, 4>, ctx: &Context<B>) -> Tensor<B, 4> {
-    let d = x.dims()[3];
+    let [_, _, heads, d] = x.dims();
+    let Some((_, cos, sin)) = ctx.rotary.iter().find(|(h, ..)| *h == heads) else {
+        unreachable!("rotary rows are made for every head count of the model")
+    };
     let first = x.clone().narrow(3, 0, d / 2);
     let second = x.clone().narrow(3, d / 2, d / 2);
     let half = Tensor::cat(vec![second.neg(), first], 3);
-    x * ctx.cos.clone() + half * ctx.sin.clone()
+    x * cos.clone() + half * sin.clone()
 }
 
 /// SwiGLU feed-forward.
@@ -412,13 +426,30 @@ impl<B: Backend> Llama<B> {
         let d = self.inv_freq.len() * 2;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
         let table = |v: Vec<f32>| {
-            let t = Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, s, d]), &device);
+            let t = Tensor::<B, 4>::from_data(TensorData::new(v, [b, s, 1, d]), &device);
             in_dtype(t, self.compute)
         };
+        let (cos, sin) = (table(cos), table(sin));
+        let (heads, kv_heads) = self
+            .model
+            .layers
+            .first()
+            .map_or((1, 1), |l| (l.self_attn.heads, l.self_attn.kv_heads));
+        let mut counts = vec![heads, kv_heads];
+        counts.dedup();
+        let rotary = counts
+            .into_iter()
+            .map(|h| {
+                (
+                    h,
+                    cos.clone().repeat_dim(2, h),
+                    sin.clone().repeat_dim(2, h),
+                )
+            })
+            .collect();
         Context {
-            cos: table(cos),
-            sin: table(sin),
-            blocked,
+            rotary,
+            blocked: blocked.repeat_dim(1, heads),
         }
     }
 
