@@ -11,6 +11,7 @@
 //! achieved model FLOPs per second over the device's peak, which the caller
 //! gives.
 
+use crate::backend::{OnBackend, on_backend};
 use crate::error::TrainError;
 use crate::params::count;
 use crate::recipe::Devices;
@@ -128,29 +129,21 @@ pub fn flops_per_token(model: &ModelConfig, params: usize, seq: usize) -> f64 {
 
 /// Measures training throughput on `devices` (the first one).
 pub fn measure(cfg: &BenchConfig, devices: &Devices) -> Result<Throughput, TrainError> {
-    match devices {
-        Devices::Cpu(_) => Ok(run::<burn::backend::Autodiff<clintune_model::Cpu>>(
-            cfg,
-            &Default::default(),
-        )),
-        Devices::Cuda(ids) => measure_cuda(cfg, ids.first().copied().unwrap_or(0)),
+    on_backend(devices, BenchWork(cfg))?
+}
+
+/// The bench, on whichever backend the devices call for.
+struct BenchWork<'a>(&'a BenchConfig);
+
+impl OnBackend for BenchWork<'_> {
+    type Output = Result<Throughput, TrainError>;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = devices
+            .first()
+            .ok_or_else(|| TrainError::Unsupported("no device to measure on".into()))?;
+        Ok(run::<B>(self.0, device))
     }
-}
-
-#[cfg(feature = "cuda")]
-fn measure_cuda(cfg: &BenchConfig, id: usize) -> Result<Throughput, TrainError> {
-    let device = burn::backend::cuda::CudaDevice::new(id);
-    Ok(run::<burn::backend::Autodiff<clintune_model::Cuda>>(
-        cfg, &device,
-    ))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn measure_cuda(_: &BenchConfig, _: usize) -> Result<Throughput, TrainError> {
-    Err(TrainError::Unsupported(
-        "CUDA devices need a clintune built with the cuda feature: cargo build --release --features cuda"
-            .into(),
-    ))
 }
 
 /// Times full fine-tuning steps of a random model on `device`.

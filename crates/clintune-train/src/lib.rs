@@ -3,6 +3,7 @@
 //! A [`recipe`] (TOML, strictly parsed) names the base model, the curated
 //! dataset and every training choice.
 
+pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod cluster;

@@ -1,11 +1,12 @@
 //! A whole training run: pick the backend the recipe names, train, and
 //! write the run's lineage manifest.
 
+use crate::backend::{OnBackend, on_backend};
 use crate::cluster::Cluster;
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::{METRICS_FILE, Metrics};
-use crate::recipe::{Devices, Method, Recipe};
+use crate::recipe::{Method, Recipe};
 use crate::trainer::{Peer, RunOptions, RunSummary, Trainer, check_tokenizer};
 use crate::watchdog::Watchdog;
 use burn::collective::{self, CollectiveConfig, PeerId};
@@ -28,17 +29,16 @@ pub fn train(
     on_step: OnStep<'_>,
 ) -> Result<RunSummary, TrainError> {
     check_nodes(recipe, opts.cluster.as_ref())?;
-    let summary = match recipe
+    let devices = recipe
         .hardware
         .parse_devices()
-        .map_err(TrainError::Unsupported)?
-    {
-        Devices::Cpu(n) => {
-            let devices = vec![Default::default(); n];
-            train_on::<burn::backend::Autodiff<clintune_model::Cpu>>(recipe, devices, opts, on_step)
-        }
-        Devices::Cuda(ids) => train_cuda(recipe, &ids, opts, on_step),
-    }?;
+        .map_err(TrainError::Unsupported)?;
+    let work = TrainWork {
+        recipe,
+        opts,
+        on_step,
+    };
+    let summary = on_backend(&devices, work)??;
     let writes = opts.cluster.as_ref().is_none_or(|c| c.rank == 0);
     if writes && summary.complete && !already_recorded(&summary) {
         write_manifest(recipe, recipe_path, &summary)?;
@@ -46,32 +46,19 @@ pub fn train(
     Ok(summary)
 }
 
-#[cfg(feature = "cuda")]
-fn train_cuda(
-    recipe: &Recipe,
-    ids: &[usize],
-    opts: &RunOptions,
-    on_step: OnStep<'_>,
-) -> Result<RunSummary, TrainError> {
-    let devices = ids
-        .iter()
-        .map(|&i| burn::backend::cuda::CudaDevice::new(i))
-        .collect();
-    train_on::<burn::backend::Autodiff<clintune_model::Cuda>>(recipe, devices, opts, on_step)
+/// A run's workers, on whichever backend its devices call for.
+struct TrainWork<'a, 'b> {
+    recipe: &'a Recipe,
+    opts: &'a RunOptions,
+    on_step: OnStep<'b>,
 }
 
-#[cfg(not(feature = "cuda"))]
-fn train_cuda(
-    _: &Recipe,
-    _: &[usize],
-    _: &RunOptions,
-    _: OnStep<'_>,
-) -> Result<RunSummary, TrainError> {
-    Err(TrainError::Unsupported(
-        "hardware.devices names CUDA devices, but this clintune was built without CUDA: \
-         cargo build --release --features cuda"
-            .into(),
-    ))
+impl OnBackend for TrainWork<'_, '_> {
+    type Output = Result<RunSummary, TrainError>;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        train_on::<B>(self.recipe, devices, self.opts, self.on_step)
+    }
 }
 
 /// Whether the recipe's node count and this process's place agree.
