@@ -72,9 +72,7 @@ fn batch() -> (Batch, Vec<i64>) {
 }
 
 fn bench(c: &mut Criterion) {
-    // mimalloc's purge delay (option 15) at -1, as `clintune train` sets it.
-    // SAFETY: sets a process-wide allocator option; any value is valid.
-    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    clintune_train::memory::keep_freed_memory();
     publish_setup();
     let config = ModelConfig::parse(config_text()).expect("bench config");
     let (input, targets) = batch();

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod data;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod params;
 pub mod recipe;
