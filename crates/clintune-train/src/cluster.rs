@@ -32,9 +32,10 @@ pub struct Cluster {
     pub rank: usize,
     /// The orchestrator, `ws://HOST:PORT`.
     pub orchestrator: String,
-    /// Where the other nodes reach this one, `ws://HOST:PORT`; its port is
-    /// the one this node listens on.
+    /// Where the other nodes reach this one, `ws://HOST:PORT`.
     pub node_address: String,
+    /// The port of `node_address`, which this node listens on.
+    pub data_port: u16,
 }
 
 impl Cluster {
@@ -53,19 +54,13 @@ impl Cluster {
             )));
         }
         ws_port(orchestrator, "orchestrator")?;
-        ws_port(node_address, "node address")?;
         Ok(Self {
             nodes,
             rank,
             orchestrator: orchestrator.into(),
             node_address: node_address.into(),
+            data_port: ws_port(node_address, "node address")?,
         })
-    }
-
-    /// The port this node listens on, from its address.
-    pub fn data_port(&self) -> u16 {
-        // Checked in `new`.
-        ws_port(&self.node_address, "node address").unwrap_or(DEFAULT_DATA_PORT)
     }
 
     /// burn-collective's configuration for this node's `devices` workers.
@@ -76,7 +71,7 @@ impl Cluster {
             .with_num_nodes(self.nodes as u32)
             .with_global_address(self.orchestrator.parse().map_err(bad)?)
             .with_node_address(self.node_address.parse().map_err(bad)?)
-            .with_data_service_port(self.data_port()))
+            .with_data_service_port(self.data_port))
     }
 }
 
@@ -133,7 +128,7 @@ mod tests {
     #[test]
     fn addresses_are_checked() {
         let ok = Cluster::new(2, 1, "ws://head:3030", "ws://node2:3031").unwrap();
-        assert_eq!(ok.data_port(), 3031);
+        assert_eq!(ok.data_port, 3031);
         for (orch, node, want) in [
             ("head:3030", "ws://n:1", "does not start with ws://"),
             ("ws://head", "ws://n:1", "has no port"),
