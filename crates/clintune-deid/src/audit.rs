@@ -4,7 +4,7 @@
 //! resource names that do not look like FHIR element names are counted under
 //! a placeholder, since an unknown key could itself carry PHI.
 
-use crate::scrub::{Category, Tally};
+use crate::scrub::{Category, Rule, Tally};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -67,7 +67,7 @@ impl Audit {
 
     /// Counts a structured identifier removed (e.g. `Patient.name`).
     pub fn structured_phi(&mut self, category: Category) {
-        self.phi.add(category, "structured-field");
+        self.phi.add(category, Rule::StructuredField);
     }
 
     /// Adds another audit into this one.

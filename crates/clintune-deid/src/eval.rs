@@ -232,6 +232,26 @@ fn load_brat(dir: &Path) -> Result<Vec<Note>, DeidError> {
     Ok(notes)
 }
 
+/// One fold of a corpus split by patient: fold `k` (1-based) of `n`.
+///
+/// Patients are assigned by a hash of their id, so every note of a patient
+/// lands in the same fold and the split does not depend on the corpus order.
+/// Grow rules on one fold and report on the other, both ways.
+pub fn fold(notes: Vec<Note>, k: usize, n: usize) -> Vec<Note> {
+    notes
+        .into_iter()
+        .filter(|note| fold_of(&note.patient, n) + 1 == k)
+        .collect()
+}
+
+/// The 0-based fold of a patient id among `n` (FNV-1a of the id).
+pub fn fold_of(patient: &str, n: usize) -> usize {
+    let h = patient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % n.max(1) as u64) as usize
+}
+
 /// Predicted spans of one note, as character offsets.
 pub fn predict(scrubber: &Scrubber, note: &Note) -> Vec<(usize, usize)> {
     let spans: Vec<Span> = scrubber.detect(&note.text, None);
@@ -366,6 +386,23 @@ mod tests {
         );
         assert_eq!(r.chars_left, 2 + 4);
         assert_eq!(r.by_type["Date"], (1, 0));
+    }
+
+    #[test]
+    fn folds_keep_patients_whole_and_cover_the_corpus() {
+        let notes: Vec<Note> = (0..40)
+            .map(|i| Note {
+                patient: (i / 2).to_string(),
+                note: (i % 2).to_string(),
+                text: String::new(),
+                gold: Vec::new(),
+            })
+            .collect();
+        let a = fold(notes.clone(), 1, 2);
+        let b = fold(notes, 2, 2);
+        assert_eq!(a.len() + b.len(), 40);
+        assert!(!a.is_empty() && !b.is_empty());
+        assert!(a.iter().all(|x| b.iter().all(|y| x.patient != y.patient)));
     }
 
     #[test]

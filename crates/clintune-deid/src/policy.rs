@@ -48,6 +48,32 @@ pub enum Replacement {
     Tag,
 }
 
+/// How far the free-text detector goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextMode {
+    /// Every word that is not known to be safe (the safe-word list, clinical
+    /// terms, numbers no PHI pattern claims) is replaced: the highest recall,
+    /// at the cost of misspellings and rare words. For a first release of a
+    /// model trained on a partner's text.
+    Strict,
+    /// Words that are not safe become PHI when they are name-like by form or
+    /// position (in any letter case); PHI patterns and context rules as in
+    /// strict mode.
+    #[default]
+    Balanced,
+}
+
+impl TextMode {
+    /// The mode's name as written in the policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextMode::Strict => "strict",
+            TextMode::Balanced => "balanced",
+        }
+    }
+}
+
 /// Date handling.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +101,9 @@ pub struct GeographyPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextPolicy {
+    /// `balanced` (default) or `strict`: see [`TextMode`].
+    #[serde(default)]
+    pub mode: TextMode,
     /// How names are replaced.
     #[serde(default)]
     pub names: Replacement,
@@ -165,7 +194,7 @@ impl LoadedPolicy {
         if let Some(path) = &self.site_terms {
             dicts.add_site_terms(path)?;
         }
-        Ok(crate::scrub::Scrubber::new(dicts))
+        Ok(crate::scrub::Scrubber::new(dicts).with_mode(self.policy.text.mode))
     }
 }
 

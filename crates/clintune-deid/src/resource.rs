@@ -8,7 +8,7 @@ use crate::input::route::patient_id_from_reference;
 use crate::output::Row;
 use crate::policy::{FieldKind, Policy};
 use crate::pseudonym::Pseudonymizer;
-use crate::scrub::{Category, KnownMatcher, ScrubContext, Scrubber};
+use crate::scrub::{Category, KnownMatcher, Rule, ScrubContext, Scrubber};
 use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
@@ -293,7 +293,7 @@ impl Applier<'_> {
             .as_str()
             .ok_or_else(|| self.loc.err(key, "expected a date string"))?;
         if self.p.capped {
-            self.audit.phi.add(Category::Age, "age-over-cap");
+            self.audit.phi.add(Category::Age, Rule::AgeOverCap);
             out.insert(
                 "ageGroup".into(),
                 Value::String(format!("{}+", self.d.policy.dates.age_cap)),
@@ -364,7 +364,7 @@ impl Applier<'_> {
                         }
                         ("postalCode", Value::String(z)) => {
                             out.insert("postalCode".into(), Value::String(self.zip3(z)));
-                            self.audit.phi.add(Category::Zip, "structured-zip3");
+                            self.audit.phi.add(Category::Zip, Rule::StructuredZip3);
                         }
                         _ => {
                             self.audit.drop_field(rt, &format!("{key}.{k}"));

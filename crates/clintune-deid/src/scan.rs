@@ -60,7 +60,7 @@ pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
                     file: name.clone(),
                     place: place.clone(),
                     category: span.category.as_str(),
-                    rule: span.rule,
+                    rule: span.rule.as_str(),
                     masked: mask(&text[span.start..span.end]),
                 });
             }

@@ -67,14 +67,116 @@ pub struct Dictionaries {
 }
 
 impl Dictionaries {
-    /// Loads the dictionaries from a directory (see `deid/dictionaries/SOURCES.md`).
+    /// Loads the dictionaries from a directory (see `deid/dictionaries/SOURCES.md`):
+    /// the Census name lists, English and clinical words and places, and
+    /// Philter's safe-word and name lists under `philter/`.
     pub fn load(dir: &Path) -> Result<Self, DeidError> {
         let first = read_list(&dir.join("first-names.txt"))?;
         let last = read_list(&dir.join("surnames.txt"))?;
         let common = read_list(&dir.join("common-words.txt"))?;
         let clinical = read_list(&dir.join("clinical-terms.txt"))?;
         let places = read_list(&dir.join("places.txt"))?;
-        Ok(Self::from_lists(first, last, common, clinical, places))
+        let mut dicts = Self::from_lists(first, last, common, clinical, places);
+        let philter = dir.join("philter");
+        dicts.add_safe_words(&read_compressed_list(&philter.join("safe-words.txt.zst"))?);
+        dicts.add_names(&read_compressed_list(&philter.join("first-names.txt.zst"))?);
+        dicts.add_names(&read_compressed_list(&philter.join("last-names.txt.zst"))?);
+        Ok(dicts)
+    }
+
+    /// Marks words as safe: not PHI on their own (Philter's safe list).
+    /// Context rules still apply to them ("Dr. Ward").
+    pub fn add_safe_words(&mut self, words: &[String]) {
+        for w in words {
+            *self.lexicon.entry(w.as_str().into()).or_default() |= lexicon::SAFE;
+        }
+    }
+
+    /// Adds names from a larger, noisier list (Philter's) as `EXTRA_NAME`.
+    fn add_names(&mut self, words: &[String]) {
+        for w in words {
+            *self.lexicon.entry(w.as_str().into()).or_default() |= lexicon::EXTRA_NAME;
+        }
+    }
+
+    /// True when one edit (a letter dropped, added, changed, or two
+    /// swapped) turns `word` into a safe or common word of five letters or
+    /// more: "recieve", "camode", "begining" are misspellings, not places or
+    /// names. Only for words on no list; names near words ("Carey") are
+    /// still found by the name lists.
+    pub fn near_safe(&self, word: &[u8]) -> bool {
+        const KNOWN: u32 = lexicon::SAFE | lexicon::COMMON | lexicon::CLINICAL;
+        if word.len() < 5 || word.len() > 40 || !word.iter().all(u8::is_ascii_alphabetic) {
+            return false;
+        }
+        let lower = word.to_ascii_lowercase();
+        let known = |w: &[u8]| {
+            w.len() >= 5
+                && std::str::from_utf8(w)
+                    .ok()
+                    .and_then(|w| self.lexicon.get(w))
+                    .is_some_and(|f| f & KNOWN != 0)
+        };
+        let mut cand = Vec::with_capacity(lower.len() + 1);
+        for i in 0..=lower.len() {
+            for c in b'a'..=b'z' {
+                // Insertion at i, and substitution at i.
+                cand.clear();
+                cand.extend_from_slice(&lower[..i]);
+                cand.push(c);
+                cand.extend_from_slice(&lower[i..]);
+                if known(&cand) {
+                    return true;
+                }
+                if i < lower.len() && lower[i] != c {
+                    cand.remove(i + 1);
+                    cand[i] = c;
+                    if known(&cand) {
+                        return true;
+                    }
+                }
+            }
+            if i < lower.len() {
+                cand.clear();
+                cand.extend_from_slice(&lower[..i]);
+                cand.extend_from_slice(&lower[i + 1..]);
+                if known(&cand) {
+                    return true;
+                }
+            }
+            if i + 1 < lower.len() {
+                cand.clear();
+                cand.extend_from_slice(&lower);
+                cand.swap(i, i + 1);
+                if known(&cand) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// True when `word` (ASCII letters, any case, with inner `'` or `-`) is
+    /// safe: on the safe list or a clinical term as a whole, or made of safe
+    /// parts ("a-line", "pt's", "don't").
+    pub fn is_safe(&self, word: &[u8], buf: &mut [u8; 48]) -> bool {
+        const SAFE: u32 = lexicon::SAFE | lexicon::CLINICAL | lexicon::STOP;
+        if self.flags(word, buf) & SAFE != 0 {
+            return true;
+        }
+        let Some(apostrophe) = word.iter().position(|c| *c == b'\'') else {
+            return word.contains(&b'-')
+                && word
+                    .split(|c| *c == b'-')
+                    .all(|part| part.len() < 2 || self.flags(part, buf) & SAFE != 0);
+        };
+        // "pt's", "dc'd", "don't": the stem decides.
+        let (stem, suffix) = word.split_at(apostrophe);
+        let contraction = matches!(
+            suffix[1..].to_ascii_lowercase().as_slice(),
+            b"s" | b"d" | b"t" | b"ll" | b"re" | b"ve" | b"m" | b"ed" | b"ing" | b"ing's"
+        );
+        contraction && (stem.len() < 2 || self.is_safe(stem, buf))
     }
 
     /// Builds dictionaries from word lists (lowercase).
@@ -216,22 +318,41 @@ fn read_list(path: &Path) -> Result<Vec<String>, DeidError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    Ok(text
-        .lines()
+    Ok(parse_list(&text))
+}
+
+/// A zstd-compressed word list (the Philter lists are shipped compressed).
+fn read_compressed_list(path: &Path) -> Result<Vec<String>, DeidError> {
+    let bad = |message: String| DeidError::Dictionary {
+        path: path.to_path_buf(),
+        message,
+    };
+    let raw = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let text =
+        zstd::decode_all(raw.as_slice()).map_err(|e| bad(format!("not a zstd file: {e}")))?;
+    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
+    Ok(parse_list(&text))
+}
+
+fn parse_list(text: &str) -> Vec<String> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_lowercase)
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// The repository's dictionaries.
-    pub(crate) fn repo_dictionaries() -> Dictionaries {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/dictionaries");
-        Dictionaries::load(&dir).unwrap()
+    /// The repository's dictionaries, loaded once for all tests.
+    pub(crate) fn repo_dictionaries() -> &'static Dictionaries {
+        static DICTS: std::sync::OnceLock<Dictionaries> = std::sync::OnceLock::new();
+        DICTS.get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/dictionaries");
+            Dictionaries::load(&dir).unwrap()
+        })
     }
 
     #[test]
@@ -243,5 +364,15 @@ pub(crate) mod tests {
         assert!(d.surrogate_first.len() > 100);
         assert!(d.multiword_places.contains("st louis"));
         assert!(d.multiword_max >= 3);
+        let mut buf = [0; 48];
+        for safe in ["pain", "a-line", "pt's", "Lasix", "don't"] {
+            assert!(d.is_safe(safe.as_bytes(), &mut buf), "{safe}");
+        }
+        for unsafe_word in ["michelle", "Quaxworth", "smythe", "o'brien"] {
+            assert!(
+                !d.is_safe(unsafe_word.as_bytes(), &mut buf),
+                "{unsafe_word}"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Matching a patient's own identifiers in free text.
 
 use super::dictionary::phrase_automaton;
-use super::{Category, Span};
+use super::{Category, Rule, Span};
 use crate::identity::{KnownIdentifiers, KnownKind};
 use aho_corasick::AhoCorasick;
 
@@ -43,12 +43,12 @@ impl KnownMatcher {
             }
             let (category, rule) = match self.kinds[m.pattern().as_usize()] {
                 KnownKind::GivenName | KnownKind::FamilyName => {
-                    (Category::Name, "known-patient-name")
+                    (Category::Name, Rule::KnownPatientName)
                 }
-                KnownKind::RelativeName => (Category::Name, "known-relative-name"),
-                KnownKind::Location => (Category::Address, "known-address"),
-                KnownKind::Identifier => (Category::Id, "known-identifier"),
-                KnownKind::Email => (Category::Email, "known-email"),
+                KnownKind::RelativeName => (Category::Name, Rule::KnownRelativeName),
+                KnownKind::Location => (Category::Address, Rule::KnownAddress),
+                KnownKind::Identifier => (Category::Id, Rule::KnownIdentifier),
+                KnownKind::Email => (Category::Email, Rule::KnownEmail),
             };
             spans.push(Span {
                 start: m.start(),

@@ -318,6 +318,16 @@ pub(crate) const RESIDES: u32 = 1 << 16;
 pub(crate) const NAME_AFTER: u32 = 1 << 17;
 pub(crate) const ROLE: u32 = 1 << 18;
 pub(crate) const PLACE_START: u32 = 1 << 19;
+/// On the safe-word list: not PHI on its own.
+pub(crate) const SAFE: u32 = 1 << 20;
+/// Opens a greeting or a vocative ("hi", "thanks").
+pub(crate) const GREETING: u32 = 1 << 21;
+/// Announces a date of birth or a record number after a name.
+pub(crate) const ID_CUE: u32 = 1 << 22;
+/// On Philter's larger first- or last-name lists only. These lists hold
+/// many rare words and misspellings, so only the fallback rules use them,
+/// never the Census-list context rules.
+pub(crate) const EXTRA_NAME: u32 = 1 << 23;
 
 /// Words that often follow a clinician's name in notes ("W. MAROTTA AWARE").
 pub(crate) const AFTER_NAME: &[&str] = &[
@@ -383,6 +393,8 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
             ROLE,
         ),
         (&["the"], THE),
+        (super::fallback::GREETINGS, GREETING),
+        (super::fallback::ID_CUES, ID_CUE),
     ]
 }
 

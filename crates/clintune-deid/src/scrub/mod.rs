@@ -10,19 +10,23 @@
 //! patient's offset, names get consistent surrogates, everything else a tag.
 
 pub mod dictionary;
+mod fallback;
 pub mod known;
 pub(crate) mod lexicon;
 pub mod names;
 pub mod patterns;
 mod places;
 pub mod replace;
+pub mod rule;
 pub mod textdate;
 
+use crate::policy::TextMode;
 use std::collections::BTreeMap;
 
 pub use dictionary::Dictionaries;
 pub use known::KnownMatcher;
 pub use replace::ScrubContext;
+pub use rule::Rule;
 
 /// PHI categories (Safe Harbor identifier kinds, grouped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,6 +55,8 @@ pub enum Category {
     Ip,
     /// SSN, MRN, account, plan, licence, device and other identifiers.
     Id,
+    /// Strict mode: a word not known to be safe and not otherwise classed.
+    Unknown,
 }
 
 impl Category {
@@ -69,6 +75,7 @@ impl Category {
             Category::Url => "url",
             Category::Ip => "ip",
             Category::Id => "id",
+            Category::Unknown => "unknown-word",
         }
     }
 }
@@ -83,7 +90,7 @@ pub struct Span {
     /// What was found.
     pub category: Category,
     /// Which rule found it (for the audit report).
-    pub rule: &'static str,
+    pub rule: Rule,
 }
 
 /// Counts of replacements by category and rule.
@@ -95,8 +102,11 @@ pub struct Tally {
 
 impl Tally {
     /// Adds one replacement.
-    pub fn add(&mut self, category: Category, rule: &'static str) {
-        *self.counts.entry((category.as_str(), rule)).or_default() += 1;
+    pub fn add(&mut self, category: Category, rule: Rule) {
+        *self
+            .counts
+            .entry((category.as_str(), rule.as_str()))
+            .or_default() += 1;
     }
 
     /// Adds another tally into this one.
@@ -117,6 +127,7 @@ impl Tally {
 pub struct Scrubber {
     patterns: patterns::Patterns,
     dicts: Dictionaries,
+    mode: TextMode,
 }
 
 impl Scrubber {
@@ -125,7 +136,19 @@ impl Scrubber {
         Self {
             patterns: patterns::Patterns::new(),
             dicts,
+            mode: TextMode::default(),
         }
+    }
+
+    /// The same scrubber in another mode.
+    pub fn with_mode(mut self, mode: TextMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The detector's mode.
+    pub fn mode(&self) -> TextMode {
+        self.mode
     }
 
     /// The dictionaries in use.
@@ -140,7 +163,7 @@ impl Scrubber {
             k.find(text, &mut spans);
         }
         self.patterns.find(text, &mut spans);
-        names::find(text, &self.dicts, &mut spans);
+        names::find(text, &self.dicts, self.mode, &mut spans);
         merge(text.as_bytes(), spans)
     }
 
@@ -195,7 +218,7 @@ mod tests {
             start,
             end,
             category,
-            rule: "t",
+            rule: Rule::Title,
         };
         let merged = merge(
             &[b'x'; 20],

@@ -9,10 +9,11 @@
 use super::dictionary::Dictionaries;
 use super::lexicon::*;
 use super::places::find_site_terms;
-use super::{Category, Span};
+use super::{Category, Rule, Span};
+use crate::policy::TextMode;
 
 /// Appends name and place spans found in `text`.
-pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
+pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Span>) {
     let bytes = text.as_bytes();
     let tokens = tokenize(bytes);
     // Some notes are written all in capitals, some without any: case then
@@ -24,12 +25,23 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
         .iter()
         .map(|t| dicts.flags(&bytes[t.start..t.letters_end], &mut buf))
         .collect();
+    let safe: Vec<bool> = tokens
+        .iter()
+        .map(|t| dicts.is_safe(&bytes[t.start..t.letters_end], &mut buf))
+        .collect();
+    let uncased_line = uncased_lines(bytes, &tokens);
+    // A transcript with a short typed note after it is still speech: count
+    // the words on lines without capitals.
+    let uncased_words = uncased_line.iter().filter(|u| **u).count();
     let ctx = Ctx {
         bytes,
+        uncased_line: &uncased_line,
         tokens: &tokens,
         flags: &flags,
+        safe: &safe,
+        dicts,
         caps_text,
-        lower_text: upper * 50 < lower,
+        lower_text: upper * 50 < lower || uncased_words * 5 >= tokens.len() * 4,
     };
     let first_new = spans.len();
     let mut i = 0;
@@ -38,25 +50,52 @@ pub fn find(text: &str, dicts: &Dictionaries, spans: &mut Vec<Span>) {
     }
     ctx.signatures(spans);
     ctx.multiword_places(dicts, spans);
+    ctx.any_case_names(spans);
+    ctx.wards_and_places(spans);
     drop_eponyms(bytes, spans, first_new);
+    ctx.grow_names(spans, first_new);
     same_names_elsewhere(&ctx, spans, first_new);
     find_site_terms(text, dicts, spans);
+    if mode == TextMode::Strict {
+        ctx.unsafe_words(spans);
+    }
 }
 
-/// A name found once in a text is a name wherever else it appears there
-/// ("Wife Suzette ... later suzette left"). Only uncommon words are carried
-/// over, so a name that is also a word does not spread; words glued to
-/// digits ("SaO2") are measurements, not names.
+/// Per token: true when the token's line has no ASCII capital letter.
+fn uncased_lines(bytes: &[u8], tokens: &[Token]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut k = 0;
+    let mut line_start = 0;
+    for line in bytes.split(|c| *c == b'\n') {
+        let line_end = line_start + line.len();
+        let uncased = !line.iter().any(u8::is_ascii_uppercase);
+        while k < tokens.len() && tokens[k].start < line_end.max(line_start + 1) {
+            out.push(uncased);
+            k += 1;
+        }
+        line_start = line_end + 1;
+    }
+    out.resize(tokens.len(), false);
+    out
+}
+
+/// A name or place found once in a text is one wherever else it appears
+/// there ("Wife Suzette ... later suzette left", "on Quartermain 6 ... back
+/// to QUARTERMAIN"). Only uncommon words are carried over, so a name that is
+/// also a word does not spread; words glued to digits ("SaO2") are
+/// measurements, not names.
 fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
-    let found: Vec<usize> = (0..ctx.tokens.len())
-        .filter(|&k| {
+    let carried = |c: Category| matches!(c, Category::Name | Category::Location);
+    let found: Vec<(usize, Category)> = (0..ctx.tokens.len())
+        .filter_map(|k| {
             let t = ctx.tokens[k];
-            t.letters_end == t.end
-                && ctx.len(k) >= 3
-                && !ctx.has(k, COMMON | CLINICAL | STOP)
-                && spans[from..]
-                    .iter()
-                    .any(|s| s.category == Category::Name && s.start == t.start)
+            if t.letters_end != t.end || ctx.len(k) < 3 || ctx.has(k, COMMON | CLINICAL | STOP) {
+                return None;
+            }
+            spans[from..]
+                .iter()
+                .find(|s| carried(s.category) && s.start <= t.start && t.end <= s.end)
+                .map(|s| (k, s.category))
         })
         .collect();
     if found.is_empty() {
@@ -65,18 +104,18 @@ fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
     let word = |k: usize| &ctx.bytes[ctx.tokens[k].start..ctx.tokens[k].letters_end];
     for k in 0..ctx.tokens.len() {
         let t = ctx.tokens[k];
-        if t.letters_end != t.end || found.contains(&k) {
+        if t.letters_end != t.end || found.iter().any(|(f, _)| *f == k) {
             continue;
         }
         let w = word(k);
-        if found.iter().any(|&f| word(f).eq_ignore_ascii_case(w))
+        if let Some((_, category)) = found.iter().find(|(f, _)| word(*f).eq_ignore_ascii_case(w))
             && !spans.iter().any(|s| s.start < t.end && t.start < s.end)
         {
             spans.push(Span {
                 start: t.start,
                 end: t.end,
-                category: Category::Name,
-                rule: "same-name-in-text",
+                category: *category,
+                rule: Rule::SameNameInText,
             });
         }
     }
@@ -162,7 +201,10 @@ fn drop_eponyms(bytes: &[u8], spans: &mut Vec<Span>, from: usize) {
     let mut k = from;
     while k < spans.len() {
         let s = &spans[k];
-        let dictionary_rule = !matches!(s.rule, "title" | "signature" | "name-is" | "relation");
+        let dictionary_rule = !matches!(
+            s.rule,
+            Rule::Title | Rule::Signature | Rule::NameIs | Rule::Relation
+        );
         // Places make few eponyms ("Lyme disease"); an institution's own
         // protocol ("U Maryland scale") still names the institution.
         let eponym = match s.category {
@@ -206,28 +248,34 @@ pub(super) struct Ctx<'a> {
     pub(super) bytes: &'a [u8],
     pub(super) tokens: &'a [Token],
     pub(super) flags: &'a [u32],
+    /// Per token: on the safe list (see [`Dictionaries::is_safe`]).
+    pub(super) safe: &'a [bool],
+    pub(super) dicts: &'a Dictionaries,
     pub(super) caps_text: bool,
     /// Almost no capitals in the text.
     pub(super) lower_text: bool,
+    /// Per token: its line has no capital letter (a transcribed utterance,
+    /// a note typed without capitals).
+    pub(super) uncased_line: &'a [bool],
 }
 
 impl Ctx<'_> {
     /// Applies the rules at token `i`; returns how many tokens were consumed.
     pub(super) fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
         if self.has(i, TITLE) && self.adjacent(i, i + 1) && self.real_title(i) {
-            return 1 + self.name_run(i + 1, 3, true, "title", spans);
+            return 1 + self.name_run(i + 1, 3, true, Rule::Title, spans);
         }
         if self.has(i, RELATION) && self.same_phrase(i, i + 1) {
-            return 1 + self.name_run(i + 1, 2, false, "relation", spans);
+            return 1 + self.name_run(i + 1, 2, false, Rule::Relation, spans);
         }
         if self.has(i, CUE) && self.name_is(i) {
-            let n = self.name_run(i + 2, 3, true, "name-is", spans);
+            let n = self.name_run(i + 2, 3, true, Rule::NameIs, spans);
             if n > 0 {
                 return 2 + n;
             }
         }
         if self.has(i, CUE) && self.same_phrase(i, i + 1) {
-            let n = self.name_run(i + 1, 2, false, "cue", spans);
+            let n = self.name_run(i + 1, 2, false, Rule::Cue, spans);
             if n > 0 {
                 return 1 + n;
             }
@@ -244,21 +292,21 @@ impl Ctx<'_> {
             return n;
         }
         if self.before_credential(i) {
-            self.push(i, Category::Name, "credential", spans);
+            self.push(i, Category::Name, Rule::Credential, spans);
             if i > 0 && self.adjacent(i - 1, i) && self.name_like(i - 1) {
-                self.push(i - 1, Category::Name, "credential", spans);
+                self.push(i - 1, Category::Name, Rule::Credential, spans);
             }
             return 1;
         }
         if self.pair_at(i) {
-            self.push(i, Category::Name, "name-pair", spans);
-            self.push(i + 1, Category::Name, "name-pair", spans);
+            self.push(i, Category::Name, Rule::NamePair, spans);
+            self.push(i + 1, Category::Name, Rule::NamePair, spans);
             return 2;
         }
         if self.standalone_name(i) {
-            self.push(i, Category::Name, "name-dictionary", spans);
+            self.push(i, Category::Name, Rule::NameDictionary, spans);
         } else if self.standalone_place(i) {
-            self.push(i, Category::Location, "place-dictionary", spans);
+            self.push(i, Category::Location, Rule::PlaceDictionary, spans);
         }
         1
     }
@@ -270,7 +318,7 @@ impl Ctx<'_> {
         i: usize,
         max: usize,
         strong: bool,
-        rule: &'static str,
+        rule: Rule,
         spans: &mut Vec<Span>,
     ) -> usize {
         let mut n = 0;
@@ -286,13 +334,15 @@ impl Ctx<'_> {
             let ok = candidate
                 && if strong && n == 0 {
                     // Right after a title anything capitalised is a name ("Dr. Beer").
-                    (!self.has(j, CLINICAL) || (!self.caps_text && self.capitalised(j)))
+                    (!self.has(j, CLINICAL)
+                        || (!self.caps_text && self.capitalised(j))
+                        || (self.uncased(j) && self.has(j, FIRST | LAST)))
                         && (self.capitalised(j) || self.is_name(j) || !self.is_common(j))
                 } else if n == 0 {
                     // After a relation or cue: a name-list word; a first name
                     // even if it is also a word ("son Rob", "NP Grace"); an
                     // unknown word after a relation ("brother Vinny").
-                    let relation = rule == "relation";
+                    let relation = rule == Rule::Relation;
                     let role = i > 0 && self.has(i - 1, ROLE);
                     !self.acronym(j)
                         && !self.has(j, CLINICAL)
@@ -348,8 +398,8 @@ impl Ctx<'_> {
         if !(surname || (!self.caps_text && self.name_like(j))) || self.len(j) < 3 {
             return None;
         }
-        self.push(i, Category::Name, "initial", spans);
-        self.push(j, Category::Name, "initial", spans);
+        self.push(i, Category::Name, Rule::Initial, spans);
+        self.push(j, Category::Name, Rule::Initial, spans);
         Some(2)
     }
 
@@ -400,7 +450,7 @@ impl Ctx<'_> {
                 && !self.acronym(j);
         }
         let both_capitalised = self.capitalised(i) && self.capitalised(j);
-        if self.lower_text {
+        if self.uncased(i) {
             // "martin carey": without capitals, a first name and a surname
             // that are not both ordinary words.
             return !(self.is_common(i) && self.is_common(j));
@@ -443,6 +493,12 @@ impl Ctx<'_> {
             && self.is_name(i)
             && !self.is_common(i)
             && !self.has(i, STOP)
+    }
+
+    /// True when letter case says nothing about token `i`: the text or its
+    /// line has no capitals.
+    pub(super) fn uncased(&self, i: usize) -> bool {
+        self.lower_text || self.uncased_line[i]
     }
 
     /// True when token `i` opens a sentence or a line (capitalised anyway).
@@ -556,7 +612,7 @@ impl Ctx<'_> {
                 })
             {
                 for &k in names {
-                    self.push(k, Category::Name, "signature", spans);
+                    self.push(k, Category::Name, Rule::Signature, spans);
                 }
             }
             line_start = line_end + 1;
@@ -611,13 +667,7 @@ impl Ctx<'_> {
         gap.len() <= 3 && gap.iter().all(|c| matches!(c, b' ' | b'.' | b',' | b'\t'))
     }
 
-    pub(super) fn push(
-        &self,
-        i: usize,
-        category: Category,
-        rule: &'static str,
-        spans: &mut Vec<Span>,
-    ) {
+    pub(super) fn push(&self, i: usize, category: Category, rule: Rule, spans: &mut Vec<Span>) {
         let t = self.tokens[i];
         spans.push(Span {
             start: t.start,
@@ -636,7 +686,10 @@ mod tests {
     fn names(text: &str) -> Vec<String> {
         let d = repo_dictionaries();
         let mut spans = Vec::new();
-        find(text, &d, &mut spans);
+        find(text, d, TextMode::Balanced, &mut spans);
+        // Two rules may find the same word; the scrubber merges them.
+        spans.sort_by_key(|s| (s.start, s.end));
+        spans.dedup_by_key(|s| (s.start, s.end));
         spans
             .iter()
             .map(|s| text[s.start..s.end].to_string())
@@ -690,14 +743,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("site.txt");
         std::fs::write(&path, "GH\nQuartermain\n").unwrap();
-        let mut d = repo_dictionaries();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/dictionaries");
+        let mut d = Dictionaries::load(&dir).unwrap();
         d.add_site_terms(&path).unwrap();
         let text = "transfer to quartermain 2 after cath at gh; GHOST lines";
         let mut spans = Vec::new();
-        find(text, &d, &mut spans);
+        find(text, &d, TextMode::Balanced, &mut spans);
         let found: Vec<&str> = spans
             .iter()
-            .filter(|s| s.rule == "site-term")
+            .filter(|s| s.rule == Rule::SiteTerm)
             .map(|s| &text[s.start..s.end])
             .collect();
         assert_eq!(found, ["quartermain", "gh"]);

@@ -4,7 +4,7 @@
 //! once; the alternative that matched picks the category, and a few checks
 //! in code reject matches a regex cannot (impossible dates, quantities).
 
-use super::{Category, Span};
+use super::{Category, Rule, Span};
 use regex::bytes::{Captures, Regex};
 
 const MONTH: &str = r"(?:jan(?:uary|\.)?|feb(?:ruary|\.)?|mar(?:ch|\.)?|apr(?:il|\.)?|may|june?|july?|aug(?:ust|\.)?|sep(?:t(?:ember)?|\.)?|oct(?:ober|\.)?|nov(?:ember|\.)?|dec(?:ember|\.)?)";
@@ -14,47 +14,75 @@ const STATES: &str = "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|M
 /// Alternatives in priority order: at one position the first that matches wins.
 /// Each is `(group name, category, pattern)`; a group named `*_n` inside an
 /// alternative narrows the span to that part (the context words stay).
-fn alternatives() -> Vec<(&'static str, Category, String)> {
+fn alternatives() -> Vec<(Rule, Category, String)> {
     let m = MONTH;
     vec![
-        ("email", Category::Email, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}".into()),
-        ("url", Category::Url, r#"(?i:\b(?:https?://|ftp://|www\.)[^\s<>"'()\[\]]+)"#.into()),
-        ("ip", Category::Ip, r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b".into()),
-        ("uuid", Category::Id, r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b".into()),
-        ("ssn", Category::Id, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b".into()),
-        ("iso_date", Category::Date, r"\b(?:1[89]|20)[0-9]{2}-[01]?[0-9]-[0-3]?[0-9](?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?\b".into()),
-        ("phone", Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}(?:[-. /]|-\s))[0-9]{3}(?:[-. /]|-\s)[0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?|\b[0-9]{3}\s[0-9]{7}\b".into()),
-        ("md_range", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])-(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
-        ("mdy", Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b".into()),
-        ("address", Category::Address, r"\b[0-9]{1,6}\s+(?:(?:[A-Z][a-z][A-Za-z'.-]*\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq)|(?:[A-Z][A-Z'.-]+\s+){1,3}(?:STREET|AVENUE|ROAD|DRIVE|LANE|BOULEVARD|PARKWAY|HIGHWAY))\b\.?(?:,?\s+(?:Apt|APT|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?".into()),
-        ("unit", Category::Address, r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|Unit|UNIT)\.?\s*#?\s*[0-9][0-9A-Za-z-]*\b|(?i:\b(?:p\.?\s?o\.?\s*)?box\s+[0-9]+\b)|\b(?:PSC|CMR|Unit)\s+[0-9]+".into()),
-        ("month_day", Category::Date, format!(r"(?i:\b{m}\s*[0-3]?[0-9](?:st|nd|rd|th)?\b(?:,?\s*(?:(?:1[89]|20)[0-9]{{2}}\b|'[0-9]{{2}}\b))?)")),
-        ("day_month", Category::Date, format!(r"(?i:\b[0-3]?[0-9](?:st|nd|rd|th)?\s+(?:of\s+)?{m}(?:,?\s+(?:1[89]|20)[0-9]{{2}})?\b)")),
-        ("month_alone", Category::Date, r"(?i:\b(?:in|since|during|until|till|by|early|late|mid|of)\s+(?P<month_alone_n>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?)".into()),
-        ("month_year", Category::Date, format!(r"(?i:\b{m},?\s+(?:1[89]|20)[0-9]{{2}}\b)")),
-        ("city_state", Category::Address, format!(r"\b[A-Z][a-z][A-Za-z'.-]*(?:[ ][A-Z][a-z][A-Za-z'.-]*){{0,2}},[ ]?(?:{STATES})\b(?:[ ]+[0-9]{{5}}(?:-[0-9]{{4}})?\b)?")),
-        ("zip", Category::Zip, format!(r"(?:\b(?:{STATES}),?\s+|(?i:\bzip(?:\s*code)?:?\s*))(?P<zip_n>[0-9]{{5}}(?:-[0-9]{{4}})?)\b")),
-        ("age", Category::Age, r"(?i:\b(?P<age_n>9[0-9]|1[0-2][0-9])\s*(?:-\s*)?(?:y/?o\b|y\.o\.?|yo\b|yrs?\b|years?\b|year-old|yr-old))".into()),
-        ("age_ctx", Category::Age, r"(?i:\b(?:age|aged)\s*:?\s*(?P<age_ctx_n>9[0-9]|1[0-2][0-9])\b)".into()),
-        ("phone_ctx", Category::Phone, r"(?i:(?:\b(?:pager|beeper|beep|page|pg|phone|tel|telephone|fax|cell|mobile|call|ext|extension)\b\.?\s*(?:#|no\.?|number|at|is|:)?\s*|\bx)(?P<phone_ctx_n>[0-9](?:-?[0-9]){2,14}))\b".into()),
-        ("id_ctx", Category::Id, r"(?i:\b(?:mrn|mr#|medical\s+record(?:\s+number)?|acct|account|member\s+id|policy|ssn|social\s+security(?:\s+number)?|license|licence|npi|dea|unit\s+no|case|claim|plan|id)\b\s*(?:#|no\.?|number|:)?\s*:?\s*(?P<id_ctx_n>[a-z0-9]*[0-9][a-z0-9-]{2,}))".into()),
-        ("university", Category::Location, r"(?:(?i:\b(?:university|univ)\s+of)|\bU\s+(?:of|OF))\s+[A-Za-z]+(?:\s+(?i:medical|med|hospital|hosp|center|ctr)\b)*".into()),
-        ("event_year", Category::Year, r"(?i:\b(?:mi|nqwmi|semi|cabg|ptca|pci|avr|mvr|cva|tia|pe|dvt|chole|turp|tah|resection|surgery|dx|diagnosed|stent|appy)\s+(?P<event_year_n>[3-9][0-9])\b)".into()),
-        ("apos_year_after", Category::Year, r"\b[3-9][0-9]'".into()),
-        ("month_yy", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[2-9]|[4-9][0-9])\b".into()),
-        ("md", Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
-        ("year", Category::Year, r"\b(?:19[0-9]{2}|20[0-4][0-9])[sS]?\b".into()),
-        ("apos_year", Category::Year, r"'[0-9]{2}\b".into()),
-        ("long_number", Category::Id, r"\b[0-9]{7,}\b".into()),
-        ("alnum_id", Category::Id, r"\b[A-Z]{1,3}[0-9]{5,}[A-Z]?\b".into()),
+        (Rule::Email, Category::Email, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}".into()),
+        (Rule::Url, Category::Url, r#"(?i:\b(?:https?://|ftp://|www\.)[^\s<>"'()\[\]]+)"#.into()),
+        (Rule::Ip, Category::Ip, r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b".into()),
+        (Rule::Ipv6, Category::Ip, r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|(?:\b[0-9a-f]{1,4}:){2,6}:(?:[0-9a-f]{1,4}\b(?::[0-9a-f]{1,4}\b){0,5})?|(?:\b[0-9a-f]{1,4})?::(?:[0-9a-f]{1,4}:){1,6}[0-9a-f]{1,4}\b)".into()),
+        (Rule::Uuid, Category::Id, r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b".into()),
+        (Rule::Ssn, Category::Id, r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b".into()),
+        (Rule::IsoDate, Category::Date, r"\b(?:1[89]|20)[0-9]{2}-[01]?[0-9]-[0-3]?[0-9](?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?\b".into()),
+        (Rule::YmdSlash, Category::Date, r"\b(?:1[89]|20)[0-9]{2}/(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
+        (Rule::DayMonYear, Category::Date, format!(r"(?i:\b[0-3]?[0-9][-/]?{m}[-/]?(?:(?:1[89]|20)[0-9]{{2}}|[0-9]{{2}})\b)")),
+        (Rule::Phone, Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}(?:[-. /]|-\s))[0-9]{3}(?:[-. /]|-\s)[0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?|\b[0-9]{3}\s[0-9]{7}\b".into()),
+        (Rule::PhoneLocal, Category::Phone, r"\b[2-9][0-9]{2}-[0-9]{4}\b".into()),
+        (Rule::MdRange, Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])-(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
+        (Rule::Mdy, Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b".into()),
+        (Rule::Address, Category::Address, r"\b[0-9]{1,6}\s+(?:(?:[A-Z][a-z][A-Za-z'.-]*\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq)|(?:[A-Z][A-Z'.-]+\s+){1,3}(?:STREET|AVENUE|ROAD|DRIVE|LANE|BOULEVARD|PARKWAY|HIGHWAY)|(?i:(?:[a-z][a-z'.-]*\s+){1,3}(?:street|avenue|road|drive|lane|boulevard|court|terrace|circle|parkway|highway)))\b\.?(?:,?\s+(?:Apt|APT|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?".into()),
+        (Rule::Unit, Category::Address, r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|Unit|UNIT)\.?\s*#?\s*[0-9][0-9A-Za-z-]*\b|(?i:\b(?:p\.?\s?o\.?\s*)?box\s+[0-9]+\b)|\b(?:PSC|CMR|Unit)\s+[0-9]+".into()),
+        (Rule::MonthDay, Category::Date, format!(r"(?i:\b{m}\s*[0-3]?[0-9](?:st|nd|rd|th)?\b(?:,?\s*(?:(?:1[89]|20)[0-9]{{2}}\b|'[0-9]{{2}}\b))?)")),
+        (Rule::DayMonth, Category::Date, format!(r"(?i:\b[0-3]?[0-9](?:st|nd|rd|th)?\s+(?:of\s+)?{m}(?:,?\s+(?:1[89]|20)[0-9]{{2}})?\b)")),
+        (Rule::MonthAlone, Category::Date, r"(?i:\b(?:in|since|during|until|till|by|early|late|mid|of)\s+(?P<month_alone_n>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?)".into()),
+        (Rule::SpokenDate, Category::Date, spoken_date()),
+        (Rule::MonthYear, Category::Date, format!(r"(?i:\b{m},?\s+(?:1[89]|20)[0-9]{{2}}\b)")),
+        (Rule::CityState, Category::Address, format!(r"\b[A-Z][a-z][A-Za-z'.-]*(?:[ ][A-Z][a-z][A-Za-z'.-]*){{0,2}},[ ]?(?:{STATES})\b(?:[ ]+[0-9]{{5}}(?:-[0-9]{{4}})?\b)?")),
+        (Rule::Zip, Category::Zip, format!(r"(?:\b(?:{STATES}),?\s+|(?i:\bzip(?:\s*code)?:?\s*))(?P<zip_n>[0-9]{{5}}(?:-[0-9]{{4}})?)\b")),
+        (Rule::Age, Category::Age, r"(?i:\b(?P<age_n>9[0-9]|1[0-2][0-9])\s*(?:-\s*)?(?:y/?o\b|y\.o\.?|yo\b|yrs?\b|years?\b|year-old|yr-old))".into()),
+        (Rule::AgeWords, Category::Age, format!(r"(?i:\b(?:aged\s+)?(?P<age_words_n>(?:ninety|one\s+hundred(?:\s+and)?)(?:[- ](?:{UNITS_WORDS}))?)[- ]+(?:years?|yrs?|y/?o)\b)")),
+        (Rule::AgeSex, Category::Age, r"(?m:(?:^|[.:;(]\s*|\b(?i:a|an|pt|patient|is|this)\s+)(?P<age_sex_n>9[0-9]|1[0-2][0-9])\s?[MF]\b)".into()),
+        (Rule::AgeCtx, Category::Age, r"(?i:\b(?:age|aged)\s*:?\s*(?P<age_ctx_n>9[0-9]|1[0-2][0-9])\b)".into()),
+        (Rule::PhoneCtx, Category::Phone, r"(?i:(?:\b(?:pager|beeper|beep|page|pg|phone|tel|telephone|fax|cell|mobile|call|ext|extension)\b\.?\s*(?:#|no\.?|number|at|is|:)?\s*|\bx)(?P<phone_ctx_n>[0-9](?:[-. ]?[0-9]){2,14}))\b".into()),
+        (Rule::IdCtx, Category::Id, r"(?i:\b(?:mrn|mr#|medical\s+record(?:\s+number)?|acct|account|member\s+id|policy|ssn|social\s+security(?:\s+number)?|license|licence|npi|dea|unit\s+no|case|claim|plan|id)\b\s*(?:#|no\.?|number|:)?\s*:?\s*(?P<id_ctx_n>[a-z0-9]*[0-9][a-z0-9-]{2,}(?:[ ][0-9]{2,}[0-9-]*)*))".into()),
+        (Rule::Plate, Category::Id, r"(?i:\b(?:licen[cs]e\s+)?(?:plate|tag)\s*(?:#|no\.?|number|:)?\s*:?\s*(?P<plate_n>[a-z0-9]{2,4}[- ]?[a-z0-9]{2,5}))\b".into()),
+        (Rule::University, Category::Location, r"(?:(?i:\b(?:university|univ)\s+of)|\bU\s+(?:of|OF))\s+[A-Za-z]+(?:\s+(?i:medical|med|hospital|hosp|center|ctr)\b)*".into()),
+        (Rule::EventYear, Category::Year, r"(?i:\b(?:mi|nqwmi|semi|cabg|ptca|pci|avr|mvr|cva|tia|pe|dvt|chole|turp|tah|resection|surgery|dx|diagnosed|stent|appy)\s+(?P<event_year_n>[3-9][0-9])\b)".into()),
+        (Rule::AposYearAfter, Category::Year, r"\b[3-9][0-9]'".into()),
+        (Rule::MonthYy, Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[2-9]|[4-9][0-9])\b".into()),
+        (Rule::Md, Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
+        (Rule::Year, Category::Year, r"\b(?:19[0-9]{2}|20[0-4][0-9])[sS]?\b".into()),
+        (Rule::AposYear, Category::Year, r"'[0-9]{2}\b".into()),
+        (Rule::LongNumber, Category::Id, r"\b[0-9]{7,}\b".into()),
+        (Rule::AlnumId, Category::Id, r"\b[A-Z]{1,3}[0-9]{5,}[A-Z]?\b".into()),
     ]
+}
+
+/// Number words after "ninety" or "one hundred" in an age ("ninety-seven").
+const UNITS_WORDS: &str = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen";
+
+/// A date spoken in words, as speech-to-text writes it: "march fourteenth",
+/// "the fourteenth of march", "march the 14th", with an optional spoken year
+/// ("nineteen fifty", "two thousand and three").
+fn spoken_date() -> String {
+    let month =
+        "january|february|march|april|may|june|july|august|september|october|november|december";
+    let ord = "first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth";
+    let day = format!(r"(?:(?:twenty|thirty)[- ](?:{ord})|{ord}|[0-3]?[0-9](?:st|nd|rd|th))");
+    let tens = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety";
+    let year = format!(
+        r"(?:,?\s+(?:nineteen|twenty|two\s+thousand(?:\s+and)?)(?:[- ](?:{tens}|{UNITS_WORDS}|oh))*)?"
+    );
+    format!(
+        r"(?i:\b(?:(?:{month})\s+(?:the\s+)?{day}|(?:the\s+)?{day}\s+of\s+(?:{month})){year}\b)"
+    )
 }
 
 /// The compiled pattern set.
 #[derive(Debug)]
 pub struct Patterns {
     regex: Regex,
-    groups: Vec<(&'static str, Category)>,
+    groups: Vec<(Rule, Category)>,
 }
 
 impl Default for Patterns {
@@ -72,7 +100,7 @@ impl Patterns {
         let alts = alternatives();
         let body: Vec<String> = alts
             .iter()
-            .map(|(name, _, p)| format!("(?P<{name}>{p})"))
+            .map(|(rule, _, p)| format!("(?P<{rule}>{p})"))
             .collect();
         let regex =
             Regex::new(&format!("(?-u){}", body.join("|"))).expect("built-in PHI patterns compile");
@@ -93,17 +121,20 @@ impl Patterns {
                 break;
             };
             let whole = caps.get(0).expect("group 0 always matches");
-            let Some((name, category)) = self.groups.iter().find(|(n, _)| caps.name(n).is_some())
+            let Some((rule, category)) = self
+                .groups
+                .iter()
+                .find(|(r, _)| caps.name(r.as_str()).is_some())
             else {
                 break;
             };
-            let (start, end) = narrowed(&caps, name);
-            if accept(name, bytes, start, end) {
+            let (start, end) = narrowed(&caps, *rule);
+            if accept(*rule, bytes, start, end) {
                 spans.push(Span {
                     start,
                     end,
                     category: *category,
-                    rule: name,
+                    rule: *rule,
                 });
                 pos = whole.end().max(whole.start() + 1);
             } else {
@@ -113,42 +144,51 @@ impl Patterns {
     }
 }
 
-fn narrowed(caps: &Captures<'_>, name: &str) -> (usize, usize) {
-    let inner = format!("{name}_n");
+fn narrowed(caps: &Captures<'_>, rule: Rule) -> (usize, usize) {
+    let inner = format!("{rule}_n");
     let m = caps
         .name(&inner)
-        .or_else(|| caps.name(name))
+        .or_else(|| caps.name(rule.as_str()))
         .expect("matched group exists");
     (m.start(), m.end())
 }
 
 /// Rejects matches that the pattern alone cannot rule out.
-fn accept(rule: &str, b: &[u8], start: usize, end: usize) -> bool {
+fn accept(rule: Rule, b: &[u8], start: usize, end: usize) -> bool {
     match rule {
         // 7/22 is a date; 1/2/3 parts, 120/80, 1/2 NS, CPAP 5/5 and 8/10 pain are not.
-        "md" => md_is_date(b, start, end),
-        "mdy" => {
+        Rule::Md => md_is_date(b, start, end),
+        Rule::Mdy => {
             valid_mdy(&b[start..end])
                 && !(preceded_by_decimal(b, start)
                     || continues_number(b, end)
                     || percent_after(b, end)
                     || word_before(b, start, NOT_DATE_BEFORE))
         }
-        "year" => {
+        Rule::Year => {
             !followed_by_unit(b, end)
                 && !preceded_by_decimal(b, start)
                 && !time_of_day(b, start, end)
         }
-        "long_number" => !followed_by_unit(b, end) && !preceded_by_decimal(b, start),
-        "md_range" => std::str::from_utf8(&b[start..end])
+        Rule::LongNumber => !followed_by_unit(b, end) && !preceded_by_decimal(b, start),
+        Rule::MdRange => std::str::from_utf8(&b[start..end])
             .ok()
             .and_then(|s| s.split_once('-'))
             .is_some_and(|(x, y)| !fraction_like(x) && !fraction_like(y)),
-        "apos_year_after" => !(end < b.len() && b[end].is_ascii_alphanumeric()),
-        "event_year" | "month_yy" => {
+        Rule::AposYearAfter => !(end < b.len() && b[end].is_ascii_alphanumeric()),
+        Rule::EventYear | Rule::MonthYy => {
             !(followed_by_unit(b, end) || continues_number(b, end) || percent_after(b, end))
         }
-        "phone_ctx" => !continues_number(b, end),
+        Rule::PhoneCtx => !continues_number(b, end) && !followed_by_unit(b, end),
+        Rule::PhoneLocal => {
+            !(preceded_by_decimal(b, start)
+                || time_range(&b[start..end])
+                || continues_number(b, end)
+                || followed_by_unit(b, end)
+                || (start >= 1 && matches!(b[start - 1], b'-' | b'/')))
+        }
+        Rule::Plate => b[start..end].iter().any(u8::is_ascii_digit),
+        Rule::Ipv6 => b[start..end].iter().filter(|c| **c == b':').count() >= 2,
         _ => true,
     }
 }
@@ -260,7 +300,36 @@ fn time_of_day(b: &[u8], start: usize, end: usize) -> bool {
                 "approximately",
             ],
         )
-        || (start > 0 && b[start - 1] == b'@')
+        || b[..start].trim_ascii_end().ends_with(b"@")
+        || after_date(&b[..start])
+}
+
+/// True when `head` ends with a numeric date and a comma or space:
+/// `10/22/03, 1900` is the time of that day.
+fn after_date(head: &[u8]) -> bool {
+    let head = head.trim_ascii_end();
+    let head = head.strip_suffix(b",").unwrap_or(head);
+    let tail_start = head
+        .iter()
+        .rposition(|c| !(c.is_ascii_digit() || *c == b'/'))
+        .map_or(0, |p| p + 1);
+    let tail = &head[tail_start..];
+    tail.iter().filter(|c| **c == b'/').count() >= 1 && tail.last().is_some_and(u8::is_ascii_digit)
+}
+
+/// `900-1300`: two clock times, not a local phone number.
+fn time_range(s: &[u8]) -> bool {
+    let clock = |p: &[u8]| {
+        std::str::from_utf8(p)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|v| v / 100 < 24 && v % 100 < 60)
+    };
+    s.split(|c| *c == b'-')
+        .collect::<Vec<_>>()
+        .as_slice()
+        .iter()
+        .all(|p| clock(p))
 }
 
 /// True when a number goes on past the match (`3/2.98`, `7.27-7.31`, `5/5/`).
@@ -314,7 +383,7 @@ fn followed_by_unit(b: &[u8], end: usize) -> bool {
 mod tests {
     use super::*;
 
-    fn found(text: &str) -> Vec<(String, &'static str)> {
+    fn found(text: &str) -> Vec<(String, Rule)> {
         let mut spans = Vec::new();
         Patterns::new().find(text, &mut spans);
         spans
@@ -349,6 +418,44 @@ mod tests {
                 "missing {want}: {f:?}"
             );
         }
+    }
+
+    #[test]
+    fn finds_whole_numbers_and_other_date_and_age_forms() {
+        let cases = [
+            ("phone 617 555 0199 today", "617 555 0199"),
+            ("ssn 123 45 6789.", "123 45 6789"),
+            ("MRN 8844 2211 on file", "8844 2211"),
+            ("reach him at 555-0199 tonight", "555-0199"),
+            ("pager 4-1234", "4-1234"),
+            ("call x4512 with results", "4512"),
+            ("born 14-Mar-1950", "14-Mar-1950"),
+            ("born 1950/03/14", "1950/03/14"),
+            ("born 14MAR1950", "14MAR1950"),
+            (
+                "she was born march fourteenth nineteen fifty",
+                "march fourteenth nineteen fifty",
+            ),
+            ("on the twenty-first of june", "the twenty-first of june"),
+            ("a 97M with CHF", "97"),
+            ("ninety-seven year old man", "ninety-seven"),
+            ("aged one hundred and two years", "one hundred and two"),
+            ("from 2001:db8::8a2e:370:7334 at", "2001:db8::8a2e:370:7334"),
+            ("license plate 7XYZ123 seen", "7XYZ123"),
+        ];
+        for (text, want) in cases {
+            let f = found(text);
+            assert!(
+                f.iter().any(|(s, _)| s == want),
+                "{text:?}: want {want:?}, found {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_temperatures_times_and_doses() {
+        let f = found("T 99F, temp 97 F at 10:30, lopressor 25 mg, 120-1500 cc, 1.5-2.0");
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::dictionary::Dictionaries;
 use super::known::is_boundary;
 use super::lexicon::*;
 use super::names::Ctx;
-use super::{Category, Span};
+use super::{Category, Rule, Span};
 
 impl Ctx<'_> {
     /// `transferred to GH`, `lives in catonsville`: the place after a movement verb.
@@ -36,9 +36,62 @@ impl Ctx<'_> {
             return None;
         }
         for k in first..j {
-            self.push(k, Category::Location, "place-cue", spans);
+            self.push(k, Category::Location, Rule::PlaceCue, spans);
         }
         Some(j - i)
+    }
+
+    /// Places by position, in any case: a ward or building with its floor
+    /// (`on Quartermain 6`, `to blake 7`) and a word on no list after
+    /// `at`, `in` or `from` (`sent to ED at GH`, `from GBMC`).
+    pub(super) fn wards_and_places(&self, spans: &mut Vec<Span>) {
+        for i in 1..self.tokens.len() {
+            let prep = self.has(i - 1, PREP | IN | PLACE_CUE) || self.word_is(i - 1, b"on");
+            if !prep || !self.same_phrase(i - 1, i) || !self.place_candidate(i) {
+                continue;
+            }
+            // All-capitals notes and abbreviations after "to" or "at" are
+            // mostly clinical shorthand ("TO LWS", "IVF AT KVO"): there the
+            // word must be a known place.
+            let plain = (!self.caps_text && self.capitalised(i) && !self.acronym(i))
+                || self.uncased(i)
+                || self.has(i, PLACE);
+            if self.floor_number_after(i) {
+                self.push(i, Category::Location, Rule::Ward, spans);
+            } else if plain && self.has(i - 1, PREP | IN) && !self.has(i - 1, PLACE_CUE) {
+                self.push(i, Category::Location, Rule::PlaceCue, spans);
+            }
+        }
+    }
+
+    /// A word on no list that can name a place: capitalised unless the
+    /// text's case says nothing, and not a misspelt word.
+    fn place_candidate(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        let case_allows =
+            self.uncased(i) || self.caps_text || self.capitalised(i) || self.acronym(i);
+        t.letters_end == t.end
+            && case_allows
+            && self.len(i) >= 2
+            && !self.known_word(i)
+            && !self.has(i, FIRST | LAST | TITLE | RELATION | CREDENTIAL | FACILITY)
+            && !self.misspelt(i)
+    }
+
+    /// True when a one- or two-digit floor or ward number follows token `i`
+    /// and no unit follows it (`Quartermain 2`, not `Lopressor 25 mg`).
+    fn floor_number_after(&self, i: usize) -> bool {
+        let rest = &self.bytes[self.tokens[i].end..];
+        let Some(rest) = rest.strip_prefix(b" ") else {
+            return false;
+        };
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let after = &rest[digits..];
+        let unit = after
+            .trim_ascii_start()
+            .first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'%' | b'/' | b'.' | b','));
+        (1..=2).contains(&digits) && !unit
     }
 
     /// A word that can name a place after a cue: not an ordinary or clinical word.
@@ -68,7 +121,7 @@ impl Ctx<'_> {
             && !self.has(i, CLINICAL)
         {
             for k in i..=f {
-                self.push(k, Category::Location, "facility", spans);
+                self.push(k, Category::Location, Rule::Facility, spans);
             }
             return Some(f - i + 1);
         }
@@ -80,7 +133,10 @@ impl Ctx<'_> {
     pub(super) fn facility_word(&self, i: usize) -> bool {
         let named = self.has(i, FACILITY_NAME) || self.is_name(i) || self.has(i, PLACE);
         !self.has(i, STOP | FACILITY | CLINICAL)
-            && (self.capitalised(i) || !self.is_common(i) || self.has(i, FACILITY_NAME))
+            && (self.capitalised(i)
+                || self.uncased(i)
+                || !self.is_common(i)
+                || self.has(i, FACILITY_NAME))
             && (named || !self.is_common(i) || (!self.caps_text && !self.sentence_start(i)))
     }
 
@@ -88,7 +144,7 @@ impl Ctx<'_> {
         self.len(i) >= 4
             && self.has(i, PLACE)
             && !self.is_common(i)
-            && (self.caps_text || self.capitalised(i))
+            && (self.caps_text || self.capitalised(i) || self.uncased(i))
     }
 
     /// "New York", "St. Louis": the longest run of words from a capitalised
@@ -97,7 +153,8 @@ impl Ctx<'_> {
         let mut key = String::new();
         let mut i = 0;
         while i < self.tokens.len() {
-            if !self.has(i, PLACE_START) || !self.bytes[self.tokens[i].start].is_ascii_uppercase() {
+            let cased = self.bytes[self.tokens[i].start].is_ascii_uppercase() || self.uncased(i);
+            if !self.has(i, PLACE_START) || !cased {
                 i += 1;
                 continue;
             }
@@ -128,7 +185,7 @@ impl Ctx<'_> {
                         start: self.tokens[i].start,
                         end: self.tokens[j].end,
                         category: Category::Location,
-                        rule: "place-dictionary",
+                        rule: Rule::PlaceDictionary,
                     });
                     i = j + 1;
                 }
@@ -149,7 +206,7 @@ pub(super) fn find_site_terms(text: &str, dicts: &Dictionaries, spans: &mut Vec<
                 start: m.start(),
                 end: m.end(),
                 category: Category::Location,
-                rule: "site-term",
+                rule: Rule::SiteTerm,
             });
         }
     }

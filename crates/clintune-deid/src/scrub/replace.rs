@@ -3,7 +3,7 @@
 use super::dictionary::Dictionaries;
 use super::known::KnownMatcher;
 use super::textdate::TextDate;
-use super::{Category, Span, Tally};
+use super::{Category, Rule, Span, Tally};
 use crate::policy::Replacement;
 use crate::pseudonym::Pseudonymizer;
 use chrono::{Datelike, NaiveDate};
@@ -106,6 +106,7 @@ fn replacement(
         Category::Url => "[URL]".into(),
         Category::Ip => "[IP]".into(),
         Category::Id => "[ID]".into(),
+        Category::Unknown => "[REDACTED]".into(),
     }
 }
 
@@ -137,17 +138,17 @@ fn surrogate_name(original: &str, ctx: &ScrubContext<'_>, dicts: &Dictionaries) 
 
 fn shifted_date(
     original: &str,
-    rule: &str,
+    rule: Rule,
     ctx: &ScrubContext<'_>,
     birth_cue: bool,
 ) -> Option<String> {
     if ctx.dates == Replacement::Tag {
         return None;
     }
-    if rule == "md_range" {
+    if rule == Rule::MdRange {
         let (a, b) = original.split_once('-')?;
-        let a = shifted_date(a, "md", ctx, false)?;
-        let b = shifted_date(b, "md", ctx, false)?;
+        let a = shifted_date(a, Rule::Md, ctx, false)?;
+        let b = shifted_date(b, Rule::Md, ctx, false)?;
         return Some(format!("{a}-{b}"));
     }
     let d = TextDate::parse(original, rule)?;

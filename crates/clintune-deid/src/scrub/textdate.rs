@@ -1,5 +1,6 @@
 //! Dates written in free text: parsed, shifted, and written back in the same style.
 
+use super::Rule;
 use chrono::{Datelike, Duration, NaiveDate};
 
 const MONTHS: [&str; 12] = [
@@ -60,12 +61,12 @@ enum Case {
 
 impl TextDate {
     /// Parses the text of a date span found by the rule `rule`.
-    pub fn parse(s: &str, rule: &str) -> Option<Self> {
+    pub fn parse(s: &str, rule: Rule) -> Option<Self> {
         match rule {
-            "iso_date" => parse_iso(s),
-            "mdy" | "md" => parse_numeric(s),
-            "month_yy" => parse_month_year(s),
-            "month_day" | "day_month" | "month_year" | "month_alone" => parse_words(s),
+            Rule::IsoDate => parse_iso(s),
+            Rule::Mdy | Rule::Md => parse_numeric(s),
+            Rule::MonthYy => parse_month_year(s),
+            Rule::MonthDay | Rule::DayMonth | Rule::MonthYear | Rule::MonthAlone => parse_words(s),
             _ => None,
         }
     }
@@ -371,7 +372,9 @@ mod tests {
     use super::*;
 
     fn shift(s: &str, rule: &str, days: i64) -> String {
-        TextDate::parse(s, rule).unwrap().shifted(days)
+        TextDate::parse(s, Rule::from_name(rule).unwrap())
+            .unwrap()
+            .shifted(days)
     }
 
     #[test]
