@@ -2,13 +2,14 @@
 //!
 //! Notes are the bundled sample's DocumentReference attachments (Synthea) and
 //! chat trace contents. Each note is scrubbed with its patient's known
-//! identifiers, as the pipeline does. Criterion reports bytes per second for
-//! one thread; the pipeline runs one such worker per core.
+//! identifiers, as the pipeline does, in both modes of the policy's
+//! `[text] mode`. Criterion reports bytes per second for one thread; the
+//! pipeline runs one such worker per core.
 
 use base64::Engine;
 use clintune_core::secret::{KeySource, SecretKey};
 use clintune_deid::identity::KnownIdentifiers;
-use clintune_deid::policy::Replacement;
+use clintune_deid::policy::{Replacement, TextMode};
 use clintune_deid::pseudonym::Pseudonymizer;
 use clintune_deid::scrub::{Dictionaries, KnownMatcher, ScrubContext, Scrubber, Tally};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -43,8 +44,10 @@ fn notes(root: &Path) -> Vec<String> {
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scrubber =
-        Scrubber::new(Dictionaries::load(&root.join("deid/dictionaries")).expect("dictionaries"));
+    let dictionaries =
+        || Dictionaries::load(&root.join("deid/dictionaries")).expect("dictionaries");
+    let scrubber = Scrubber::new(dictionaries());
+    let strict = Scrubber::new(dictionaries()).with_mode(TextMode::Strict);
     let texts = notes(root);
     let bytes: usize = texts.iter().map(String::len).sum();
     let patient: Value = serde_json::from_str(
@@ -75,15 +78,20 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrub");
     group.throughput(Throughput::Bytes(bytes as u64));
     group.sample_size(20);
-    group.bench_function("notes_with_known_identifiers", |b| {
-        b.iter(|| {
-            let mut tally = Tally::default();
-            texts
-                .iter()
-                .map(|t| scrubber.scrub(t, &ctx, &mut tally).len())
-                .sum::<usize>()
-        })
-    });
+    for (name, s) in [
+        ("notes_with_known_identifiers", &scrubber),
+        ("notes_with_known_identifiers_strict", &strict),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut tally = Tally::default();
+                texts
+                    .iter()
+                    .map(|t| s.scrub(t, &ctx, &mut tally).len())
+                    .sum::<usize>()
+            })
+        });
+    }
     let patterns = clintune_deid::scrub::patterns::Patterns::new();
     group.bench_function("patterns_only", |b| {
         b.iter(|| {
@@ -96,9 +104,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut spans = Vec::new();
             let d = scrubber.dictionaries();
-            texts
-                .iter()
-                .for_each(|t| clintune_deid::scrub::names::find(t, d, &mut spans));
+            texts.iter().for_each(|t| {
+                clintune_deid::scrub::names::find(t, d, TextMode::Balanced, &mut spans)
+            });
             spans.len()
         })
     });

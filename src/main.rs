@@ -67,9 +67,29 @@ enum Command {
     Keygen(cmd::keygen::KeygenArgs),
 }
 
+/// Ctrl-C, SIGTERM or SIGHUP: unfinished output folders may hold raw
+/// records (de-identification groups them by patient on disk), and
+/// destructors do not run when a signal ends the process, so remove them
+/// here, then exit as an interrupted process does (128 + SIGINT).
+fn remove_work_folders_on_interrupt() {
+    let installed = ctrlc::set_handler(|| {
+        let n = clintune_core::staging::remove_uncommitted();
+        if n > 0 {
+            eprintln!("interrupted: removed {n} unfinished output folder(s); nothing was written");
+        }
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        tracing::warn!(
+            "cannot install the interrupt handler ({e}); an interrupted run may leave a work folder behind"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    remove_work_folders_on_interrupt();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Deid(args) => cmd::deid::run(args),

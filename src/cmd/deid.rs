@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use clintune_core::secret::SecretKey;
 use clintune_deid::eval::{self, Format};
+use clintune_deid::policy::TextMode;
 use clintune_deid::{DeidOptions, Policy};
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ pub const KEY_ENV: &str = "CLINTUNE_DEID_KEY";
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  clintune keygen --out deid.key\n  clintune deid --input exports/bulk --input traces.jsonl --key-file deid.key --out datasets/deid\n  clintune deid eval --format physionet ../shared/corpora/physionet-deid-dev"
+    after_help = "Examples:\n  clintune keygen --out deid.key\n  clintune deid --input exports/bulk --input traces.jsonl --key-file deid.key --out datasets/deid\n  clintune deid eval --format physionet ../shared/corpora/physionet-deid-dev --fold 2/2 --mode strict\n  clintune deid eval --format brat tests/fixtures/deid-transcripts"
 )]
 pub struct DeidArgs {
     #[command(subcommand)]
@@ -88,6 +89,33 @@ struct EvalArgs {
     /// (quotes the corpus: for development corpora only).
     #[arg(long)]
     show_errors: bool,
+    /// Detector mode, instead of the policy's `[text] mode`.
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    /// Score one fold of the corpus split by patient, as K/N (e.g. `1/2`):
+    /// grow rules on one fold, report on the other.
+    #[arg(long, value_name = "K/N", value_parser = parse_fold)]
+    fold: Option<(usize, usize)>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Every word not known to be safe is replaced.
+    Strict,
+    /// Unknown words are replaced when name-like by form or position.
+    Balanced,
+}
+
+fn parse_fold(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((k, n)) if n >= 2 && (1..=n).contains(&k) => Ok((k, n)),
+        _ => Err(format!(
+            "{s:?} is not a fold: write K/N with 1 <= K <= N and N >= 2, e.g. 1/2"
+        )),
+    }
 }
 
 /// Runs `clintune deid`.
@@ -152,6 +180,9 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         s.seconds,
         mb / s.seconds.max(1e-9)
     );
+    if let Some(mode) = s.manifest.config.get("text_mode").and_then(|v| v.as_str()) {
+        println!("free text: {mode} mode (policy [text] mode)");
+    }
     println!("output: {} (manifest {})", s.out.display(), s.manifest.id);
     Ok(())
 }
@@ -165,13 +196,24 @@ fn count(counts: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
 
 fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
     let policy = Policy::load(&e.policy)?;
-    let scrubber = policy.scrubber()?;
+    let mut scrubber = policy.scrubber()?;
+    if let Some(mode) = e.mode {
+        scrubber = scrubber.with_mode(match mode {
+            ModeArg::Strict => TextMode::Strict,
+            ModeArg::Balanced => TextMode::Balanced,
+        });
+    }
     let format = match e.format {
         CorpusFormat::Physionet => Format::Physionet,
         CorpusFormat::Brat => Format::Brat,
     };
-    let notes = eval::load(&e.dir, format)
+    let mut notes = eval::load(&e.dir, format)
         .with_context(|| format!("reading corpus {}", e.dir.display()))?;
+    if let Some((k, n)) = e.fold {
+        notes = eval::fold(notes, k, n);
+        println!("fold {k}/{n} (patients split by a hash of their id)");
+    }
+    println!("mode {}", scrubber.mode().as_str());
     let preds: Vec<_> = notes.iter().map(|n| eval::predict(&scrubber, n)).collect();
     let report = eval::score(&notes, &preds);
     let mut out = std::io::stdout().lock();

@@ -7,7 +7,38 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// This process's staging directories not yet committed or dropped. A
+/// process told to stop (Ctrl-C, SIGTERM) removes them with
+/// [`remove_uncommitted`] before it exits, since they may hold raw records.
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes every staging directory of this process that was neither
+/// committed nor dropped; returns how many there were. For a signal handler
+/// (which then exits): destructors do not run on a signal.
+pub fn remove_uncommitted() -> usize {
+    let live = match LIVE.lock() {
+        Ok(mut live) => std::mem::take(&mut *live),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for path in &live {
+        let _ = fs::remove_dir_all(path);
+    }
+    live.len()
+}
+
+fn set_live(path: &Path, live: bool) {
+    let mut list = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if live {
+        list.push(path.to_path_buf());
+    } else {
+        list.retain(|p| p != path);
+    }
+}
 
 /// A temporary directory that becomes the final output on [`StagingDir::commit`].
 ///
@@ -17,6 +48,7 @@ pub struct StagingDir {
     path: PathBuf,
     target: PathBuf,
     committed: bool,
+    swept: Vec<PathBuf>,
 }
 
 /// Errors of atomic output handling.
@@ -62,13 +94,25 @@ impl StagingDir {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path = parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+        let prefix = format!(".{name}.tmp-");
+        let swept = sweep_leftovers(&parent, &prefix);
+        let path = parent.join(format!("{prefix}{}-{nanos}", std::process::id()));
         create_private_dir(&path).map_err(io_err("cannot create", &path))?;
+        set_live(&path, true);
         Ok(Self {
             path,
             target: target.to_path_buf(),
             committed: false,
+            swept,
         })
+    }
+
+    /// Staging directories of earlier runs for the same output that were
+    /// killed before they could clean up (`kill -9`, a power cut), removed
+    /// by [`StagingDir::new`]. The caller says so: they may have held raw
+    /// records.
+    pub fn swept(&self) -> &[PathBuf] {
+        &self.swept
     }
 
     /// The directory to write into.
@@ -94,6 +138,7 @@ impl StagingDir {
             fs::rename(&self.path, &self.target).map_err(io_err("cannot rename", &self.path))?;
         }
         self.committed = true;
+        set_live(&self.path, false);
         Ok(self.target.clone())
     }
 }
@@ -102,8 +147,40 @@ impl Drop for StagingDir {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.path);
+            set_live(&self.path, false);
         }
     }
+}
+
+/// Removes `PREFIX<pid>-…` entries of `dir` whose process is gone.
+fn sweep_leftovers(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut swept = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let path = entry.path();
+            if fs::remove_dir_all(&path).is_ok() {
+                swept.push(path);
+            }
+        }
+    }
+    swept
+}
+
+/// True when a process with this id runs. Where that cannot be known, true:
+/// a directory is only removed when its writer is known to be gone.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
 }
 
 fn parent_of(target: &Path) -> PathBuf {
@@ -187,6 +264,27 @@ mod tests {
         s.commit().unwrap();
         assert!(!target.join("a").exists());
         assert!(target.join("b").exists());
+    }
+
+    #[test]
+    fn live_staging_is_registered_and_leftovers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let live = |p: &Path| LIVE.lock().unwrap().iter().any(|l| l == p);
+        let s = StagingDir::new(&target, false).unwrap();
+        let path = s.path().to_path_buf();
+        assert!(live(&path));
+        drop(s);
+        assert!(!live(&path));
+        // A killed run's folder: a process id that cannot exist.
+        if Path::new("/proc").is_dir() {
+            let dead = dir.path().join(format!(".out.tmp-{}-1", u32::MAX - 1));
+            fs::create_dir(&dead).unwrap();
+            fs::write(dead.join("raw"), b"x").unwrap();
+            let s = StagingDir::new(&target, false).unwrap();
+            assert_eq!(s.swept(), [dead.clone()]);
+            assert!(!dead.exists());
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Audit {
     pub patients: u64,
     /// Of those, patients with a FHIR Patient resource.
     pub patients_with_record: u64,
+    /// Records written for patients without a Patient resource (notes given
+    /// without their Patient file, chat traces): their text was scrubbed
+    /// without the patient's own identifiers.
+    pub records_without_patient_record: u64,
     /// Records read, by resource type.
     pub records_in: BTreeMap<String, u64>,
     /// Records written, by resource type.
@@ -80,6 +84,7 @@ impl Audit {
         add(&mut self.files, &o.files);
         self.patients += o.patients;
         self.patients_with_record += o.patients_with_record;
+        self.records_without_patient_record += o.records_without_patient_record;
         add(&mut self.records_in, &o.records_in);
         add(&mut self.records_out, &o.records_out);
         for (reason, m) in &o.records_dropped {
@@ -104,6 +109,7 @@ impl Audit {
             "files": self.files,
             "patients": self.patients,
             "patients_with_record": self.patients_with_record,
+            "records_without_patient_record": self.records_without_patient_record,
             "records_in": self.records_in,
             "records_out": self.records_out,
             "records_dropped": self.records_dropped,
@@ -122,6 +128,10 @@ impl Audit {
         m.insert(
             "patients_with_record".into(),
             self.patients_with_record.into(),
+        );
+        m.insert(
+            "records_without_patient_record".into(),
+            self.records_without_patient_record.into(),
         );
         m.insert("records_in".into(), sum(&self.records_in).into());
         m.insert("records_out".into(), sum(&self.records_out).into());

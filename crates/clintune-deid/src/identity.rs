@@ -6,6 +6,7 @@
 
 use chrono::NaiveDate;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// What kind of identifier a known value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,20 +87,69 @@ impl KnownIdentifiers {
         }
     }
 
-    /// Adds each word of a name, and the word without trailing digits when
-    /// the source system decorates names that way.
+    /// Adds each word of a name, each part of a hyphenated or apostrophed
+    /// name ("Quaxworth-Smythe" also gives "Smythe", "O'Name" also "Name" and
+    /// "OName"), the word without trailing digits when the source system
+    /// decorates names that way, and common nicknames of given names.
     fn add_words(&mut self, s: &str, kind: KnownKind) {
         for word in s.split(|c: char| c.is_whitespace() || c == ',') {
             let word = word.trim_matches(|c: char| c == '.' || c == '"');
             if word.chars().count() < 2 {
                 continue;
             }
-            self.values.push((word.to_string(), kind));
             let bare = word.trim_end_matches(|c: char| c.is_ascii_digit());
-            if bare.len() >= 2 && bare.len() != word.len() {
-                self.values.push((bare.to_string(), kind));
+            for form in [word, bare] {
+                self.add_name_forms(form, kind);
             }
         }
+    }
+
+    fn add_name_forms(&mut self, word: &str, kind: KnownKind) {
+        if word.chars().count() < 2 {
+            return;
+        }
+        self.values.push((word.to_string(), kind));
+        let joiners = |c: char| matches!(c, '-' | '\'' | '’' | 'ʼ');
+        if word.contains(joiners) {
+            let joined: String = word.chars().filter(|c| !joiners(*c)).collect();
+            self.values.push((joined, kind));
+            for part in word.split(joiners).filter(|p| p.chars().count() >= 3) {
+                self.values.push((part.to_string(), kind));
+            }
+        }
+        if kind == KnownKind::GivenName {
+            for nick in nicknames(word) {
+                self.values.push(((*nick).to_string(), kind));
+            }
+        }
+    }
+
+    /// The name words (patient's and relatives'), for keeping them out of
+    /// places other than text, such as the manifest's input paths.
+    pub fn name_words(&self) -> BTreeSet<String> {
+        self.values
+            .iter()
+            .filter(|(v, k)| {
+                matches!(
+                    k,
+                    KnownKind::GivenName | KnownKind::FamilyName | KnownKind::RelativeName
+                ) && v.chars().count() >= 3
+            })
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+
+    /// Merges the identifiers of another resource of the same patient (a
+    /// stub and a full Patient, or a Patient split across files).
+    pub fn merge(&mut self, other: KnownIdentifiers) {
+        self.values.extend(other.values);
+        self.values.sort();
+        self.values.dedup();
+        self.phones.extend(other.phones);
+        self.phones.sort();
+        self.phones.dedup();
+        self.birth_date = self.birth_date.or(other.birth_date);
+        self.deceased = self.deceased.or(other.deceased);
     }
 
     fn add_identifier(&mut self, v: &str) {
@@ -183,6 +233,71 @@ impl KnownIdentifiers {
             self.add_extension(inner);
         }
     }
+}
+
+/// Common English nicknames of a given name (any case); empty for others.
+/// Nicknames that are also ordinary words ("will", "bill", "pat") are left
+/// out: known names are matched in any case.
+fn nicknames(given: &str) -> &'static [&'static str] {
+    const TABLE: &[(&str, &[&str])] = &[
+        ("william", &["billy", "willy", "liam"]),
+        ("robert", &["bob", "bobby", "robbie", "bert"]),
+        ("richard", &["rick", "ricky"]),
+        ("james", &["jim", "jimmy", "jamie"]),
+        ("john", &["johnny"]),
+        ("joseph", &["joe", "joey"]),
+        ("thomas", &["tom", "tommy"]),
+        ("charles", &["charlie", "chas"]),
+        ("michael", &["mike", "mikey", "mick"]),
+        ("christopher", &["chris", "topher"]),
+        ("daniel", &["dan", "danny"]),
+        ("matthew", &["matt"]),
+        ("anthony", &["tony"]),
+        ("edward", &["eddie", "ted", "ned"]),
+        ("steven", &["steve"]),
+        ("stephen", &["steve"]),
+        ("kenneth", &["kenny"]),
+        ("joshua", &["josh"]),
+        ("andrew", &["andy"]),
+        ("nicholas", &["nick", "nicky"]),
+        ("benjamin", &["ben", "benny"]),
+        ("samuel", &["sam", "sammy"]),
+        ("alexander", &["alex", "xander"]),
+        ("jonathan", &["jon", "jonny"]),
+        ("timothy", &["tim", "timmy"]),
+        ("gregory", &["greg"]),
+        ("patrick", &["paddy"]),
+        ("peter", &["pete"]),
+        ("lawrence", &["larry"]),
+        (
+            "elizabeth",
+            &["liz", "lizzie", "beth", "betty", "eliza", "libby"],
+        ),
+        ("margaret", &["maggie", "meg", "peggy", "marge"]),
+        ("katherine", &["kate", "katie", "kathy", "kat"]),
+        ("catherine", &["cathy", "kate"]),
+        ("jennifer", &["jen", "jenny"]),
+        ("jessica", &["jess", "jessie"]),
+        ("patricia", &["patty", "trish"]),
+        ("susan", &["susie"]),
+        ("deborah", &["deb", "debbie"]),
+        ("barbara", &["babs"]),
+        ("rebecca", &["becky", "becca"]),
+        ("victoria", &["vicky", "tori"]),
+        ("christine", &["chris", "chrissy"]),
+        ("kimberly", &["kim"]),
+        ("samantha", &["sam", "sammie"]),
+        ("dorothy", &["dottie"]),
+        ("theresa", &["terry", "tess"]),
+        ("abigail", &["abby"]),
+        ("alexandra", &["alex", "sasha"]),
+        ("josephine", &["josie"]),
+    ];
+    let lower = given.to_lowercase();
+    TABLE
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map_or(&[], |(_, nicks)| nicks)
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {

@@ -6,7 +6,7 @@ use crate::input::route::{RouteOptions, Spill, route_all};
 use crate::input::{InputFile, InputKind, discover};
 use crate::output::write_parquet;
 use crate::policy::{LoadedPolicy, Policy};
-use crate::process::{ProcessOptions, process_partition};
+use crate::process::{ProcessOptions, Processed, process_partition};
 use crate::pseudonym::Pseudonymizer;
 use crate::resource::Deidentifier;
 use chrono::NaiveDate;
@@ -16,7 +16,8 @@ use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 /// Default input bytes per partition: bounds the memory one partition needs.
@@ -87,6 +88,12 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     );
 
     let staging = StagingDir::new(&opts.out, opts.force)?;
+    for left in staging.swept() {
+        tracing::warn!(
+            path = %left.display(),
+            "removed the work folder of an earlier de-identification that was killed before it could clean up (it held raw records)"
+        );
+    }
     let work = staging.path().join(".work");
     let partitions = input_bytes
         .div_ceil(opts.partition_bytes.max(1))
@@ -105,11 +112,13 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     let parts = spill.finish()?;
 
     let pseudonymizer = Pseudonymizer::new(key.clone());
+    let path_words = folder_words(&inputs);
     let d = Deidentifier {
         policy: &loaded.policy,
         scrubber: &scrubber,
         pseudonymizer: &pseudonymizer,
         as_of: opts.as_of,
+        path_words: &path_words,
     };
     let process_opts = ProcessOptions {
         skip_invalid: opts.skip_invalid,
@@ -118,9 +127,15 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     std::fs::create_dir_all(&records_dir).map_err(DeidError::io(&records_dir))?;
     let bar = clintune_core::progress::bar(parts.len() as u64, "de-identify", "partitions");
     let mut outputs = Vec::new();
+    let mut names = BTreeSet::new();
     for (i, part) in parts.iter().enumerate() {
-        let (rows, a) = process_partition(&d, part, &inputs, process_opts)?;
+        let Processed {
+            rows,
+            audit: a,
+            mut names_in_paths,
+        } = process_partition(&d, part, &inputs, process_opts)?;
         audit.merge(&a);
+        names.append(&mut names_in_paths);
         std::fs::remove_file(part).map_err(DeidError::io(part))?;
         bar.inc(1);
         if rows.is_empty() {
@@ -137,8 +152,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         &staging,
         &loaded,
         key,
-        &inputs,
-        &input_rows,
+        (&inputs, &input_rows, &names),
         &outputs,
         &audit,
         opts,
@@ -159,8 +173,7 @@ fn write_reports(
     staging: &StagingDir,
     loaded: &LoadedPolicy,
     key: &SecretKey,
-    inputs: &[InputFile],
-    input_rows: &[(u64, FileDigest)],
+    (inputs, input_rows, names): (&[InputFile], &[(u64, FileDigest)], &BTreeSet<String>),
     outputs: &[(String, u64)],
     audit: &Audit,
     opts: &DeidOptions,
@@ -187,6 +200,7 @@ fn write_reports(
     let config_hash = clintune_lineage::manifest::content_hash(&config);
     let mut b = ManifestBuilder::new("deid", config_hash)
         .config("policy", loaded.policy.name.clone())
+        .config("text_mode", loaded.policy.text.mode.as_str())
         .config("key_id", key.key_id())
         .config("as_of", opts.as_of.to_string())
         .config("skip_invalid", opts.skip_invalid)
@@ -197,7 +211,7 @@ fn write_reports(
             "deid-policy",
         )?);
     for (input, (rows, digest)) in inputs.iter().zip(input_rows) {
-        b = b.input(input_entry(input, *rows, digest, d));
+        b = b.input(input_entry(input, *rows, digest, d, names));
     }
     for (name, rows) in outputs {
         b = b.output(file_entry(
@@ -231,15 +245,17 @@ fn file_entry(
 
 /// Records an input by the digest taken while it was read. Input names can
 /// identify a patient (Bundle files are often named after them, export
-/// folders after a patient or a date), so a path is recorded as it is only
-/// when the file has a Bulk Data name (`Type.NNN.ndjson`) and no folder on
-/// its path holds anything the PHI detector flags; otherwise the path is
-/// replaced by a keyed pseudonym.
+/// folders after a patient or a date), so a file name is kept only when it
+/// is a Bulk Data name (`Type.NNN.ndjson`), and each folder name only when
+/// the detector finds nothing in it, the run's patients' names included;
+/// any other part becomes a keyed pseudonym, and the rest of the path stays
+/// so that `lineage verify` can still find the file.
 fn input_entry(
     input: &InputFile,
     rows: u64,
     digest: &FileDigest,
     d: &Deidentifier<'_>,
+    names: &BTreeSet<String>,
 ) -> FileEntry {
     let name = input
         .path
@@ -247,36 +263,82 @@ fn input_entry(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let shown = absolute_path(&input.path);
-    let safe =
-        input.kind == InputKind::BulkNdjson && is_bulk_name(&name) && path_is_clean(&shown, d);
-    let path = if safe {
-        shown
+    let bulk = input.kind == InputKind::BulkNdjson && is_bulk_name(&name);
+    let file = if bulk {
+        name
     } else {
         format!(
             "input-{}",
             d.pseudonymizer.identifier("input-file", &digest.sha256)
         )
     };
+    let (folder, folders_redacted) = match Path::new(&shown).parent() {
+        Some(parent) => clean_folders(parent, d, names),
+        None => (String::new(), false),
+    };
     FileEntry {
-        path,
+        path: if folder.is_empty() {
+            file
+        } else {
+            format!("{folder}/{file}")
+        },
         sha256: digest.sha256.clone(),
         bytes: digest.bytes,
         rows: Some(rows),
         kind: Some(input.kind.as_str().to_string()),
-        redacted: !safe,
+        redacted: !bulk || folders_redacted,
     }
 }
 
-/// True when no folder name on `path` looks like it could identify someone.
-fn path_is_clean(path: &str, d: &Deidentifier<'_>) -> bool {
-    !path.chars().any(char::is_control)
-        && Path::new(path).components().all(|c| {
-            let part = c
-                .as_os_str()
-                .to_string_lossy()
-                .replace(['_', '-', '.'], " ");
-            d.scrubber.detect(&part, None).is_empty()
+/// The folder path with every part in which the detector finds PHI, or a
+/// name of one of the run's patients (`names`, lower case), replaced by a
+/// keyed pseudonym (`dir-…`), and whether any part was.
+fn clean_folders(folder: &Path, d: &Deidentifier<'_>, names: &BTreeSet<String>) -> (String, bool) {
+    let mut redacted = false;
+    let parts: Vec<String> = folder
+        .components()
+        .map(|c| {
+            let raw = c.as_os_str().to_string_lossy();
+            let words = raw.replace(['_', '-', '.'], " ");
+            let named = path_words(&raw).iter().any(|w| names.contains(w));
+            let clean = !raw.chars().any(char::is_control)
+                && !named
+                && d.scrubber.detect(&words, None).is_empty();
+            if clean || matches!(c, Component::RootDir | Component::Prefix(_)) {
+                raw.into_owned()
+            } else {
+                redacted = true;
+                format!("dir-{}", d.pseudonymizer.identifier("input-folder", &raw))
+            }
         })
+        .collect();
+    let joined = parts.join("/").replace("//", "/");
+    (joined, redacted)
+}
+
+/// The lower-case words of a folder name.
+fn path_words(part: &str) -> Vec<String> {
+    part.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The words of every input's folder names.
+fn folder_words(inputs: &[InputFile]) -> BTreeSet<String> {
+    inputs
+        .iter()
+        .filter_map(|i| {
+            Path::new(&absolute_path(&i.path))
+                .parent()
+                .map(Path::to_path_buf)
+        })
+        .flat_map(|p| {
+            p.components()
+                .flat_map(|c| path_words(&c.as_os_str().to_string_lossy()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn is_bulk_name(name: &str) -> bool {
@@ -291,9 +353,16 @@ fn is_bulk_name(name: &str) -> bool {
         && ext == "ndjson"
 }
 
+/// One hash over the word lists (`*.txt`) and the compressed Philter lists
+/// (`philter/*.zst`), so a changed list changes the stage's configuration hash.
 fn dictionaries_hash(dir: &Path) -> Result<String, DeidError> {
-    let names =
+    let mut names =
         clintune_core::hash::files_with_extension(dir, "txt").map_err(DeidError::io(dir))?;
+    let philter = dir.join("philter");
+    names.extend(
+        clintune_core::hash::files_with_extension(&philter, "zst")
+            .map_err(DeidError::io(&philter))?,
+    );
     let mut all = String::new();
     for p in names {
         let d = file_digest(&p).map_err(DeidError::io(&p))?;

@@ -12,7 +12,7 @@ use crate::resource::{Applier, Deidentifier, Location, PatientCtx};
 use crate::scrub::KnownMatcher;
 use rayon::prelude::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// One record read back from a partition file.
@@ -31,26 +31,39 @@ pub struct ProcessOptions {
     pub skip_invalid: bool,
 }
 
-/// De-identifies all patients of a partition; rows are sorted by patient key,
-/// then time, type and record key, so output does not depend on scheduling.
+/// What one partition gave.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// De-identified rows, sorted by patient key, then time, type and record
+    /// key, so output does not depend on scheduling.
+    pub rows: Vec<Row>,
+    /// The counts.
+    pub audit: Audit,
+    /// Words of the input folder names that are a patient's or relative's
+    /// name, so that the manifest can keep those folders out. Never written.
+    pub names_in_paths: BTreeSet<String>,
+}
+
+/// De-identifies all patients of a partition.
 pub fn process_partition(
     d: &Deidentifier<'_>,
     path: &Path,
     inputs: &[InputFile],
     opts: ProcessOptions,
-) -> Result<(Vec<Row>, Audit), DeidError> {
+) -> Result<Processed, DeidError> {
     let groups = read_groups(path)?;
-    let results: Vec<Result<(Vec<Row>, Audit), RecordError>> = groups
+    let results: Vec<Result<Processed, RecordError>> = groups
         .into_par_iter()
         .map(|(pid, records)| process_patient(d, &pid, records, inputs, opts))
         .collect();
-    let mut rows = Vec::new();
-    let mut audit = Audit::default();
+    let mut out = Processed::default();
     for r in results {
-        let (mut r, a) = r?;
-        rows.append(&mut r);
-        audit.merge(&a);
+        let mut p = r?;
+        out.rows.append(&mut p.rows);
+        out.audit.merge(&p.audit);
+        out.names_in_paths.append(&mut p.names_in_paths);
     }
+    let rows = &mut out.rows;
     rows.sort_by(|a, b| {
         (
             &a.patient_key,
@@ -65,7 +78,7 @@ pub fn process_partition(
                 &b.record_key,
             ))
     });
-    Ok((rows, audit))
+    Ok(out)
 }
 
 fn read_groups(path: &Path) -> Result<BTreeMap<String, Vec<Spilled>>, DeidError> {
@@ -124,7 +137,7 @@ fn process_patient(
     records: Vec<Spilled>,
     inputs: &[InputFile],
     opts: ProcessOptions,
-) -> Result<(Vec<Row>, Audit), RecordError> {
+) -> Result<Processed, RecordError> {
     let mut audit = Audit::default();
     let mut parsed = Vec::with_capacity(records.len());
     for r in records {
@@ -141,20 +154,39 @@ fn process_patient(
             }
         }
     }
-    let patient = parsed
+    // Several Patient resources of one patient (a stub and the full one, or
+    // one per file): their identifiers are all searched for, and the fullest
+    // one is written.
+    let primary = parsed
         .iter()
-        .find(|(r, _, _)| r.kind == RecordKind::Patient)
-        .map(|(_, v, _)| v);
-    let ctx = patient_ctx(d, pid, patient);
+        .enumerate()
+        .filter(|(_, (r, _, _))| r.kind == RecordKind::Patient)
+        .max_by_key(|(k, (r, _, _))| (r.json.len(), std::cmp::Reverse(*k)))
+        .map(|(k, _)| k);
+    let known = parsed
+        .iter()
+        .filter(|(r, _, _)| r.kind == RecordKind::Patient)
+        .map(|(_, v, _)| KnownIdentifiers::from_patient(v))
+        .reduce(|mut a, b| {
+            a.merge(b);
+            a
+        });
+    let names_in_paths = known
+        .as_ref()
+        .map(|k| {
+            k.name_words()
+                .into_iter()
+                .map(|w| w.to_lowercase())
+                .filter(|w| d.path_words.contains(w))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ctx = patient_ctx(d, pid, known);
     let mut rows = Vec::with_capacity(parsed.len());
-    let mut seen_patient = false;
-    for (r, value, loc) in &parsed {
-        if r.kind == RecordKind::Patient {
-            if seen_patient {
-                audit.drop_record("duplicate Patient resource", "Patient");
-                continue;
-            }
-            seen_patient = true;
+    for (k, (r, value, loc)) in parsed.iter().enumerate() {
+        if r.kind == RecordKind::Patient && Some(k) != primary {
+            audit.drop_record("duplicate Patient resource (identifiers merged)", "Patient");
+            continue;
         }
         let mut applier = Applier {
             d,
@@ -179,13 +211,20 @@ fn process_patient(
         }
     }
     audit.patients = 1;
-    audit.patients_with_record = u64::from(seen_patient);
-    Ok((rows, audit))
+    audit.patients_with_record = u64::from(primary.is_some());
+    if primary.is_none() {
+        // Their text was scrubbed without the patient's own identifiers.
+        audit.records_without_patient_record = rows.len() as u64;
+    }
+    Ok(Processed {
+        rows,
+        audit,
+        names_in_paths,
+    })
 }
 
-fn patient_ctx(d: &Deidentifier<'_>, pid: &str, patient: Option<&Value>) -> PatientCtx {
+fn patient_ctx(d: &Deidentifier<'_>, pid: &str, known: Option<KnownIdentifiers>) -> PatientCtx {
     let dates = &d.policy.dates;
-    let known = patient.map(KnownIdentifiers::from_patient);
     let birth_date = known.as_ref().and_then(|k| k.birth_date);
     let as_of = known.as_ref().and_then(|k| k.deceased).unwrap_or(d.as_of);
     let capped = birth_date.is_some_and(|b| age_years(b, as_of) >= dates.age_cap as i32);

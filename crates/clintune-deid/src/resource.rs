@@ -12,6 +12,7 @@ use crate::scrub::{Category, KnownMatcher, Rule, ScrubContext, Scrubber};
 use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 /// Stage-wide, read-only state shared by all workers.
 #[derive(Debug)]
@@ -24,6 +25,9 @@ pub struct Deidentifier<'a> {
     pub pseudonymizer: &'a Pseudonymizer,
     /// Date as of which ages of living patients are computed.
     pub as_of: NaiveDate,
+    /// The words of the input files' folder names (lower case): a patient
+    /// whose name is among them has a folder named after them.
+    pub path_words: &'a BTreeSet<String>,
 }
 
 /// One patient's de-identification state.

@@ -13,6 +13,7 @@ use crate::policy::Policy;
 use clintune_core::hash::{FileDigest, HashingReader, bytes_digest, sha256_hex};
 use rayon::prelude::*;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -170,6 +171,7 @@ fn route_file(
         spill,
         audit: &mut audit,
         opts,
+        aliases: HashMap::new(),
     };
     let (count, digest) = match input.kind {
         InputKind::Bundle => router.bundle()?,
@@ -185,6 +187,9 @@ struct Router<'a> {
     spill: &'a Spill,
     audit: &'a mut Audit,
     opts: RouteOptions,
+    /// In a Bundle: the id in a Patient entry's `fullUrl` -> the Patient's
+    /// own `id`, where they differ, so references by `fullUrl` find it.
+    aliases: HashMap<String, String>,
 }
 
 impl Router<'_> {
@@ -268,6 +273,7 @@ impl Router<'_> {
             self.invalid(self.err("document", "entry", "a Bundle needs an `entry` array"))?;
             return Ok((0, digest));
         };
+        self.aliases = patient_aliases(entries);
         let mut n = 0;
         for (i, entry) in entries.iter().enumerate() {
             let record = format!("entry {}", i + 1);
@@ -307,10 +313,9 @@ impl Router<'_> {
                 .ok_or_else(|| self.err(record, "id", "a Patient needs a string id"))?;
             (id.to_string(), RecordKind::Patient)
         } else {
-            (
-                self.patient_reference(record, value, &rp.patient)?,
-                RecordKind::Resource,
-            )
+            let id = self.patient_reference(record, value, &rp.patient)?;
+            let id = self.aliases.get(&id).cloned().unwrap_or(id);
+            (id, RecordKind::Resource)
         };
         self.emit(record, &patient_id, kind, json)
     }
@@ -356,7 +361,9 @@ impl Router<'_> {
         for path in &self.policy.chat.patient_fields {
             match dotted(value, path) {
                 Some(Value::String(s)) if !s.trim().is_empty() => {
-                    patient = Some(s.trim().to_string())
+                    // "Patient/123" and "123" are one patient.
+                    let s = s.trim();
+                    patient = Some(patient_id_from_reference(s).unwrap_or_else(|| s.to_string()))
                 }
                 Some(Value::Number(n)) => patient = Some(n.to_string()),
                 Some(Value::Null) | None => continue,
@@ -400,11 +407,37 @@ impl Router<'_> {
     }
 }
 
-/// The id in `Patient/<id>`, `.../Patient/<id>` or `urn:uuid:<id>`.
+/// The `fullUrl` ids of a Bundle's Patient entries that differ from the
+/// Patient's `id`, mapped to that `id`.
+fn patient_aliases(entries: &[Value]) -> HashMap<String, String> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let resource = entry.get("resource")?;
+            if resource.get("resourceType")?.as_str()? != "Patient" {
+                return None;
+            }
+            let id = resource.get("id")?.as_str()?;
+            let from_url = entry
+                .get("fullUrl")
+                .and_then(Value::as_str)
+                .and_then(patient_id_from_reference)?;
+            (from_url != id).then(|| (from_url, id.to_string()))
+        })
+        .collect()
+}
+
+/// The id in `Patient/<id>`, `.../Patient/<id>`, `Patient/<id>/_history/<v>`
+/// or `urn:uuid:<id>`.
 pub fn patient_id_from_reference(reference: &str) -> Option<String> {
     if let Some(id) = reference.strip_prefix("urn:uuid:") {
         return (!id.is_empty()).then(|| id.to_string());
     }
+    // A versioned reference names the same patient: `Patient/x/_history/2`.
+    let reference = match reference.find("/_history/") {
+        Some(at) => &reference[..at],
+        None => reference,
+    };
     let mut parts = reference.rsplitn(3, '/');
     let id = parts.next()?;
     let ty = parts.next()?;
@@ -433,6 +466,10 @@ mod tests {
         assert_eq!(
             patient_id_from_reference("urn:uuid:ab-c").as_deref(),
             Some("ab-c")
+        );
+        assert_eq!(
+            patient_id_from_reference("Patient/x/_history/2").as_deref(),
+            Some("x")
         );
         assert_eq!(patient_id_from_reference("Practitioner/1"), None);
         assert_eq!(patient_id_from_reference("Patient?identifier=x|1"), None);

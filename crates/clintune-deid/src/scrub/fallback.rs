@@ -123,13 +123,15 @@ impl Ctx<'_> {
         } else {
             FIRST | LAST
         };
+        // Three-letter entries of Philter's lists are mostly abbreviations.
+        let listed = self.has(i, FIRST | LAST) || (self.len(i) >= 4 && self.has(i, lists));
         case_allows
             && self.len(i) >= 3
             && t.end - t.letters_end != 1
-            && self.has(i, lists)
+            && listed
             && !(self.len(i) >= 6 && self.misspelt(i))
             && !self.safe[i]
-            && !self.has(i, COMMON | CLINICAL | STOP | PLACE)
+            && !self.has(i, COMMON | CLINICAL | STOP | PLACE | STATE)
             && !self.acronym(i)
     }
 

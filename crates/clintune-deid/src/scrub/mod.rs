@@ -232,4 +232,101 @@ mod tests {
         assert_eq!((merged[1].start, merged[1].end), (5, 15));
         assert_eq!(merged[1].category, Category::Location);
     }
+
+    /// One planted example of each Safe Harbor identifier kind that can
+    /// appear in free text.
+    const PLANTED: &[(&str, &str)] = &[
+        ("Seen by Dr. Quaxworth today.", "Quaxworth"),
+        ("Wife Hortensia at bedside.", "Hortensia"),
+        ("Signed, HORTENSIA BLENKINSOP MD", "BLENKINSOP"),
+        ("[doctor] hi michelle what's been going on", "michelle"),
+        (
+            "[doctor] kayla ward , date of birth , march fourteenth nineteen fifty",
+            "ward",
+        ),
+        ("so jerry is a 45 -year-old male", "jerry"),
+        (
+            "Lives at 12 Linden Street with her son.",
+            "12 Linden Street",
+        ),
+        ("Moved from Catonsville last year.", "Catonsville"),
+        ("Mail to Baltimore, MD 21201.", "21201"),
+        ("Born 14-Mar-1950 in a snowstorm.", "14-Mar-1950"),
+        ("Admitted on March 3, 2019 for chest pain.", "March 3, 2019"),
+        ("Call her at 617 555 0199 after 5.", "617 555 0199"),
+        ("Fax: 617-555-0188.", "617-555-0188"),
+        (
+            "Write to q.smythe@example.org for records.",
+            "q.smythe@example.org",
+        ),
+        ("ssn 123 45 6789 on file.", "123 45 6789"),
+        ("MRN 8844 2211 verified.", "8844 2211"),
+        ("Health plan id 55-667890 active.", "55-667890"),
+        ("Account 9981234 billed.", "9981234"),
+        ("Driver license 12345678 checked.", "12345678"),
+        ("Parked with plate 7XYZ123 outside.", "7XYZ123"),
+        ("Pump serial 99A88770 replaced.", "99A88770"),
+        (
+            "Portal https://portal.example.org/p/8812 shows labs.",
+            "https://portal.example.org/p/8812",
+        ),
+        (
+            "Logged in from 10.0.0.12 and 2001:db8::8a2e:370:7334 today.",
+            "2001:db8::8a2e:370:7334",
+        ),
+        ("A ninety-seven year old woman.", "ninety-seven"),
+        ("97M with CHF.", "97"),
+    ];
+
+    fn scrubber(mode: TextMode) -> Scrubber {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/dictionaries");
+        Scrubber::new(Dictionaries::load(&dir).unwrap()).with_mode(mode)
+    }
+
+    #[test]
+    fn planted_identifiers_are_found_in_both_modes() {
+        for mode in [TextMode::Balanced, TextMode::Strict] {
+            let s = scrubber(mode);
+            for (text, phi) in PLANTED {
+                let at = text.find(phi).unwrap();
+                let spans = s.detect(text, None);
+                assert!(
+                    spans
+                        .iter()
+                        .any(|sp| sp.start <= at && at + phi.len() <= sp.end),
+                    "{mode:?}: {phi:?} not covered in {text:?}: {spans:?}"
+                );
+            }
+        }
+    }
+
+    /// Drug names, eponyms and ordinary clinical words stay in balanced mode.
+    const CLINICAL: &str = "67 year old man with Parkinson's disease, Hodgkin lymphoma and \
+        Cushing syndrome, admitted with chest pain. Murphy's sign negative. Babinski sign absent. \
+        Glasgow coma scale 15. Swan-Ganz catheter placed. Started lisinopril 20 mg daily, \
+        metformin 500 mg BID, atorvastatin 40 mg and heparin 5000 units. Brown stool, guaiac \
+        negative. Will follow up in clinic in 2 weeks. Pt ambulating with walker, tolerating \
+        diet, pain 3/10, afebrile, T 99F, BP 120/80, HR 88, SaO2 97% on 2L NC. \
+        Plan: continue current regimen, repeat CBC and BMP in the morning, PT/OT consult.";
+
+    #[test]
+    fn clinical_words_drugs_and_eponyms_stay_in_balanced_mode() {
+        let spans = scrubber(TextMode::Balanced).detect(CLINICAL, None);
+        let found: Vec<(&str, Rule)> = spans
+            .iter()
+            .map(|s| (&CLINICAL[s.start..s.end], s.rule))
+            .collect();
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn strict_mode_replaces_unknown_words_balanced_keeps_them() {
+        let text = "Pt seen by Dr. Zorblatt for the flurbish.";
+        let strict = scrubber(TextMode::Strict).detect(text, None);
+        let strict: Vec<&str> = strict.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(strict, ["Zorblatt", "flurbish"]);
+        let balanced = scrubber(TextMode::Balanced).detect(text, None);
+        let balanced: Vec<&str> = balanced.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(balanced, ["Zorblatt"]);
+    }
 }

@@ -205,12 +205,11 @@ fn drop_eponyms(bytes: &[u8], spans: &mut Vec<Span>, from: usize) {
             s.rule,
             Rule::Title | Rule::Signature | Rule::NameIs | Rule::Relation
         );
-        // Places make few eponyms ("Lyme disease"); an institution's own
-        // protocol ("U Maryland scale") still names the institution.
-        let eponym = match s.category {
-            Category::Name => eponym_follows(bytes, s.end, EPONYM_NOUNS),
-            _ => eponym_follows(bytes, s.end, &["disease", "virus", "fever"]),
-        };
+        // Places make eponyms too ("Lyme disease", "Glasgow coma scale");
+        // an institution's own protocol ("U Maryland scale") is found by a
+        // pattern, which this leaves alone.
+        let eponym =
+            eponym_follows(bytes, s.end, EPONYM_NOUNS) || eponym_follows(bytes, s.end, &["fever"]);
         if dictionary_rule && eponym {
             spans.remove(k);
         } else {
@@ -485,7 +484,10 @@ impl Ctx<'_> {
     }
 
     pub(super) fn standalone_name(&self, i: usize) -> bool {
-        self.len(i) >= 3
+        let t = self.tokens[i];
+        // "SaO2", "PaO2": a word glued to one digit is a measurement.
+        t.end - t.letters_end != 1
+            && self.len(i) >= 3
             && !self.caps_text
             && !self.acronym(i)
             && self.capitalised(i)

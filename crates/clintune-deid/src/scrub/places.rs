@@ -47,19 +47,49 @@ impl Ctx<'_> {
     pub(super) fn wards_and_places(&self, spans: &mut Vec<Span>) {
         for i in 1..self.tokens.len() {
             let prep = self.has(i - 1, PREP | IN | PLACE_CUE) || self.word_is(i - 1, b"on");
-            if !prep || !self.same_phrase(i - 1, i) || !self.place_candidate(i) {
+            if !prep || !self.same_phrase(i - 1, i) {
+                continue;
+            }
+            if !self.place_candidate(i) {
+                self.facility_name_run(i, spans);
                 continue;
             }
             // All-capitals notes and abbreviations after "to" or "at" are
             // mostly clinical shorthand ("TO LWS", "IVF AT KVO"): there the
             // word must be a known place.
+            // An abbreviation after "in" or "from" names where someone is or
+            // comes from ("is in GH", "retired from GH").
+            let in_from = self.word_is(i - 1, b"in") || self.word_is(i - 1, b"from");
             let plain = (!self.caps_text && self.capitalised(i) && !self.acronym(i))
+                || (!self.caps_text && in_from && self.acronym(i) && self.len(i) >= 2)
                 || self.uncased(i)
                 || self.has(i, PLACE);
             if self.floor_number_after(i) {
                 self.push(i, Category::Location, Rule::Ward, spans);
             } else if plain && self.has(i - 1, PREP | IN) && !self.has(i - 1, PLACE_CUE) {
                 self.push(i, Category::Location, Rule::PlaceCue, spans);
+            }
+        }
+    }
+
+    /// `at Holy Cross`, `from Good Samaritan`: two or three capitalised words
+    /// that facility names are made of, after a preposition, in mixed-case text.
+    fn facility_name_run(&self, i: usize, spans: &mut Vec<Span>) {
+        let word = |k: usize| {
+            k < self.tokens.len()
+                && !self.caps_text
+                && self.capitalised(k)
+                && !self.acronym(k)
+                && (self.has(k, FACILITY_NAME | PLACE) || !self.known_word(k))
+                && !self.has(k, STOP | CLINICAL)
+        };
+        let mut j = i;
+        while j - i < 3 && word(j) && (j == i || self.joined_in_name(j - 1, j)) {
+            j += 1;
+        }
+        if j - i >= 2 && (i..j).any(|k| self.has(k, FACILITY_NAME)) {
+            for k in i..j {
+                self.push(k, Category::Location, Rule::Facility, spans);
             }
         }
     }
@@ -74,24 +104,44 @@ impl Ctx<'_> {
             && case_allows
             && self.len(i) >= 2
             && !self.known_word(i)
-            && !self.has(i, FIRST | LAST | TITLE | RELATION | CREDENTIAL | FACILITY)
+            && !self.has(
+                i,
+                FIRST | LAST | TITLE | RELATION | CREDENTIAL | FACILITY | STATE,
+            )
             && !self.misspelt(i)
     }
 
     /// True when a one- or two-digit floor or ward number follows token `i`
-    /// and no unit follows it (`Quartermain 2`, not `Lopressor 25 mg`).
+    /// and no unit or decimal follows it (`Quartermain 2`, not `Lopressor
+    /// 25 mg`, `Lasix 2.5`).
     fn floor_number_after(&self, i: usize) -> bool {
+        const UNITS: &[&[u8]] = &[
+            b"mg", b"mcg", b"g", b"gm", b"kg", b"ml", b"cc", b"l", b"u", b"units", b"unit", b"meq",
+            b"mmol", b"mm", b"cm", b"lb", b"lbs", b"x", b"times", b"hr", b"hrs", b"hour", b"hours",
+            b"min", b"mins", b"minutes", b"day", b"days", b"wk", b"wks", b"week", b"weeks", b"mo",
+            b"months", b"yr", b"yrs", b"years", b"puffs", b"tabs", b"liters", b"l/min", b"lpm",
+            b"breaths", b"beats", b"am", b"pm",
+        ];
         let rest = &self.bytes[self.tokens[i].end..];
         let Some(rest) = rest.strip_prefix(b" ") else {
             return false;
         };
         let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
         let after = &rest[digits..];
-        let unit = after
-            .trim_ascii_start()
+        let decimal = after.len() > 1
+            && matches!(after[0], b'.' | b',' | b'/' | b'-' | b':')
+            && after[1].is_ascii_digit();
+        let glued = after
             .first()
-            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'%' | b'/' | b'.' | b','));
-        (1..=2).contains(&digits) && !unit
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'%');
+        let word: Vec<u8> = after
+            .trim_ascii_start()
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic() || **c == b'/')
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let unit = UNITS.contains(&word.as_slice());
+        (1..=2).contains(&digits) && !decimal && !glued && !unit
     }
 
     /// A word that can name a place after a cue: not an ordinary or clinical word.
@@ -133,11 +183,9 @@ impl Ctx<'_> {
     pub(super) fn facility_word(&self, i: usize) -> bool {
         let named = self.has(i, FACILITY_NAME) || self.is_name(i) || self.has(i, PLACE);
         !self.has(i, STOP | FACILITY | CLINICAL)
-            && (self.capitalised(i)
-                || self.uncased(i)
-                || !self.is_common(i)
-                || self.has(i, FACILITY_NAME))
-            && (named || !self.is_common(i) || (!self.caps_text && !self.sentence_start(i)))
+            && ((self.capitalised(i) || !self.is_common(i) || self.has(i, FACILITY_NAME))
+                && (named || !self.is_common(i) || (!self.caps_text && !self.sentence_start(i)))
+                || (self.uncased(i) && (named || !self.known_word(i))))
     }
 
     pub(super) fn standalone_place(&self, i: usize) -> bool {
