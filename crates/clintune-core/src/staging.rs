@@ -282,7 +282,7 @@ mod tests {
             fs::create_dir(&dead).unwrap();
             fs::write(dead.join("raw"), b"x").unwrap();
             let s = StagingDir::new(&target, false).unwrap();
-            assert_eq!(s.swept(), [dead.clone()]);
+            assert_eq!(s.swept(), std::slice::from_ref(&dead));
             assert!(!dead.exists());
         }
     }

@@ -63,7 +63,8 @@ pub struct Dictionaries {
     pub surrogate_last: Vec<Box<str>>,
     /// Every known word with its classes as bits, so a word of a note costs
     /// one lookup however many lists it is checked against.
-    lexicon: HashMap<Box<str>, u32, BuildHasherDefault<Fnv>>,
+    /// Keyed by bytes: lookups come from byte slices of the text.
+    lexicon: HashMap<Box<[u8]>, u32, BuildHasherDefault<Fnv>>,
 }
 
 impl Dictionaries {
@@ -88,14 +89,14 @@ impl Dictionaries {
     /// Context rules still apply to them ("Dr. Ward").
     pub fn add_safe_words(&mut self, words: &[String]) {
         for w in words {
-            *self.lexicon.entry(w.as_str().into()).or_default() |= lexicon::SAFE;
+            *self.lexicon.entry(w.as_bytes().into()).or_default() |= lexicon::SAFE;
         }
     }
 
     /// Adds names from a larger, noisier list (Philter's) as `EXTRA_NAME`.
     fn add_names(&mut self, words: &[String]) {
         for w in words {
-            *self.lexicon.entry(w.as_str().into()).or_default() |= lexicon::EXTRA_NAME;
+            *self.lexicon.entry(w.as_bytes().into()).or_default() |= lexicon::EXTRA_NAME;
         }
     }
 
@@ -105,18 +106,23 @@ impl Dictionaries {
     /// names. Only for words on no list; names near words ("Carey") are
     /// still found by the name lists.
     pub fn near_safe(&self, word: &[u8]) -> bool {
-        const KNOWN: u32 = lexicon::SAFE | lexicon::COMMON | lexicon::CLINICAL;
+        self.near(word, lexicon::SAFE | lexicon::COMMON | lexicon::CLINICAL)
+    }
+
+    /// [`Dictionaries::near_safe`] against ordinary English words only
+    /// (`common-words.txt`): the safe list's rarer entries ("arcus",
+    /// "tiffanys") sit one edit from many real names.
+    pub fn near_common(&self, word: &[u8]) -> bool {
+        self.near(word, lexicon::COMMON)
+    }
+
+    fn near(&self, word: &[u8], known_classes: u32) -> bool {
         if word.len() < 5 || word.len() > 40 || !word.iter().all(u8::is_ascii_alphabetic) {
             return false;
         }
         let lower = word.to_ascii_lowercase();
-        let known = |w: &[u8]| {
-            w.len() >= 5
-                && std::str::from_utf8(w)
-                    .ok()
-                    .and_then(|w| self.lexicon.get(w))
-                    .is_some_and(|f| f & KNOWN != 0)
-        };
+        let known =
+            |w: &[u8]| w.len() >= 5 && self.lexicon.get(w).is_some_and(|f| f & known_classes != 0);
         let mut cand = Vec::with_capacity(lower.len() + 1);
         for i in 0..=lower.len() {
             for c in b'a'..=b'z' {
@@ -221,10 +227,10 @@ impl Dictionaries {
             .map(|k| k.split(' ').count())
             .max()
             .unwrap_or(0);
-        let mut lexicon: HashMap<Box<str>, u32, BuildHasherDefault<Fnv>> = HashMap::default();
+        let mut lexicon: HashMap<Box<[u8]>, u32, BuildHasherDefault<Fnv>> = HashMap::default();
         let mut tag = |words: &mut dyn Iterator<Item = &str>, flag: u32| {
             for w in words {
-                *lexicon.entry(w.into()).or_default() |= flag;
+                *lexicon.entry(w.as_bytes().into()).or_default() |= flag;
             }
         };
         tag(&mut first.iter().map(String::as_str), lexicon::FIRST);
@@ -274,11 +280,7 @@ impl Dictionaries {
         for (d, s) in lower.iter_mut().zip(word) {
             *d = s.to_ascii_lowercase();
         }
-        std::str::from_utf8(lower)
-            .ok()
-            .and_then(|w| self.lexicon.get(w))
-            .copied()
-            .unwrap_or(0)
+        self.lexicon.get(&*lower).copied().unwrap_or(0)
     }
 }
 

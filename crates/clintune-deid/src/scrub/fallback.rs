@@ -37,7 +37,7 @@ pub(crate) const ID_CUES: &[&str] = &["dob", "birthdate", "birthday", "mrn", "ss
 
 /// Words that are never part of a name found by position, though they are
 /// on no list: pronouns and fillers of speech.
-const NOT_NAMES: &[&str] = &[
+pub(crate) const NOT_NAMES: &[&str] = &[
     "you",
     "your",
     "we",
@@ -95,7 +95,7 @@ impl Ctx<'_> {
             if self.has(i, GREETING) {
                 self.after_greeting(i, spans);
             }
-            if self.name_candidate(i) {
+            if self.cue_may_follow(i) && self.name_candidate(i) {
                 let end = self.tokens[i].end;
                 if AGE_AFTER.is_match(&self.bytes[end..]) {
                     self.name_backwards(i, Rule::NameAge, spans);
@@ -129,10 +129,14 @@ impl Ctx<'_> {
             && self.len(i) >= 3
             && t.end - t.letters_end != 1
             && listed
-            && !(self.len(i) >= 6 && self.misspelt(i))
             && !self.safe[i]
             && !self.has(i, COMMON | CLINICAL | STOP | PLACE | STATE)
             && !self.acronym(i)
+            // Without capitals, a long word one edit from an English word is
+            // a misspelling ("strech") more often than a name.
+            && !(self.uncased(i)
+                && self.len(i) >= 6
+                && self.dicts.near_common(&self.bytes[t.start..t.letters_end]))
     }
 
     /// `hi michelle`, `thank you, jerry`, `thanks dr ... `: one or two name
@@ -152,6 +156,36 @@ impl Ctx<'_> {
             && (self.is_name(j + 1) || !self.known_word(j + 1))
         {
             self.push(j + 1, Category::Name, Rule::Greeting, spans);
+        }
+    }
+
+    /// A cheap look at what follows token `i` before the patterns run: a
+    /// comma, or a word that can open an age statement or an ID cue.
+    fn cue_may_follow(&self, i: usize) -> bool {
+        let rest = self.bytes[self.tokens[i].end..].trim_ascii_start();
+        let Some(first) = rest.first() else {
+            return false;
+        };
+        *first == b',' || *first == b':' || {
+            let word = &rest[..rest
+                .iter()
+                .position(|c| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len())];
+            [
+                &b"is"[..],
+                b"was",
+                b"a",
+                b"an",
+                b"date",
+                b"medical",
+                b"dob",
+                b"birthdate",
+                b"birthday",
+                b"mrn",
+                b"ssn",
+            ]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
         }
     }
 
@@ -191,7 +225,7 @@ impl Ctx<'_> {
         self.len(i) >= 2
             && t.end - t.letters_end != 1
             && !self.has(i, excluded)
-            && !NOT_NAMES.iter().any(|w| self.word_is(i, w.as_bytes()))
+            && !self.has(i, NOT_NAME)
             && (self.is_name(i) || !self.known_word(i))
             && !self.acronym(i)
     }
@@ -217,15 +251,12 @@ impl Ctx<'_> {
     /// neighbours ("kayla vosolo") and across lists ("jerry and kayla").
     pub(super) fn grow_names(&self, spans: &mut Vec<Span>, from: usize) {
         let mut named: Vec<bool> = vec![false; self.tokens.len()];
-        let mut k = 0;
+        // Spans come in rule order, not text order.
         for s in spans[from..]
             .iter()
             .filter(|s| s.category == Category::Name)
         {
-            while k < self.tokens.len() && self.tokens[k].end <= s.start {
-                k += 1;
-            }
-            let mut j = k;
+            let mut j = self.tokens.partition_point(|t| t.end <= s.start);
             while j < self.tokens.len() && self.tokens[j].start < s.end {
                 named[j] = true;
                 j += 1;
@@ -262,15 +293,18 @@ impl Ctx<'_> {
         let near = |a: usize, b: usize| self.joined_in_name(a, b);
         let after_name = i > 0 && named[i - 1] && near(i - 1, i);
         let before_name = i + 1 < self.tokens.len() && named[i + 1] && near(i, i + 1);
-        let unknown =
-            self.name_candidate(i) && !self.known_word(i) && self.len(i) >= 3 && !self.misspelt(i);
+        let unknown = (after_name || before_name)
+            && self.name_candidate(i)
+            && !self.known_word(i)
+            && self.len(i) >= 3
+            && !self.misspelt(i);
         let surname = after_name
-            && self.has(i - 1, FIRST)
+            && self.has(i - 1, FIRST | EXTRA_NAME)
             && self.has(i, LAST)
             && self.len(i) >= 3
             && !self.has(i, STOP)
             && ((!self.caps_text && self.capitalised(i)) || self.uncased(i));
-        (unknown && (after_name || before_name)) || surname
+        unknown || surname
     }
 
     /// `jerry and kayla`, `jerry, kayla and sam`: a name-list or unknown word

@@ -59,8 +59,11 @@ impl KnownMatcher {
         let Some(ac) = &self.automaton else {
             return;
         };
-        let folded = Folded::new(text);
-        let fb = folded.text.as_bytes();
+        // ASCII text needs no folding: the automaton ignores ASCII case.
+        let folded = (!text.is_ascii()).then(|| Folded::new(text));
+        let fb = folded
+            .as_ref()
+            .map_or(text.as_bytes(), |f| f.text.as_bytes());
         let first_new = spans.len();
         for m in ac.find_iter(fb) {
             let kind = self.kinds[m.pattern().as_usize()];
@@ -73,9 +76,13 @@ impl KnownMatcher {
             } else {
                 continue;
             };
+            let (start, end) = match &folded {
+                Some(f) => (f.source_start(start), f.source_end(end)),
+                None => (start, end),
+            };
             spans.push(Span {
-                start: folded.source_start(start),
-                end: folded.source_end(end),
+                start,
+                end,
                 category,
                 rule,
             });

@@ -331,6 +331,8 @@ pub(crate) const EXTRA_NAME: u32 = 1 << 23;
 /// A US state or its postal abbreviation: Safe Harbor keeps states, so these
 /// are never places on their own.
 pub(crate) const STATE: u32 = 1 << 24;
+/// Never a name by position: pronouns and fillers of speech.
+pub(crate) const NOT_NAME: u32 = 1 << 25;
 
 /// US states (one-word names) and postal abbreviations.
 pub(crate) const STATES: &[&str] = &[
@@ -495,6 +497,7 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
         (super::fallback::GREETINGS, GREETING),
         (super::fallback::ID_CUES, ID_CUE),
         (STATES, STATE),
+        (super::fallback::NOT_NAMES, NOT_NAME),
     ]
 }
 

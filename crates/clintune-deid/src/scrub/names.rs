@@ -25,9 +25,16 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
         .iter()
         .map(|t| dicts.flags(&bytes[t.start..t.letters_end], &mut buf))
         .collect();
+    // Safe as a whole from the flags already looked up; hyphenated and
+    // apostrophed words part by part.
     let safe: Vec<bool> = tokens
         .iter()
-        .map(|t| dicts.is_safe(&bytes[t.start..t.letters_end], &mut buf))
+        .zip(&flags)
+        .map(|(t, f)| {
+            let word = &bytes[t.start..t.letters_end];
+            f & (SAFE | CLINICAL | STOP) != 0
+                || (word.iter().any(|c| matches!(c, b'-' | b'\'')) && dicts.is_safe(word, &mut buf))
+        })
         .collect();
     let uncased_line = uncased_lines(bytes, &tokens);
     // A transcript with a short typed note after it is still speech: count
@@ -53,6 +60,9 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
     ctx.any_case_names(spans);
     ctx.wards_and_places(spans);
     drop_eponyms(bytes, spans, first_new);
+    // Names spread to other mentions, then to their neighbours, whose other
+    // mentions are found in turn.
+    same_names_elsewhere(&ctx, spans, first_new);
     ctx.grow_names(spans, first_new);
     same_names_elsewhere(&ctx, spans, first_new);
     find_site_terms(text, dicts, spans);
@@ -336,7 +346,10 @@ impl Ctx<'_> {
                     (!self.has(j, CLINICAL)
                         || (!self.caps_text && self.capitalised(j))
                         || (self.uncased(j) && self.has(j, FIRST | LAST)))
-                        && (self.capitalised(j) || self.is_name(j) || !self.is_common(j))
+                        && (self.capitalised(j)
+                            || self.is_name(j)
+                            || !self.is_common(j)
+                            || (self.uncased(j) && self.has(j, FIRST | LAST)))
                 } else if n == 0 {
                     // After a relation or cue: a name-list word; a first name
                     // even if it is also a word ("son Rob", "NP Grace"); an
@@ -348,7 +361,10 @@ impl Ctx<'_> {
                         && ((self.is_name(j)
                             && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text)))
                             || ((relation || role) && self.is_first(j))
-                            || (relation && self.unknown_name(j)))
+                            || (relation && self.unknown_name(j))
+                            // "my husband ximena": without capitals, any
+                            // word that can be a name by position.
+                            || (relation && self.uncased(j) && self.name_candidate(j)))
                 } else if strong && self.len(j - 1) == 1 {
                     // "DR B. GILL": after an initial, a surname or an unknown word.
                     !self.has(j, CLINICAL) && (self.is_last(j) || self.unknown_name(j))
@@ -557,7 +573,7 @@ impl Ctx<'_> {
         let t = self.tokens[i];
         let w = &self.bytes[t.start..t.letters_end];
         let lower = w.to_ascii_lowercase();
-        self.flags[i] == 0
+        self.flags[i] & !EXTRA_NAME == 0
             && w.len() >= 3
             && w.iter().all(u8::is_ascii_alphabetic)
             && (self.caps_text || self.capitalised(i))

@@ -320,13 +320,14 @@ fn after_date(head: &[u8]) -> bool {
     tail.iter().filter(|c| **c == b'/').count() >= 1 && tail.last().is_some_and(u8::is_ascii_digit)
 }
 
-/// `900-1300`: two clock times, not a local phone number.
+/// `900-1300`: two clock times on the quarter hour, not a local phone
+/// number (`555-0126`).
 fn time_range(s: &[u8]) -> bool {
     let clock = |p: &[u8]| {
         std::str::from_utf8(p)
             .ok()
             .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|v| v / 100 < 24 && v % 100 < 60)
+            .is_some_and(|v| v / 100 < 24 && v % 15 == 0 && v % 100 < 60)
     };
     s.split(|c| *c == b'-')
         .collect::<Vec<_>>()
