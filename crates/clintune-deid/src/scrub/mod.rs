@@ -328,5 +328,11 @@ mod tests {
         let balanced = scrubber(TextMode::Balanced).detect(text, None);
         let balanced: Vec<&str> = balanced.iter().map(|s| &text[s.start..s.end]).collect();
         assert_eq!(balanced, ["Zorblatt"]);
+        // Codes and long numbers no pattern claims: strict only; CD34 is safe.
+        let text = "Filed as 052647 under rg17; CD34 count 12.";
+        let strict = scrubber(TextMode::Strict).detect(text, None);
+        let strict: Vec<&str> = strict.iter().map(|s| &text[s.start..s.end]).collect();
+        assert_eq!(strict, ["052647", "rg17"]);
+        assert!(scrubber(TextMode::Balanced).detect(text, None).is_empty());
     }
 }
