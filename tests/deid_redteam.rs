@@ -231,18 +231,7 @@ fn sigterm_during_deid_removes_the_work_folder_and_the_next_run_sweeps_leftovers
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let staging = || -> Vec<PathBuf> {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".out.tmp-")
-            })
-            .collect()
-    };
+    let staging = || entries_with_prefix(dir.path(), ".out.tmp-");
     let started = std::time::Instant::now();
     while staging().is_empty() && started.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(5));

@@ -67,18 +67,9 @@ fn ok(o: std::process::Output) -> String {
 }
 
 fn last_checkpoint(run: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+    entries_with_prefix(&run.join("checkpoints"), "step-")
+        .pop()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("step-")
-        })
-        .collect();
-    dirs.sort();
-    dirs.pop().unwrap()
 }
 
 /// The deterministic part of each metrics line (timings dropped).
