@@ -166,15 +166,14 @@ impl Dictionaries {
     /// safe: on the safe list or a clinical term as a whole, or made of safe
     /// parts ("a-line", "pt's", "don't").
     pub fn is_safe(&self, word: &[u8], buf: &mut [u8; 48]) -> bool {
-        const SAFE: u32 = lexicon::SAFE | lexicon::CLINICAL | lexicon::STOP;
-        if self.flags(word, buf) & SAFE != 0 {
+        if self.flags(word, buf) & lexicon::SAFE_CLASSES != 0 {
             return true;
         }
         let Some(apostrophe) = word.iter().position(|c| *c == b'\'') else {
             return word.contains(&b'-')
-                && word
-                    .split(|c| *c == b'-')
-                    .all(|part| part.len() < 2 || self.flags(part, buf) & SAFE != 0);
+                && word.split(|c| *c == b'-').all(|part| {
+                    part.len() < 2 || self.flags(part, buf) & lexicon::SAFE_CLASSES != 0
+                });
         };
         // "pt's", "dc'd", "don't": the stem decides.
         let (stem, suffix) = word.split_at(apostrophe);

@@ -171,21 +171,10 @@ impl Ctx<'_> {
                 .iter()
                 .position(|c| !c.is_ascii_alphabetic())
                 .unwrap_or(rest.len())];
-            [
-                &b"is"[..],
-                b"was",
-                b"a",
-                b"an",
-                b"date",
-                b"medical",
-                b"dob",
-                b"birthdate",
-                b"birthday",
-                b"mrn",
-                b"ssn",
-            ]
-            .iter()
-            .any(|w| word.eq_ignore_ascii_case(w))
+            ["is", "was", "a", "an", "date", "medical"]
+                .iter()
+                .chain(ID_CUES)
+                .any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
         }
     }
 
@@ -221,11 +210,11 @@ impl Ctx<'_> {
             | ID_CUE
             | FACILITY
             | PLACE_CUE
-            | ROLE;
+            | ROLE
+            | NOT_NAME;
         self.len(i) >= 2
             && t.end - t.letters_end != 1
             && !self.has(i, excluded)
-            && !self.has(i, NOT_NAME)
             && (self.is_name(i) || !self.known_word(i))
             && !self.acronym(i)
     }

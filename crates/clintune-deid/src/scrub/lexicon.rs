@@ -320,6 +320,9 @@ pub(crate) const ROLE: u32 = 1 << 18;
 pub(crate) const PLACE_START: u32 = 1 << 19;
 /// On the safe-word list: not PHI on its own.
 pub(crate) const SAFE: u32 = 1 << 20;
+/// The classes that make a word safe on its own: the safe list, clinical
+/// terms, function words.
+pub(crate) const SAFE_CLASSES: u32 = SAFE | CLINICAL | STOP;
 /// Opens a greeting or a vocative ("hi", "thanks").
 pub(crate) const GREETING: u32 = 1 << 21;
 /// Announces a date of birth or a record number after a name.

@@ -32,7 +32,7 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
         .zip(&flags)
         .map(|(t, f)| {
             let word = &bytes[t.start..t.letters_end];
-            f & (SAFE | CLINICAL | STOP) != 0
+            f & SAFE_CLASSES != 0
                 || (word.iter().any(|c| matches!(c, b'-' | b'\'')) && dicts.is_safe(word, &mut buf))
         })
         .collect();
@@ -79,7 +79,7 @@ fn uncased_lines(bytes: &[u8], tokens: &[Token]) -> Vec<bool> {
     for line in bytes.split(|c| *c == b'\n') {
         let line_end = line_start + line.len();
         let uncased = !line.iter().any(u8::is_ascii_uppercase);
-        while k < tokens.len() && tokens[k].start < line_end.max(line_start + 1) {
+        while k < tokens.len() && tokens[k].start < line_end {
             out.push(uncased);
             k += 1;
         }
@@ -202,6 +202,7 @@ const EPONYM_NOUNS: &[&str] = &[
     "curve",
     "line",
     "lines",
+    "fever",
 ];
 
 /// Removes name and place spans found by the dictionary and context rules
@@ -218,9 +219,7 @@ fn drop_eponyms(bytes: &[u8], spans: &mut Vec<Span>, from: usize) {
         // Places make eponyms too ("Lyme disease", "Glasgow coma scale");
         // an institution's own protocol ("U Maryland scale") is found by a
         // pattern, which this leaves alone.
-        let eponym =
-            eponym_follows(bytes, s.end, EPONYM_NOUNS) || eponym_follows(bytes, s.end, &["fever"]);
-        if dictionary_rule && eponym {
+        if dictionary_rule && eponym_follows(bytes, s.end, EPONYM_NOUNS) {
             spans.remove(k);
         } else {
             k += 1;

@@ -329,11 +329,7 @@ fn time_range(s: &[u8]) -> bool {
             .and_then(|p| p.parse::<u32>().ok())
             .is_some_and(|v| v / 100 < 24 && v % 15 == 0 && v % 100 < 60)
     };
-    s.split(|c| *c == b'-')
-        .collect::<Vec<_>>()
-        .as_slice()
-        .iter()
-        .all(|p| clock(p))
+    s.split(|c| *c == b'-').all(clock)
 }
 
 /// True when a number goes on past the match (`3/2.98`, `7.27-7.31`, `5/5/`).
