@@ -312,8 +312,8 @@ fn clean_folders(folder: &Path, d: &Deidentifier<'_>, names: &BTreeSet<String>) 
             }
         })
         .collect();
-    let joined = parts.join("/").replace("//", "/");
-    (joined, redacted)
+    let joined: PathBuf = parts.iter().collect();
+    (joined.to_string_lossy().into_owned(), redacted)
 }
 
 /// The lower-case words of a folder name.
