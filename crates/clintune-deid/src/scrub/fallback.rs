@@ -79,10 +79,13 @@ static AGE_AFTER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("built-in age pattern compiles")
 });
 
-/// A date-of-birth cue spelled out: "date of birth".
+/// A date-of-birth cue spelled out ("date of birth"), or a contact number
+/// after a name ("Lopie Certusi cell# 410-…", "jo smith, home 555-…").
 static DOB_AFTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i-u)^\s*[,:]?\s*(?:date\s+of\s+birth|medical\s+record)\b")
-        .expect("built-in birth cue compiles")
+    Regex::new(
+        r"(?i-u)^\s*[,:]?\s*(?:date\s+of\s+birth|medical\s+record|(?:cell|home|work|mobile|phone|tel)\b[\s#:.()-]{0,4}\(?[0-9]{3})",
+    )
+    .expect("built-in birth cue compiles")
 });
 
 impl Ctx<'_> {
@@ -127,7 +130,7 @@ impl Ctx<'_> {
         let listed = self.has(i, FIRST | LAST) || (self.len(i) >= 4 && self.has(i, lists));
         case_allows
             && self.len(i) >= 3
-            && t.end - t.letters_end != 1
+            && !self.measurement(i)
             && listed
             && !self.safe[i]
             && !self.has(i, COMMON | CLINICAL | STOP | PLACE | STATE)
@@ -171,10 +174,13 @@ impl Ctx<'_> {
                 .iter()
                 .position(|c| !c.is_ascii_alphabetic())
                 .unwrap_or(rest.len())];
-            ["is", "was", "a", "an", "date", "medical"]
-                .iter()
-                .chain(ID_CUES)
-                .any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
+            [
+                "is", "was", "a", "an", "date", "medical", "cell", "home", "work", "mobile",
+                "phone", "tel",
+            ]
+            .iter()
+            .chain(ID_CUES)
+            .any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
         }
     }
 

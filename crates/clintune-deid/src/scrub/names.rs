@@ -71,6 +71,19 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
     }
 }
 
+/// Just after the last sentence end in `line`: a `.`, `!` or `?` after a
+/// word of two letters or more and before a space (`J. Smith` has none).
+fn sentence_end(line: &[u8]) -> Option<usize> {
+    (2..line.len())
+        .rev()
+        .find(|&p| {
+            matches!(line[p], b'.' | b'!' | b'?')
+                && line.get(p + 1).is_some_and(u8::is_ascii_whitespace)
+                && line[p - 2..p].iter().all(u8::is_ascii_alphanumeric)
+        })
+        .map(|p| p + 1)
+}
+
 /// Per token: true when the token's line has no ASCII capital letter.
 fn uncased_lines(bytes: &[u8], tokens: &[Token]) -> Vec<bool> {
     let mut out = Vec::with_capacity(tokens.len());
@@ -356,7 +369,8 @@ impl Ctx<'_> {
                     let relation = rule == Rule::Relation;
                     let role = i > 0 && self.has(i - 1, ROLE);
                     !self.acronym(j)
-                        && !self.has(j, CLINICAL)
+                        && !self.measurement(j)
+                        && !self.has(j, CLINICAL | STATE)
                         && ((self.is_name(j)
                             && (!self.is_common(j) || (self.capitalised(j) && !self.caps_text)))
                             || ((relation || role) && self.is_first(j))
@@ -433,7 +447,11 @@ impl Ctx<'_> {
         } else {
             self.name_like(i)
         };
-        cred_upper && (comma || !self.caps_text) && name && !self.has(i, STOP)
+        cred_upper
+            && !self.measurement(i)
+            && (comma || !self.caps_text)
+            && name
+            && !self.has(i, STOP)
     }
 
     /// `John Smith`: a first name followed by a surname.
@@ -499,9 +517,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn standalone_name(&self, i: usize) -> bool {
-        let t = self.tokens[i];
-        // "SaO2", "PaO2": a word glued to one digit is a measurement.
-        t.end - t.letters_end != 1
+        !self.measurement(i)
             && self.len(i) >= 3
             && !self.caps_text
             && !self.acronym(i)
@@ -509,7 +525,14 @@ impl Ctx<'_> {
             && (!self.sentence_start(i) || self.is_first(i))
             && self.is_name(i)
             && !self.is_common(i)
-            && !self.has(i, STOP)
+            && !self.has(i, STOP | STATE)
+    }
+
+    /// "SaO2", "PaO2", "MgSO4": a word glued to one digit is a measurement
+    /// or a formula, not a name.
+    pub(super) fn measurement(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        t.end - t.letters_end == 1
     }
 
     /// True when letter case says nothing about token `i`: the text or its
@@ -611,10 +634,20 @@ impl Ctx<'_> {
             while next < self.tokens.len() && self.tokens[next].end <= line_end {
                 next += 1;
             }
-            let toks: Vec<usize> = (first..next).collect();
+            let last_line = line_start == last_line_start;
+            // "… 1400U/HR. SUSAN": on the last line, the words after its last
+            // sentence end sign the note.
+            let (line, from) = if last_line {
+                let cut = sentence_end(line.trim_ascii_end()).unwrap_or(0);
+                (&line[cut..], line_start + cut)
+            } else {
+                (line, line_start)
+            };
+            let toks: Vec<usize> = (first..next)
+                .filter(|&k| self.tokens[k].start >= from)
+                .collect();
             let credential_at = toks.iter().position(|&k| self.has(k, CREDENTIAL));
             let names = &toks[..credential_at.unwrap_or(toks.len())];
-            let last_line = line_start == last_line_start;
             let plain_line = line
                 .iter()
                 .all(|c| c.is_ascii_alphabetic() || b" .,/'-\t\r".contains(c));
@@ -745,6 +778,29 @@ mod tests {
         ] {
             assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
         }
+    }
+
+    #[test]
+    fn contact_lines_hospital_initials_and_trailing_signatures() {
+        let f = names(
+            "Lopie Certusi cell# 410-322-1419 is the proxy. Sent to ED at MGH, \
+             then to BWH. Heparin held at 1400U/HR. SUSAN",
+        );
+        for want in ["Lopie", "Certusi", "MGH", "BWH", "SUSAN"] {
+            assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
+        }
+        let f = names("barbara j. parrilli bsn/rn");
+        assert_eq!(f, ["barbara", "j", "parrilli"]);
+    }
+
+    #[test]
+    fn states_nationalities_chairs_and_measurements_are_not_names() {
+        let f = names(
+            "Speaks Russian; English interpreter called. Moved from Florida. \
+             OOB to CH with PT, back in NH. Seen with sao2 86%, mgso4 RN given, \
+             at baseline, USOH.",
+        );
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

@@ -177,7 +177,10 @@ fn accept(rule: Rule, b: &[u8], start: usize, end: usize) -> bool {
             .is_some_and(|(x, y)| !fraction_like(x) && !fraction_like(y)),
         Rule::AposYearAfter => !(end < b.len() && b[end].is_ascii_alphanumeric()),
         Rule::EventYear | Rule::MonthYy => {
-            !(followed_by_unit(b, end) || continues_number(b, end) || percent_after(b, end))
+            !(followed_by_unit(b, end)
+                || continues_number(b, end)
+                || percent_after(b, end)
+                || after_slash_number(b, start))
         }
         Rule::PhoneCtx => !continues_number(b, end) && !followed_by_unit(b, end),
         Rule::PhoneLocal => {
@@ -204,10 +207,18 @@ fn fraction_like(s: &str) -> bool {
     }
 }
 
+/// `84/41/7.54/10/36`: the match continues a chain of slashed numbers.
+fn after_slash_number(b: &[u8], start: usize) -> bool {
+    start >= 2 && b[start - 1] == b'/' && b[start - 2].is_ascii_digit()
+}
+
 fn md_is_date(b: &[u8], start: usize, end: usize) -> bool {
-    let before_slash = start >= 2 && b[start - 1] == b'/' && b[start - 2].is_ascii_digit();
     let before_decimal = start >= 1 && matches!(b[start - 1], b'.' | b',' | b'-');
-    if before_slash || before_decimal || continues_number(b, end) || followed_by_unit(b, end) {
+    if after_slash_number(b, start)
+        || before_decimal
+        || continues_number(b, end)
+        || followed_by_unit(b, end)
+    {
         return false;
     }
     let Some((m, d)) = std::str::from_utf8(&b[start..end])
@@ -220,22 +231,73 @@ fn md_is_date(b: &[u8], start: usize, end: usize) -> bool {
         return false;
     };
     let fraction = m < d && d <= 4;
+    // "pain 9/10", "c/o CP, 5/10": a score out of ten after a pain word.
+    let pain_score = d == 10 && words_shortly_before(b, start, PAIN_WORDS);
     !fraction
+        && !pain_score
         && m != d
         && !word_before(b, start, NOT_DATE_BEFORE)
+        && !words_shortly_before(b, start, VENT_MODES)
         && !word_after(b, end, NOT_DATE_AFTER)
+        && !word_after(b, end, VENT_MODES)
+}
+
+/// Ventilator modes whose settings are written `n/n` ("bipap 10/5",
+/// "on 10/5 bipap", "IPS 10/5 PEEP").
+const VENT_MODES: &[&str] = &[
+    "cpap", "ps", "psv", "ips", "bipap", "pap", "peep", "ipap", "epap",
+];
+
+/// Words that make a following `n/10` a pain score.
+const PAIN_WORDS: &[&str] = &[
+    "pain",
+    "cp",
+    "discomfort",
+    "ha",
+    "headache",
+    "rates",
+    "rated",
+];
+
+/// How many words back [`words_shortly_before`] looks ("bipap overnight 10/5",
+/// "c/o pain #9/10"); further back the word is about something else ("wean
+/// from vent and extubate 3/11").
+const SHORTLY: usize = 2;
+
+/// One of `words` among the [`SHORTLY`] words before `start`, punctuation
+/// skipped ("PAIN #9/10", "CP, 5/10"); stops at a sentence end.
+fn words_shortly_before(b: &[u8], start: usize, words: &[&str]) -> bool {
+    let mut end = start;
+    for _ in 0..SHORTLY {
+        let gap = b[..end]
+            .iter()
+            .rposition(u8::is_ascii_alphanumeric)
+            .map_or(0, |p| p + 1);
+        if b[gap..end]
+            .iter()
+            .any(|&c| matches!(c, b'.' | b'\n' | b';'))
+        {
+            return false;
+        }
+        let s = b[..gap]
+            .iter()
+            .rposition(|c| !c.is_ascii_alphanumeric())
+            .map_or(0, |p| p + 1);
+        if s == gap {
+            return false;
+        }
+        let w = b[s..gap].to_ascii_lowercase();
+        if words.iter().any(|x| x.as_bytes() == w.as_slice()) {
+            return true;
+        }
+        end = s;
+    }
+    false
 }
 
 /// Words before `n/n` that make it a setting or score, not a date.
 const NOT_DATE_BEFORE: &[&str] = &[
-    "cpap",
-    "ps",
-    "psv",
-    "bipap",
-    "peep",
     "flowby",
-    "ipap",
-    "epap",
     "vent",
     "ventilator",
     "strength",
@@ -362,7 +424,8 @@ fn preceded_by_decimal(b: &[u8], start: usize) -> bool {
     start >= 1 && matches!(b[start - 1], b'.' | b',' | b'$')
 }
 
-const UNITS: &[&str] = &[
+/// Units of measure: a number before one is a quantity.
+pub(super) const UNITS: &[&str] = &[
     "mg", "mcg", "g", "kg", "ml", "cc", "l", "u", "units", "unit", "iu", "meq", "mmol", "cal",
     "kcal", "lb", "lbs", "mm", "cm", "gm", "%", "ng", "mg/dl", "x", "times", "hr", "hrs", "min",
     "mins",
@@ -456,6 +519,32 @@ mod tests {
     fn leaves_temperatures_times_and_doses() {
         let f = found("T 99F, temp 97 F at 10:30, lopressor 25 mg, 120-1500 cc, 1.5-2.0");
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn ventilator_settings_and_pain_scores_are_not_dates() {
+        for text in [
+            "On bi-pap 10/5 with ABG",
+            "ON BIPAP OVERNIGHT 10/5 FIO2 65%",
+            "ABG ON 10/5 BIPAP",
+            "VENT: .40/IPS 10/5 PEEP",
+            "C/O INCISIONAL PAIN #9/10.",
+            "pt c/o CP, 5/10, ECG done",
+            "ABG 84/41/7.54/10/36",
+        ] {
+            let f = found(text);
+            assert!(f.is_empty(), "{text}: {f:?}");
+        }
+        // A date a few words after a vent word, or a pain word before a day
+        // that is not out of ten, stays a date.
+        for (text, date) in [
+            ("wean from vent and extubate 3/11.", "3/11"),
+            ("chest pain since 5/12", "5/12"),
+            ("pain. Seen 5/10 in clinic", "5/10"),
+        ] {
+            let f: Vec<String> = found(text).into_iter().map(|(s, _)| s).collect();
+            assert_eq!(f, [date], "{text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::dictionary::Dictionaries;
 use super::known::is_boundary;
 use super::lexicon::*;
 use super::names::Ctx;
+use super::patterns::UNITS;
 use super::{Category, Rule, Span};
 
 impl Ctx<'_> {
@@ -22,9 +23,15 @@ impl Ctx<'_> {
             j += 1;
         }
         let first = j;
+        // The place's later words must not be across a sentence end
+        // ("from Florida. OOB to chair").
         while j < self.tokens.len()
             && j - first < 3
-            && self.adjacent(j - 1, j)
+            && (if j == first {
+                self.adjacent(j - 1, j)
+            } else {
+                self.joined_in_name(j - 1, j)
+            })
             && self.place_word(j)
             && (j == first
                 || (self.capitalised(j) && !self.caps_text)
@@ -50,6 +57,15 @@ impl Ctx<'_> {
             if !prep || !self.same_phrase(i - 1, i) {
                 continue;
             }
+            if self.hospital_initials(i) {
+                self.push(i, Category::Location, Rule::HospitalInitials, spans);
+                continue;
+            }
+            // A ward with its floor in any case ("to quartermain 6").
+            if self.unlisted_place_word(i) && self.floor_number_after(i) {
+                self.push(i, Category::Location, Rule::Ward, spans);
+                continue;
+            }
             if !self.place_candidate(i) {
                 self.facility_name_run(i, spans);
                 continue;
@@ -64,9 +80,7 @@ impl Ctx<'_> {
                 || (!self.caps_text && in_from && self.acronym(i) && self.len(i) >= 2)
                 || self.uncased(i)
                 || self.has(i, PLACE);
-            if self.floor_number_after(i) {
-                self.push(i, Category::Location, Rule::Ward, spans);
-            } else if plain && self.has(i - 1, PREP | IN) && !self.has(i - 1, PLACE_CUE) {
+            if plain && self.has(i - 1, PREP | IN) && !self.has(i - 1, PLACE_CUE) {
                 self.push(i, Category::Location, Rule::PlaceCue, spans);
             }
         }
@@ -94,14 +108,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// `to GH`, `from BWH`, `at VAMC`: two to four capitals ending in `H`
+    /// (hospital) or `MC` (medical center), even where the letters are also
+    /// an abbreviation on the safe list (GH, growth hormone). States (`OH`),
+    /// clinical terms (`OSH`, outside hospital) and words (`HIGH`) are not.
+    fn hospital_initials(&self, i: usize) -> bool {
+        let t = self.tokens[i];
+        let letters = &self.bytes[t.start..t.letters_end];
+        (2..=4).contains(&letters.len())
+            && t.letters_end == t.end
+            && letters.iter().all(u8::is_ascii_uppercase)
+            && (letters.ends_with(b"H") || letters.ends_with(b"MC"))
+            && self.has(i - 1, PREP | IN)
+            && !self.has(i, STATE | CLINICAL | COMMON | STOP)
+    }
+
     /// A word on no list that can name a place: capitalised unless the
     /// text's case says nothing, and not a misspelt word.
     fn place_candidate(&self, i: usize) -> bool {
-        let t = self.tokens[i];
         let case_allows =
             self.uncased(i) || self.caps_text || self.capitalised(i) || self.acronym(i);
+        case_allows && self.unlisted_place_word(i)
+    }
+
+    /// A word on no list, not a name, title or misspelt word: a place name
+    /// where its position says so.
+    fn unlisted_place_word(&self, i: usize) -> bool {
+        let t = self.tokens[i];
         t.letters_end == t.end
-            && case_allows
             && self.len(i) >= 2
             && !self.known_word(i)
             && !self.has(
@@ -115,12 +149,11 @@ impl Ctx<'_> {
     /// and no unit or decimal follows it (`Quartermain 2`, not `Lopressor
     /// 25 mg`, `Lasix 2.5`).
     fn floor_number_after(&self, i: usize) -> bool {
-        const UNITS: &[&[u8]] = &[
-            b"mg", b"mcg", b"g", b"gm", b"kg", b"ml", b"cc", b"l", b"u", b"units", b"unit", b"meq",
-            b"mmol", b"mm", b"cm", b"lb", b"lbs", b"x", b"times", b"hr", b"hrs", b"hour", b"hours",
-            b"min", b"mins", b"minutes", b"day", b"days", b"wk", b"wks", b"week", b"weeks", b"mo",
-            b"months", b"yr", b"yrs", b"years", b"puffs", b"tabs", b"liters", b"l/min", b"lpm",
-            b"breaths", b"beats", b"am", b"pm",
+        // Besides units of measure: what a dose or a duration counts.
+        const COUNTED: &[&str] = &[
+            "hour", "hours", "minutes", "day", "days", "wk", "wks", "week", "weeks", "mo",
+            "months", "yr", "yrs", "years", "puffs", "tabs", "liters", "l/min", "lpm", "breaths",
+            "beats", "am", "pm",
         ];
         let rest = &self.bytes[self.tokens[i].end..];
         let Some(rest) = rest.strip_prefix(b" ") else {
@@ -140,13 +173,14 @@ impl Ctx<'_> {
             .take_while(|c| c.is_ascii_alphabetic() || **c == b'/')
             .map(u8::to_ascii_lowercase)
             .collect();
-        let unit = UNITS.contains(&word.as_slice());
+        let unit = UNITS.iter().chain(COUNTED).any(|u| u.as_bytes() == word);
         (1..=2).contains(&digits) && !decimal && !glued && !unit
     }
 
     /// A word that can name a place after a cue: not an ordinary or clinical word.
     pub(super) fn place_word(&self, i: usize) -> bool {
         self.len(i) >= 2
+            && !self.has(i, STATE)
             && (!self.has(i, STOP | FACILITY | CREDENTIAL) && !self.is_common(i)
                 || self.has(i, FACILITY_NAME) && self.capitalised(i))
     }
@@ -191,6 +225,7 @@ impl Ctx<'_> {
     pub(super) fn standalone_place(&self, i: usize) -> bool {
         self.len(i) >= 4
             && self.has(i, PLACE)
+            && !self.has(i, STATE)
             && !self.is_common(i)
             && (self.caps_text || self.capitalised(i) || self.uncased(i))
     }

@@ -150,6 +150,8 @@ rules! {
     PlaceDictionary => "place-dictionary",
     /// A ward or unit name: `5 North`, `Blake 7`.
     Ward => "ward",
+    /// A hospital's initials after a preposition: `transferred to MGH`.
+    HospitalInitials => "hospital-initials",
     /// The institution's own place names.
     SiteTerm => "site-term",
     /// Strict mode: a word that is not known to be safe.
