@@ -38,6 +38,8 @@ fn greedy_ids_equal_transformers_generate() {
         &prompt,
         "--max-new-tokens",
         &n,
+        "--device",
+        "cpu",
     ]);
     assert!(ok, "{err}");
     assert_eq!(&out["tokens"], want);
@@ -93,6 +95,7 @@ fn bad_arguments_are_named() {
         ),
         (vec!["-p", "hello", "--temperature=-1"], "--temperature"),
         (vec!["-p", "hello", "--stop", "<nope>"], "<nope>"),
+        (vec!["-p", "hello", "--device", "gpu0"], "cuda:N"),
     ] {
         let mut all = vec!["-m", model.as_str()];
         all.extend(args);

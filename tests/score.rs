@@ -54,3 +54,48 @@ fn scores_token_ids_and_text_with_transformers_losses() {
         "{err}"
     );
 }
+
+#[test]
+fn device_is_chosen_on_the_command_line_and_cuda_needs_the_feature() {
+    let model = repo().join("tests/fixtures/llama/llama-gqa-rope3");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("inputs.txt");
+    std::fs::write(&input, "[1, 5, 9, 2]\n").unwrap();
+    let run = |device: &str| {
+        clintune(
+            &[
+                "score",
+                "--model",
+                &s(&model),
+                "--input",
+                &s(&input),
+                "--device",
+                device,
+            ],
+            None,
+        )
+    };
+    let default = clintune(
+        &["score", "--model", &s(&model), "--input", &s(&input)],
+        None,
+    );
+    let cpu = run("cpu");
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    assert_eq!(cpu.stdout, default.stdout);
+
+    let bad = run("gpu");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("cuda:N"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let o = run("cuda:0");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+}

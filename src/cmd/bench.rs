@@ -1,10 +1,11 @@
 //! `clintune bench`: training throughput and model FLOPs utilisation.
 
+use super::PrecisionArg;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use clintune_model::ModelConfig;
-use clintune_train::bench::{BenchConfig, PRESETS, measure, preset};
-use clintune_train::recipe::{HardwareSection, Precision};
+use clintune_train::bench::{BenchConfig, PRESETS, Throughput, measure, preset};
+use clintune_train::recipe::HardwareSection;
 use std::path::Path;
 
 /// Arguments of `clintune bench`.
@@ -40,32 +41,32 @@ pub struct BenchArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// The precision activations are computed in.
-    #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]
-    precision: BenchPrecision,
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// The device's peak dense TFLOP/s at this precision, for MFU (H100 SXM: 989 bf16).
     #[arg(long, value_name = "TFLOPS")]
     peak_tflops: Option<f64>,
+    /// `table` for people; `json` (one object, with the model's config.json)
+    /// for scripts such as benches/gpu/check.sh.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
-/// `--precision`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BenchPrecision {
-    F32,
-    Bf16,
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 /// Runs `clintune bench`.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let model = model_config(&a.model)?;
+    let (config_text, model) = model_config(&a.model)?;
     let hardware = HardwareSection {
         devices: a.device.clone(),
         ..HardwareSection::default()
     };
     let devices = hardware.parse_devices().map_err(anyhow::Error::msg)?;
-    let precision = match a.precision {
-        BenchPrecision::F32 => Precision::F32,
-        BenchPrecision::Bf16 => Precision::Bf16,
-    };
     if a.batch == 0 || a.seq == 0 {
         bail!("--batch and --seq must be at least 1");
     }
@@ -75,7 +76,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         seq: a.seq,
         warmup: a.warmup,
         steps: a.steps,
-        dtype: precision.dtype(),
+        dtype: a.precision.dtype(),
     };
     tracing::info!(
         "timing {} steps after {} warm-up steps of {} × {} tokens on {}",
@@ -86,8 +87,36 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         a.device
     );
     let t = measure(&cfg, &devices)?;
-    let mfu = match a.peak_tflops {
-        Some(peak) => format!("{:.1}%", 100.0 * t.mfu(peak * 1e12)),
+    let mfu = a.peak_tflops.map(|peak| t.mfu(peak * 1e12));
+    match a.format {
+        Format::Table => print_table(&a, &t, mfu),
+        Format::Json => {
+            let config: serde_json::Value = serde_json::from_str(&config_text)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "model": a.model,
+                    "config": config,
+                    "parameters": t.params,
+                    "batch": a.batch,
+                    "seq": a.seq,
+                    "precision": a.precision.name(),
+                    "device": a.device,
+                    "step_seconds": t.step_seconds,
+                    "tokens_per_s": t.tokens_per_s,
+                    "flops_per_token": t.flops_per_token,
+                    "model_tflops": t.flops_per_s / 1e12,
+                    "mfu": mfu,
+                })
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_table(a: &BenchArgs, t: &Throughput, mfu: Option<f64>) {
+    let mfu = match mfu {
+        Some(m) => format!("{:.1}%", 100.0 * m),
         None => "(give --peak-tflops)".into(),
     };
     println!(
@@ -100,20 +129,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         t.params as f64 / 1e6,
         a.batch,
         a.seq,
-        format!("{:?}", a.precision).to_lowercase(),
+        a.precision.name(),
         a.device,
         t.step_seconds,
         t.tokens_per_s,
         t.flops_per_s / 1e12,
         mfu
     );
-    Ok(())
 }
 
-/// A preset's config, or the config.json at `spec` (a file or a model directory).
-fn model_config(spec: &str) -> anyhow::Result<ModelConfig> {
+/// A preset's config, or the config.json at `spec` (a file or a model
+/// directory): its text and what it parses to.
+fn model_config(spec: &str) -> anyhow::Result<(String, ModelConfig)> {
     if let Some(text) = preset(spec) {
-        return Ok(ModelConfig::parse(text)?);
+        return Ok((text.to_string(), ModelConfig::parse(text)?));
     }
     let path = Path::new(spec);
     if !path.exists() {
@@ -129,5 +158,6 @@ fn model_config(spec: &str) -> anyhow::Result<ModelConfig> {
     };
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    ModelConfig::parse(&text).with_context(|| format!("{}", file.display()))
+    let config = ModelConfig::parse(&text).with_context(|| format!("{}", file.display()))?;
+    Ok((text, config))
 }

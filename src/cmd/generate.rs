@@ -1,11 +1,14 @@
 //! `clintune generate`: continue a prompt with a model (and adapter).
 
 use anyhow::{Context, bail};
+use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use clintune_curate::tasks::Message;
 use clintune_curate::template::ChatTemplate;
 use clintune_curate::tokenizer::Tokenizer;
-use clintune_model::{GenerateConfig, Generation, ModelConfig, Sampling};
+use clintune_model::{
+    Device, GenerateConfig, Generation, ModelConfig, OnDevice, Sampling, on_device,
+};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -70,6 +73,9 @@ pub struct GenerateArgs {
     /// text, why it stopped and timings.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// `cpu` or `cuda:N` (a build with the cuda feature).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: Device,
 }
 
 /// Output of `clintune generate`.
@@ -82,9 +88,24 @@ enum Format {
 /// Runs `clintune generate`.
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     check_sampling(&a)?;
+    on_device(a.device, Generate(a))?
+}
+
+/// Generation, on whichever backend the device calls for.
+struct Generate(GenerateArgs);
+
+impl OnDevice for Generate {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        generate::<B>(self.0, &device)
+    }
+}
+
+fn generate<B: Backend>(a: GenerateArgs, device: &B::Device) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::load(&a.model)
         .with_context(|| format!("loading the tokenizer of {}", a.model.display()))?;
-    let (config, mut model) = super::load_cpu_model(&a.model)?;
+    let (config, mut model) = super::load_model::<B>(&a.model, device)?;
     if let Some(adapter) = &a.adapter {
         model = model
             .with_peft_adapter(adapter)

@@ -17,14 +17,44 @@ pub mod tokenizer;
 pub mod train;
 
 use anyhow::Context;
-use clintune_model::{Cpu, Llama, ModelConfig, WeightFiles};
+use burn::tensor::DType;
+use burn::tensor::backend::Backend;
+use clap::ValueEnum;
+use clintune_model::{Llama, ModelConfig, WeightFiles};
 use std::path::Path;
 
-/// The Hugging Face model in `dir`, on the CPU, with its config.
-fn load_cpu_model(dir: &Path) -> anyhow::Result<(ModelConfig, Llama<Cpu>)> {
+/// The Hugging Face model in `dir`, on `device`, with its config.
+fn load_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<(ModelConfig, Llama<B>)> {
     let config = ModelConfig::load(dir)?;
     let weights = WeightFiles::open(dir)?;
-    let model = Llama::load(&config, &weights, &Default::default())
+    let model = Llama::load(&config, &weights, device)
         .with_context(|| format!("loading {}", dir.display()))?;
     Ok((config, model))
+}
+
+/// `--precision`: the dtype activations are computed in (weights stay f32).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl PrecisionArg {
+    fn dtype(self) -> DType {
+        match self {
+            PrecisionArg::F32 => DType::F32,
+            PrecisionArg::Bf16 => DType::BF16,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PrecisionArg::F32 => "f32",
+            PrecisionArg::Bf16 => "bf16",
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! `clintune score`: per-token log-probabilities of inputs under a model.
 
+use super::PrecisionArg;
 use anyhow::{Context, bail};
+use burn::tensor::backend::Backend;
 use clap::Args;
 use clintune_curate::tokenizer::Tokenizer;
-use clintune_model::{Batch, Cpu, Llama};
+use clintune_model::{Batch, Device, Llama, OnDevice, on_device};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,11 +24,34 @@ pub struct ScoreArgs {
     /// BOS token if it has one) or a JSON array of token ids, scored as given.
     #[arg(long, short = 'i', value_name = "FILE")]
     input: PathBuf,
+    /// `cpu` or `cuda:N` (a build with the cuda feature).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: Device,
+    /// The precision activations are computed in; weights stay f32 and
+    /// log-probabilities come out in f32 either way.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
 }
 
 /// Runs `clintune score`.
 pub fn run(a: ScoreArgs) -> anyhow::Result<()> {
-    let (config, model) = super::load_cpu_model(&a.model)?;
+    on_device(a.device, Score(a))?
+}
+
+/// Scoring, on whichever backend the device calls for.
+struct Score(ScoreArgs);
+
+impl OnDevice for Score {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        score::<B>(self.0, &device)
+    }
+}
+
+fn score<B: Backend>(a: ScoreArgs, device: &B::Device) -> anyhow::Result<()> {
+    let (config, model) = super::load_model::<B>(&a.model, device)?;
+    let model = model.with_compute_dtype(a.precision.dtype());
     let text = std::fs::read_to_string(&a.input)
         .with_context(|| format!("reading {}", a.input.display()))?;
     let mut tokenizer = None;
@@ -73,7 +98,7 @@ fn tokens_of(
     Ok(ids)
 }
 
-fn score_line(model: &Llama<Cpu>, index: usize, tokens: Vec<u32>) -> Value {
+fn score_line<B: Backend>(model: &Llama<B>, index: usize, tokens: Vec<u32>) -> Value {
     let logprobs = model.token_log_probs(&Batch::unpacked(std::slice::from_ref(&tokens)));
     let scored: Vec<f64> = logprobs.iter().flatten().map(|&l| f64::from(l)).collect();
     let mean_loss = -scored.iter().sum::<f64>() / scored.len() as f64;

@@ -8,6 +8,7 @@
 //! reporting every missing, unexpected or mis-shaped tensor at once.
 
 pub mod config;
+pub mod device;
 pub mod generate;
 pub mod init;
 pub mod llama;
@@ -19,6 +20,7 @@ pub mod save;
 pub mod weights;
 
 pub use config::{ModelConfig, RopeScaling};
+pub use device::{Device, DeviceError, OnDevice, on_device};
 pub use generate::{GenerateConfig, Generation, Sampling, StopReason};
 pub use llama::{Batch, Llama};
 pub use lora::{LoraConfig, Target};
