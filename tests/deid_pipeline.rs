@@ -498,7 +498,7 @@ fn many_partitions_give_the_same_records_as_one() {
     let run = |name: &str, partition_bytes: u64| {
         let opts = clintune_deid::DeidOptions {
             inputs: vec![sample()],
-            policy: repo().join("deid/safe-harbor.toml"),
+            policy: Some(repo().join("deid/safe-harbor.toml")),
             out: dir.path().join(name),
             force: false,
             skip_invalid: false,
@@ -569,4 +569,53 @@ fn lineage_verify_rechecks_source_files_still_on_disk() {
         "{}",
         stderr(&r)
     );
+}
+
+#[test]
+fn the_built_in_policy_works_from_any_folder_and_hashes_as_the_file_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let builtin = tmp.path().join("builtin");
+    let o = clintune_command(&[
+        "deid",
+        "--input",
+        &s(&sample()),
+        "--out",
+        &s(&builtin),
+        "--as-of",
+        "2026-01-01",
+    ])
+    .current_dir(&elsewhere)
+    .env("CLINTUNE_DEID_KEY", KEY_A)
+    .output()
+    .unwrap();
+    ok(&o);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("policy: built-in deid/safe-harbor.toml"),
+        "{said}"
+    );
+
+    let file = tmp.path().join("file");
+    let policy = repo().join("deid/safe-harbor.toml");
+    let o = deid(&[&sample()], &file, KEY_A, &["--policy", &s(&policy)]);
+    ok(&o);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains(&format!("policy: {}", policy.display())),
+        "{said}"
+    );
+
+    // The same policy and dictionaries: the same configuration and records.
+    let (b, f) = (read_manifest(&builtin), read_manifest(&file));
+    assert_eq!(b["config_hash"], f["config_hash"]);
+    assert_eq!(b["outputs"], f["outputs"]);
+
+    // `scan` finds its policy from any folder too.
+    let o = clintune_command(&["scan", &s(&builtin)])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    ok(&o);
 }

@@ -3,9 +3,9 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use clintune_core::secret::SecretKey;
+use clintune_deid::DeidOptions;
 use clintune_deid::eval::{self, Format};
-use clintune_deid::policy::TextMode;
-use clintune_deid::{DeidOptions, Policy};
+use clintune_deid::policy::{LoadedPolicy, TextMode};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -33,9 +33,11 @@ struct RunArgs {
     /// content: FHIR R4 Bulk Data NDJSON, FHIR R4 Bundle JSON, chat-format JSONL.
     #[arg(long = "input", short = 'i', value_name = "PATH", num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// Policy: the allowlist of kept fields and how each is treated.
-    #[arg(long, value_name = "FILE", default_value = "deid/safe-harbor.toml")]
-    policy: PathBuf,
+    /// Policy: the allowlist of kept fields and how each is treated. Default: the
+    /// built-in Safe Harbor policy (deid/safe-harbor.toml and its dictionaries,
+    /// compiled in); give a file to use an edited copy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Output directory; written to a temporary directory and renamed when complete.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: Option<PathBuf>,
@@ -62,6 +64,9 @@ struct RunArgs {
 enum DeidCommand {
     /// Score the free-text PHI detector against an annotated corpus.
     Eval(EvalArgs),
+    /// Print the licence notices of the word lists compiled into clintune
+    /// (SCOWL, Philter), which go with every copy of the binary.
+    Notices,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -79,9 +84,10 @@ struct EvalArgs {
     format: CorpusFormat,
     /// Corpus directory.
     dir: PathBuf,
-    /// Policy whose dictionaries the detector uses.
-    #[arg(long, value_name = "FILE", default_value = "deid/safe-harbor.toml")]
-    policy: PathBuf,
+    /// Policy whose dictionaries and mode the detector uses. Default: the
+    /// built-in Safe Harbor policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Also write the predicted spans in the PhysioNet id.phi layout.
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
@@ -122,6 +128,12 @@ fn parse_fold(s: &str) -> Result<(usize, usize), String> {
 pub fn run(args: DeidArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DeidCommand::Eval(e)) => run_eval(e),
+        Some(DeidCommand::Notices) => {
+            for (name, text) in clintune_deid::builtin::NOTICES {
+                println!("==== {name}\n\n{text}");
+            }
+            Ok(())
+        }
         None => run_deid(args.run),
     }
 }
@@ -180,9 +192,12 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         s.seconds,
         mb / s.seconds.max(1e-9)
     );
-    if let Some(mode) = s.manifest.config.get("text_mode").and_then(|v| v.as_str()) {
-        println!("free text: {mode} mode (policy [text] mode)");
-    }
+    let mode = s.manifest.config.get("text_mode").and_then(|v| v.as_str());
+    println!(
+        "policy: {} (free text: {} mode)",
+        s.policy,
+        mode.unwrap_or("balanced")
+    );
     println!("output: {} (manifest {})", s.out.display(), s.manifest.id);
     Ok(())
 }
@@ -195,7 +210,7 @@ fn count(counts: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
 }
 
 fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
-    let policy = Policy::load(&e.policy)?;
+    let policy = LoadedPolicy::from_arg(e.policy.as_deref())?;
     let mut scrubber = policy.scrubber()?;
     if let Some(mode) = e.mode {
         scrubber = scrubber.with_mode(match mode {

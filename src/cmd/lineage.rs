@@ -50,8 +50,12 @@ pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
         LineageCommand::Verify { dir } => {
             let r = clintune_lineage::verify_chain(&dir)
                 .with_context(|| format!("lineage verification of {} failed", dir.display()))?;
+            let built_in = match r.inputs_built_in {
+                0 => String::new(),
+                n => format!("; {n} built into clintune (the default policy), known by hash"),
+            };
             println!(
-                "verified: {} manifest(s), {} file(s) match their recorded SHA-256; {} input(s) not on disk or recorded under a pseudonym, not checked",
+                "verified: {} manifest(s), {} file(s) match their recorded SHA-256; {} input(s) not on disk or recorded under a pseudonym, not checked{built_in}",
                 r.manifests, r.files_checked, r.inputs_not_found
             );
         }

@@ -38,7 +38,7 @@ struct DeidStage {
     input: Vec<PathBuf>,
     /// The de-identified output directory.
     out: PathBuf,
-    /// The policy file.
+    /// The policy file; default: the built-in Safe Harbor policy.
     policy: Option<PathBuf>,
 }
 

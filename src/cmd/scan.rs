@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use clintune_deid::policy::Policy;
+use clintune_deid::policy::LoadedPolicy;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,9 +18,10 @@ pub struct ScanArgs {
     /// A directory: a curated dataset, an export, any model directory.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
-    /// The de-identification policy whose detector to run.
-    #[arg(long, value_name = "FILE", default_value = "deid/safe-harbor.toml")]
-    policy: PathBuf,
+    /// The de-identification policy whose detector to run. Default: the
+    /// built-in Safe Harbor policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// One JSON object per finding instead of text lines.
     #[arg(long)]
     json: bool,
@@ -31,7 +32,9 @@ pub struct ScanArgs {
 
 /// Runs `clintune scan`.
 pub fn run(a: ScanArgs) -> anyhow::Result<()> {
-    let scrubber = Policy::load(&a.policy)?.scrubber()?;
+    let policy = LoadedPolicy::from_arg(a.policy.as_deref())?;
+    tracing::info!("policy: {}", policy.source);
+    let scrubber = policy.scrubber()?;
     let report = clintune_deid::scan::scan(&a.dir, &scrubber)
         .with_context(|| format!("scanning {}", a.dir.display()))?;
     let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();

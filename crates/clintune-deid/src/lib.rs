@@ -14,6 +14,7 @@
 //! [`eval`] scores the free-text detector against an annotated corpus.
 
 pub mod audit;
+pub mod builtin;
 pub mod dates;
 pub mod error;
 pub mod eval;

@@ -5,7 +5,7 @@ use crate::error::DeidError;
 use crate::input::route::{RouteOptions, Spill, route_all};
 use crate::input::{InputFile, InputKind, discover};
 use crate::output::write_parquet;
-use crate::policy::{LoadedPolicy, Policy};
+use crate::policy::{LoadedPolicy, PolicySource};
 use crate::process::{ProcessOptions, Processed, process_partition};
 use crate::pseudonym::Pseudonymizer;
 use crate::resource::Deidentifier;
@@ -31,8 +31,8 @@ const MAX_PARTITIONS: u64 = 512;
 pub struct DeidOptions {
     /// Input files or directories.
     pub inputs: Vec<PathBuf>,
-    /// The policy file.
-    pub policy: PathBuf,
+    /// The policy file; `None`: the built-in policy ([`crate::builtin`]).
+    pub policy: Option<PathBuf>,
     /// Output directory (created atomically).
     pub out: PathBuf,
     /// Replace an existing output directory.
@@ -58,13 +58,15 @@ pub struct DeidSummary {
     pub input_bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// The policy used: its file, or the built-in policy's name.
+    pub policy: String,
 }
 
 /// De-identifies `opts.inputs` into `opts.out`. Nothing appears at `opts.out`
 /// unless every record was processed (or counted, under `skip_invalid`).
 pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError> {
     let started = Instant::now();
-    let loaded = Policy::load(&opts.policy)?;
+    let loaded = LoadedPolicy::from_arg(opts.policy.as_deref())?;
     let scrubber = loaded.scrubber()?;
     let (inputs, skipped) = discover(&opts.inputs)?;
     if inputs.is_empty() {
@@ -165,6 +167,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         audit,
         input_bytes,
         seconds: started.elapsed().as_secs_f64(),
+        policy: loaded.source.to_string(),
     })
 }
 
@@ -185,10 +188,9 @@ fn write_reports(
     text.push('\n');
     std::fs::write(&audit_path, text).map_err(DeidError::io(&audit_path))?;
 
-    let policy_bytes = std::fs::read(&loaded.path).map_err(DeidError::io(&loaded.path))?;
     let config = json!({
-        "policy_sha256": sha256_hex(&policy_bytes),
-        "dictionaries_sha256": dictionaries_hash(&loaded.dictionaries)?,
+        "policy_sha256": sha256_hex(loaded.text.as_bytes()),
+        "dictionaries_sha256": loaded.dictionaries.hash()?,
         "site_terms_sha256": match &loaded.site_terms {
             Some(p) => Some(file_digest(p).map_err(DeidError::io(p))?.sha256),
             None => None,
@@ -204,12 +206,7 @@ fn write_reports(
         .config("key_id", key.key_id())
         .config("as_of", opts.as_of.to_string())
         .config("skip_invalid", opts.skip_invalid)
-        .input(file_entry(
-            &loaded.path,
-            absolute_path(&loaded.path),
-            None,
-            "deid-policy",
-        )?);
+        .input(policy_entry(loaded));
     for (input, (rows, digest)) in inputs.iter().zip(input_rows) {
         b = b.input(input_entry(input, *rows, digest, d, names));
     }
@@ -230,6 +227,25 @@ fn write_reports(
     let manifest = b.counts(audit.manifest_counts()).finish();
     manifest.write(dir)?;
     Ok(manifest)
+}
+
+/// The policy as an input: the text that was read, under its absolute path
+/// (or the built-in policy's name, which no file on disk matches).
+fn policy_entry(loaded: &LoadedPolicy) -> FileEntry {
+    let path = match &loaded.source {
+        PolicySource::File(path) => absolute_path(path),
+        PolicySource::Builtin => crate::builtin::NAME.to_string(),
+    };
+    FileEntry {
+        path,
+        sha256: sha256_hex(loaded.text.as_bytes()),
+        bytes: loaded.text.len() as u64,
+        rows: None,
+        kind: None,
+        redacted: false,
+        built_in: loaded.source == PolicySource::Builtin,
+    }
+    .with_kind("deid-policy")
 }
 
 fn file_entry(
@@ -287,6 +303,7 @@ fn input_entry(
         rows: Some(rows),
         kind: Some(input.kind.as_str().to_string()),
         redacted: !bulk || folders_redacted,
+        built_in: false,
     }
 }
 
@@ -351,30 +368,6 @@ fn is_bulk_name(name: &str) -> bool {
     ty.bytes().all(|b| b.is_ascii_alphabetic())
         && num.bytes().all(|b| b.is_ascii_digit())
         && ext == "ndjson"
-}
-
-/// One hash over the word lists (`*.txt`) and the compressed Philter lists
-/// (`philter/*.zst`), so a changed list changes the stage's configuration hash.
-fn dictionaries_hash(dir: &Path) -> Result<String, DeidError> {
-    let mut names =
-        clintune_core::hash::files_with_extension(dir, "txt").map_err(DeidError::io(dir))?;
-    let philter = dir.join("philter");
-    names.extend(
-        clintune_core::hash::files_with_extension(&philter, "zst")
-            .map_err(DeidError::io(&philter))?,
-    );
-    let mut all = String::new();
-    for p in names {
-        let d = file_digest(&p).map_err(DeidError::io(&p))?;
-        all.push_str(&format!(
-            "{} {}\n",
-            p.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            d.sha256
-        ));
-    }
-    Ok(sha256_hex(all.as_bytes()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! counted in the audit report, never passed through.
 
 use crate::error::DeidError;
+use crate::scrub::DictionaryFiles;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -173,24 +174,54 @@ pub struct Policy {
     pub resources: BTreeMap<String, ResourcePolicy>,
 }
 
-/// A policy loaded from disk, with its source text (hashed into the lineage).
+/// A loaded policy, with its source text (hashed into the lineage).
 #[derive(Debug, Clone)]
 pub struct LoadedPolicy {
     /// The parsed policy.
     pub policy: Policy,
-    /// The policy file.
-    pub path: PathBuf,
-    /// The dictionaries directory, resolved against the policy file.
-    pub dictionaries: PathBuf,
+    /// Where it was read from.
+    pub source: PolicySource,
+    /// Its text, as read.
+    pub text: String,
+    /// Its dictionaries: the folder it names, resolved against the policy
+    /// file, or the built-in ones.
+    pub dictionaries: DictionaryFiles,
     /// The site terms file, resolved against the policy file.
     pub site_terms: Option<PathBuf>,
 }
 
+/// Where a policy was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A policy file given by the user.
+    File(PathBuf),
+    /// The policy compiled into clintune ([`crate::builtin`]).
+    Builtin,
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::File(path) => write!(f, "{}", path.display()),
+            PolicySource::Builtin => f.write_str(crate::builtin::NAME),
+        }
+    }
+}
+
 impl LoadedPolicy {
+    /// The policy file or the built-in policy: the policy given, else the
+    /// built-in one.
+    pub fn from_arg(path: Option<&Path>) -> Result<Self, DeidError> {
+        match path {
+            Some(path) => Policy::load(path),
+            None => Policy::builtin(),
+        }
+    }
+
     /// Loads the dictionaries (and site terms) this policy names and builds
     /// the free-text scrubber over them.
     pub fn scrubber(&self) -> Result<crate::scrub::Scrubber, DeidError> {
-        let mut dicts = crate::scrub::Dictionaries::load(&self.dictionaries)?;
+        let mut dicts = crate::scrub::Dictionaries::load_from(&self.dictionaries)?;
         if let Some(path) = &self.site_terms {
             dicts.add_site_terms(path)?;
         }
@@ -202,23 +233,40 @@ impl Policy {
     /// Reads and validates a policy file (unknown keys are errors).
     pub fn load(path: &Path) -> Result<LoadedPolicy, DeidError> {
         let text = std::fs::read_to_string(path).map_err(DeidError::io(path))?;
-        let policy: Policy = toml::from_str(&text).map_err(|e| DeidError::Policy {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        policy.validate().map_err(|message| DeidError::Policy {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let policy = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let dictionaries = base.join(&policy.text.dictionaries);
+        let dictionaries = DictionaryFiles::Dir(base.join(&policy.text.dictionaries));
         let site_terms = policy.text.site_terms.as_ref().map(|p| base.join(p));
         Ok(LoadedPolicy {
             policy,
-            path: path.to_path_buf(),
+            source: PolicySource::File(path.to_path_buf()),
+            text,
             dictionaries,
             site_terms,
         })
+    }
+
+    /// The policy compiled into clintune, with its dictionaries.
+    pub fn builtin() -> Result<LoadedPolicy, DeidError> {
+        let text = crate::builtin::POLICY.to_string();
+        let policy = Self::parse(&text, Path::new(crate::builtin::NAME))?;
+        Ok(LoadedPolicy {
+            policy,
+            source: PolicySource::Builtin,
+            text,
+            dictionaries: DictionaryFiles::Builtin,
+            site_terms: None,
+        })
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, DeidError> {
+        let bad = |message: String| DeidError::Policy {
+            path: path.to_path_buf(),
+            message,
+        };
+        let policy: Policy = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        policy.validate().map_err(bad)?;
+        Ok(policy)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -266,7 +314,15 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deid/safe-harbor.toml");
         let p = Policy::load(&path).unwrap();
         assert!(p.policy.resources.contains_key("Encounter"));
-        assert!(p.dictionaries.ends_with("dictionaries"));
+        assert!(matches!(&p.dictionaries, DictionaryFiles::Dir(d) if d.ends_with("dictionaries")));
+        // The built-in policy is the same file, with the same dictionaries.
+        let b = Policy::builtin().unwrap();
+        assert_eq!(b.text, p.text);
+        assert_eq!(
+            b.dictionaries.hash().unwrap(),
+            p.dictionaries.hash().unwrap()
+        );
+        assert_eq!(b.source.to_string(), crate::builtin::NAME);
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! back to its source files and prove nothing changed on the way
 //! ([`verify::verify_chain`]).
 
+pub mod chain;
 pub mod manifest;
 pub mod openlineage;
 pub mod show;
 pub mod verify;
 
+pub use chain::ChainError;
 pub use manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestBuilder, ParentRef, ToolInfo};
 pub use verify::{VerifyError, VerifyReport, verify_chain};

@@ -53,6 +53,11 @@ pub struct FileEntry {
     /// True when `path` is a pseudonym rather than the real name.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// True when the content was compiled into the tool (the default
+    /// de-identification policy), so no file on disk holds it; the hash
+    /// still identifies it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub built_in: bool,
 }
 
 impl FileEntry {
@@ -66,6 +71,7 @@ impl FileEntry {
             rows,
             kind: None,
             redacted: false,
+            built_in: false,
         })
     }
 
@@ -344,6 +350,7 @@ mod tests {
                 rows: Some(3),
                 kind: None,
                 redacted: false,
+                built_in: false,
             })
             .counts(counts)
             .finish()

@@ -8,6 +8,7 @@
 //! facet, and a `parent` run facet links each event to the manifest it was
 //! derived from. Events are listed from the source records up.
 
+use crate::chain::{Ancestry, ChainError};
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use crate::verify::resolve;
 use serde_json::{Value, json};
@@ -41,22 +42,25 @@ pub fn run_id(manifest_id: &str) -> String {
     )
 }
 
-/// The run events of the chain starting at `dir`, ancestors first.
-pub fn events(dir: &Path) -> Result<Vec<Value>, crate::manifest::ManifestError> {
+/// The run events of the chain starting at `dir`, ancestors first; a cycle
+/// in the chain is an error.
+pub fn events(dir: &Path) -> Result<Vec<Value>, ChainError> {
     let mut out = Vec::new();
-    collect(dir, &mut out)?;
+    collect(dir, &mut Ancestry::default(), &mut out)?;
     Ok(out)
 }
 
-fn collect(dir: &Path, out: &mut Vec<Value>) -> Result<(), crate::manifest::ManifestError> {
+fn collect(dir: &Path, path: &mut Ancestry, out: &mut Vec<Value>) -> Result<(), ChainError> {
+    path.enter(dir)?;
     let m = Manifest::read(dir)?;
     for parent in &m.parents {
         let parent_dir = resolve(dir, &parent.path);
         if parent_dir.join(MANIFEST_FILE).is_file() {
-            collect(&parent_dir, out)?;
+            collect(&parent_dir, path, out)?;
         }
     }
     out.push(event(dir, &m));
+    path.leave();
     Ok(())
 }
 

@@ -1,20 +1,29 @@
 //! Human-readable rendering of a manifest chain.
 
-use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError};
+use crate::chain::{Ancestry, ChainError};
+use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::verify::resolve;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// Renders the manifest in `dir` and, indented below it, each parent that is
-/// still on disk, down to the source files.
-pub fn render_chain(dir: &Path) -> Result<String, ManifestError> {
+/// still on disk, down to the source files. A parent already above in the
+/// chain (a cycle) is named and not followed.
+pub fn render_chain(dir: &Path) -> Result<String, ChainError> {
     let mut out = String::new();
-    render(dir, 0, &mut out)?;
+    let mut path = Ancestry::default();
+    path.enter(dir)?;
+    render(dir, 0, &mut path, &mut out)?;
     Ok(out)
 }
 
-fn render(dir: &Path, depth: usize, out: &mut String) -> Result<(), ManifestError> {
+fn render(
+    dir: &Path,
+    depth: usize,
+    path: &mut Ancestry,
+    out: &mut String,
+) -> Result<(), ChainError> {
     let m = Manifest::read(dir)?;
     let pad = "  ".repeat(depth);
     let _ = writeln!(out, "{pad}{} {}", m.stage, m.id);
@@ -40,8 +49,22 @@ fn render(dir: &Path, depth: usize, out: &mut String) -> Result<(), ManifestErro
     for parent in &m.parents {
         let parent_dir = resolve(dir, &parent.path);
         if parent_dir.join(MANIFEST_FILE).is_file() {
+            match path.enter(&parent_dir) {
+                Err(ChainError::Cycle { .. }) => {
+                    let _ = writeln!(
+                        out,
+                        "{pad}  derived from: {} {} (LINEAGE CYCLE: {} is already above in this chain)",
+                        parent.stage,
+                        parent.id,
+                        parent_dir.display()
+                    );
+                    continue;
+                }
+                entered => entered?,
+            }
             let _ = writeln!(out, "{pad}  derived from:");
-            render(&parent_dir, depth + 2, out)?;
+            render(&parent_dir, depth + 2, path, out)?;
+            path.leave();
         } else {
             let _ = writeln!(
                 out,

@@ -1,5 +1,6 @@
 //! Verification: recompute every hash along a manifest chain.
 
+use crate::chain::{Ancestry, ChainError};
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestError};
 use clintune_core::hash::file_digest;
 use std::path::{Component, Path, PathBuf};
@@ -13,6 +14,9 @@ pub struct VerifyReport {
     pub files_checked: usize,
     /// Input files not on disk (or recorded under a pseudonym) and so not checked.
     pub inputs_not_found: usize,
+    /// Inputs compiled into clintune (the default policy): identified by
+    /// hash, with no file to check.
+    pub inputs_built_in: usize,
 }
 
 /// The first mismatch found.
@@ -21,6 +25,9 @@ pub enum VerifyError {
     /// A manifest could not be read.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The chain loops back on itself or is too deep to be real.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     /// A manifest's content does not match its id.
     #[error(
         "{path}: content id mismatch: recorded {recorded}, recomputed {actual} (the manifest was edited)"
@@ -81,15 +88,17 @@ pub enum VerifyError {
 /// every parent manifest reachable on disk, recursively; stops at the first mismatch.
 pub fn verify_chain(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport::default();
-    verify_dir(dir, None, &mut report)?;
+    verify_dir(dir, None, &mut Ancestry::default(), &mut report)?;
     Ok(report)
 }
 
 fn verify_dir(
     dir: &Path,
     expected: Option<(&str, &Path)>,
+    path: &mut Ancestry,
     report: &mut VerifyReport,
 ) -> Result<(), VerifyError> {
+    path.enter(dir)?;
     let manifest = Manifest::read(dir)?;
     let manifest_path = dir.join(MANIFEST_FILE);
     let actual = manifest.compute_id();
@@ -116,6 +125,10 @@ fn verify_dir(
         report.files_checked += 1;
     }
     for entry in &manifest.inputs {
+        if entry.built_in {
+            report.inputs_built_in += 1;
+            continue;
+        }
         let path = resolve(dir, &entry.path);
         if entry.redacted || !path.is_file() {
             report.inputs_not_found += 1;
@@ -127,9 +140,15 @@ fn verify_dir(
     for parent in &manifest.parents {
         let parent_dir = resolve(dir, &parent.path);
         if parent_dir.join(MANIFEST_FILE).is_file() {
-            verify_dir(&parent_dir, Some((&parent.id, &manifest_path)), report)?;
+            verify_dir(
+                &parent_dir,
+                Some((&parent.id, &manifest_path)),
+                path,
+                report,
+            )?;
         }
     }
+    path.leave();
     Ok(())
 }
 
@@ -243,5 +262,41 @@ mod tests {
         std::fs::write(&path, text.replace("\"deid\"", "\"curate\"")).unwrap();
         let err = verify_chain(root.path()).unwrap_err();
         assert!(matches!(err, VerifyError::ManifestId { .. }), "{err}");
+    }
+
+    #[test]
+    fn cycles_are_named_by_verify_show_and_openlineage() {
+        // a → b → a, and c naming itself: written by hand, as an attacker or a
+        // bad copy would, so the ids cannot be consistent; the walk must end
+        // on the cycle before it checks them.
+        let root = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            root.path().join("a"),
+            root.path().join("b"),
+            root.path().join("c"),
+        );
+        let parent = |stage: &str, path: &str| ParentRef {
+            id: "sha256:0".into(),
+            stage: stage.into(),
+            path: path.into(),
+        };
+        stage(&a, "deid", b"x", Some(parent("curate", "../b")));
+        stage(&b, "curate", b"y", Some(parent("deid", "../a")));
+        stage(&c, "train", b"z", Some(parent("train", ".")));
+        // Verify stops at the first mismatch: a's id, before b comes round
+        // again; c names itself, which is the cycle.
+        let err = verify_chain(&b).unwrap_err().to_string();
+        assert!(err.contains(&a.display().to_string()), "{err}");
+        let err = verify_chain(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("lineage cycle") && err.contains(&c.display().to_string()),
+            "{err}"
+        );
+        for dir in [&b, &c] {
+            let shown = crate::show::render_chain(dir).unwrap();
+            assert!(shown.contains("LINEAGE CYCLE"), "{shown}");
+            let err = crate::openlineage::events(dir).unwrap_err().to_string();
+            assert!(err.contains("lineage cycle"), "{err}");
+        }
     }
 }

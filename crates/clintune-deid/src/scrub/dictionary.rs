@@ -1,5 +1,6 @@
 //! Name, place and word dictionaries used by the context rules.
 
+use super::dictionary_files::{DictionaryFiles, parse_list};
 use super::lexicon;
 use crate::error::DeidError;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -72,16 +73,21 @@ impl Dictionaries {
     /// the Census name lists, English and clinical words and places, and
     /// Philter's safe-word and name lists under `philter/`.
     pub fn load(dir: &Path) -> Result<Self, DeidError> {
-        let first = read_list(&dir.join("first-names.txt"))?;
-        let last = read_list(&dir.join("surnames.txt"))?;
-        let common = read_list(&dir.join("common-words.txt"))?;
-        let clinical = read_list(&dir.join("clinical-terms.txt"))?;
-        let places = read_list(&dir.join("places.txt"))?;
-        let mut dicts = Self::from_lists(first, last, common, clinical, places);
-        let philter = dir.join("philter");
-        dicts.add_safe_words(&read_compressed_list(&philter.join("safe-words.txt.zst"))?);
-        dicts.add_names(&read_compressed_list(&philter.join("first-names.txt.zst"))?);
-        dicts.add_names(&read_compressed_list(&philter.join("last-names.txt.zst"))?);
+        Self::load_from(&DictionaryFiles::Dir(dir.to_path_buf()))
+    }
+
+    /// Loads the dictionaries from a folder or from the built-in copy.
+    pub fn load_from(files: &DictionaryFiles) -> Result<Self, DeidError> {
+        let mut dicts = Self::from_lists(
+            files.list("first-names.txt")?,
+            files.list("surnames.txt")?,
+            files.list("common-words.txt")?,
+            files.list("clinical-terms.txt")?,
+            files.list("places.txt")?,
+        );
+        dicts.add_safe_words(&files.list("philter/safe-words.txt.zst")?);
+        dicts.add_names(&files.list("philter/first-names.txt.zst")?);
+        dicts.add_names(&files.list("philter/last-names.txt.zst")?);
         Ok(dicts)
     }
 
@@ -320,27 +326,6 @@ fn read_list(path: &Path) -> Result<Vec<String>, DeidError> {
         message: e.to_string(),
     })?;
     Ok(parse_list(&text))
-}
-
-/// A zstd-compressed word list (the Philter lists are shipped compressed).
-fn read_compressed_list(path: &Path) -> Result<Vec<String>, DeidError> {
-    let bad = |message: String| DeidError::Dictionary {
-        path: path.to_path_buf(),
-        message,
-    };
-    let raw = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let text =
-        zstd::decode_all(raw.as_slice()).map_err(|e| bad(format!("not a zstd file: {e}")))?;
-    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
-    Ok(parse_list(&text))
-}
-
-fn parse_list(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_lowercase)
-        .collect()
 }
 
 #[cfg(test)]

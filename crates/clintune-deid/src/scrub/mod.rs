@@ -10,6 +10,7 @@
 //! patient's offset, names get consistent surrogates, everything else a tag.
 
 pub mod dictionary;
+pub mod dictionary_files;
 mod fallback;
 pub mod known;
 pub(crate) mod lexicon;
@@ -24,6 +25,7 @@ use crate::policy::TextMode;
 use std::collections::BTreeMap;
 
 pub use dictionary::Dictionaries;
+pub use dictionary_files::DictionaryFiles;
 pub use known::KnownMatcher;
 pub use replace::ScrubContext;
 pub use rule::Rule;
