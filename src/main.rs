@@ -89,6 +89,7 @@ fn remove_work_folders_on_interrupt() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    cmd::set_quiet(cli.quiet);
     remove_work_folders_on_interrupt();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),

@@ -619,3 +619,47 @@ fn the_built_in_policy_works_from_any_folder_and_hashes_as_the_file_does() {
         .unwrap();
     ok(&o);
 }
+
+#[test]
+fn json_nested_past_the_parsers_limit_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(
+        input.join("deep.ndjson"),
+        format!("{}\n", "[".repeat(100_000)),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = deid(&[&input], &out, KEY_A, &[]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    for want in ["deep.ndjson", "line 1", "nested deeper"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn quiet_deid_prints_no_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = clintune_command(&[
+        "deid",
+        "-q",
+        "--input",
+        &s(&sample().join("bulk")),
+        "--out",
+        &s(&out),
+    ])
+    .env("CLINTUNE_DEID_KEY", KEY_A)
+    .output()
+    .unwrap();
+    ok(&o);
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(out.join("manifest.json").is_file());
+}

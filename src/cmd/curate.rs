@@ -110,36 +110,36 @@ fn run_curate(a: RunArgs) -> anyhow::Result<()> {
     let s =
         clintune_curate::pipeline::run(&opts).context("curation failed; no output was written")?;
     report(&s);
-    println!("{:.1} s", started.elapsed().as_secs_f64());
+    summary!("{:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 fn report(s: &CurateSummary) {
     let m = &s.manifest;
     let Some(t) = Tallies::from_counts(&m.counts) else {
-        println!("output: {} (manifest {})", s.out.display(), m.id);
+        summary!("output: {} (manifest {})", s.out.display(), m.id);
         return;
     };
     let patients: u64 = t.patients.values().sum();
     let built: u64 = t.built.values().sum();
-    println!("{patients} patients, {built} examples built");
+    summary!("{patients} patients, {built} examples built");
     if m.stage == clintune_curate::pipeline::SHARD_STAGE {
-        println!("shard candidates written; merge all shards with `clintune curate merge`");
+        summary!("shard candidates written; merge all shards with `clintune curate merge`");
     } else {
         let dup = |k: &str| t.duplicates.get(k).copied().unwrap_or(0);
         let filtered: u64 = t.filtered.values().sum();
-        println!(
+        summary!(
             "removed: {filtered} by length filters, {} exact and {} near duplicates",
             dup("exact"),
             dup("near")
         );
         for split in SPLITS {
-            println!(
+            summary!(
                 "  {split:<10} {:>7} examples {:>10} tokens",
                 t.split_examples(split),
                 t.split_tokens(split)
             );
         }
     }
-    println!("output: {} (manifest {})", s.out.display(), m.id);
+    summary!("output: {} (manifest {})", s.out.display(), m.id);
 }

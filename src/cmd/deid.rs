@@ -165,7 +165,7 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         .context("de-identification failed; no output was written")?;
     let counts = &s.manifest.counts;
     let mb = s.input_bytes as f64 / 1e6;
-    println!(
+    summary!(
         "de-identified {} patients ({} with a FHIR Patient record): {} records in, {} out, {} dropped, {} fields dropped",
         s.audit.patients,
         s.audit.patients_with_record,
@@ -174,7 +174,7 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         count(counts, "records_dropped"),
         count(counts, "fields_dropped")
     );
-    println!(
+    summary!(
         "PHI replaced: {}",
         counts
             .get("phi_replaced")
@@ -182,23 +182,23 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     if s.audit.invalid.values().sum::<u64>() > 0 {
-        println!(
+        summary!(
             "invalid records skipped: {} (see audit.json)",
             s.audit.invalid.values().sum::<u64>()
         );
     }
-    println!(
+    summary!(
         "{mb:.1} MB in {:.1} s ({:.1} MB/s)",
         s.seconds,
         mb / s.seconds.max(1e-9)
     );
     let mode = s.manifest.config.get("text_mode").and_then(|v| v.as_str());
-    println!(
+    summary!(
         "policy: {} (free text: {} mode)",
         s.policy,
         mode.unwrap_or("balanced")
     );
-    println!("output: {} (manifest {})", s.out.display(), s.manifest.id);
+    summary!("output: {} (manifest {})", s.out.display(), s.manifest.id);
     Ok(())
 }
 

@@ -91,9 +91,12 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
 
 fn verify(dir: &std::path::Path) -> anyhow::Result<()> {
     let r = clintune_export::verify::verify(dir)?;
-    println!(
+    summary!(
         "verified: {} manifest(s), {} file(s) match their SHA-256; {} model tensors and {} adapter tensors match config.json",
-        r.lineage.manifests, r.lineage.files_checked, r.tensors, r.adapter_tensors
+        r.lineage.manifests,
+        r.lineage.files_checked,
+        r.tensors,
+        r.adapter_tensors
     );
     Ok(())
 }

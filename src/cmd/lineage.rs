@@ -54,9 +54,11 @@ pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
                 0 => String::new(),
                 n => format!("; {n} built into clintune (the default policy), known by hash"),
             };
-            println!(
+            summary!(
                 "verified: {} manifest(s), {} file(s) match their recorded SHA-256; {} input(s) not on disk or recorded under a pseudonym, not checked{built_in}",
-                r.manifests, r.files_checked, r.inputs_not_found
+                r.manifests,
+                r.files_checked,
+                r.inputs_not_found
             );
         }
     }

@@ -1,5 +1,16 @@
 //! One module per subcommand.
 
+/// Prints a line of a command's summary (what it did, where it wrote),
+/// unless `-q` was given. A command's output proper (`score`'s JSON lines,
+/// `lineage show`, `deid eval`'s scores) uses `println!`.
+macro_rules! summary {
+    ($($arg:tt)*) => {
+        if !$crate::cmd::quiet() {
+            println!($($arg)*);
+        }
+    };
+}
+
 pub mod bench;
 pub mod curate;
 pub mod deid;
@@ -22,6 +33,20 @@ use burn::tensor::backend::Backend;
 use clap::ValueEnum;
 use clintune_model::{Llama, ModelConfig, WeightFiles};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set from `-q` before any command runs.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`summary!`] print nothing (`-q`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// True under `-q`.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 /// The Hugging Face model in `dir`, on `device`, with its config.
 fn load_model<B: Backend>(

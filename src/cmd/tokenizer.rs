@@ -45,10 +45,10 @@ pub fn run(command: TokenizerCommand) -> anyhow::Result<()> {
     let (out, tokenizer) =
         clintune_curate::pipeline::train_tokenizer_into(&a.input, &config, &a.out, a.force)
             .context("tokenizer training failed; no output was written")?;
-    println!(
+    summary!(
         "trained a byte-level BPE with {} tokens",
         tokenizer.vocab_size()
     );
-    println!("output: {}", out.display());
+    summary!("output: {}", out.display());
     Ok(())
 }

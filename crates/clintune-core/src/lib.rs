@@ -6,10 +6,12 @@
 //! by content ([`hash`]), and secrets never reach a log line ([`secret`]).
 
 pub mod hash;
+pub mod json;
 pub mod progress;
 pub mod rng;
 pub mod secret;
 pub mod staging;
+pub mod toml_text;
 
 /// Name of the tool as recorded in lineage manifests.
 pub const TOOL_NAME: &str = "clintune";

@@ -179,12 +179,13 @@ impl CurateConfig {
 
     /// Parses TOML text; the error says where and what.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let message = |e: toml::de::Error| clintune_core::toml_text::error_message(text, &e);
+        let table: toml::Table = text.parse().map_err(message)?;
         let config: Self = match table.get("curate") {
             Some(toml::Value::Table(section)) => section.clone().try_into(),
             _ => toml::from_str(text),
         }
-        .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        .map_err(message)?;
         config.validate()?;
         Ok(config)
     }
@@ -239,7 +240,7 @@ impl CurateConfig {
 
     /// `sha256:` hash of the effective configuration, for the manifest.
     pub fn hash(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or_default();
+        let value = clintune_core::json::to_value("the curation config", self);
         clintune_lineage::manifest::content_hash(&value)
     }
 }

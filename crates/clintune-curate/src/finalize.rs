@@ -87,7 +87,7 @@ fn manifest(
         .config("tokenizer_sha256", tokenizer_sha)
         .config(
             "curate",
-            serde_json::to_value(ctx.config).unwrap_or_default(),
+            clintune_core::json::to_value("the curation config", ctx.config),
         )
         .parent(ctx.parent);
     for entry in ctx.inputs {

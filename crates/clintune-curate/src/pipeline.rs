@@ -235,7 +235,7 @@ fn write_shard(
         .config("shards", shard.count)
         .config(
             "curate",
-            serde_json::to_value(&opts.config).unwrap_or_default(),
+            clintune_core::json::to_value("the curation config", &opts.config),
         )
         .parent(ParentRef::locate(&source.manifest, &source.dir, &opts.out));
     for input in source_inputs(source, opts.tokenizer.as_deref())? {

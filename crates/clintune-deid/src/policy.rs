@@ -264,7 +264,8 @@ impl Policy {
             path: path.to_path_buf(),
             message,
         };
-        let policy: Policy = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let policy: Policy = toml::from_str(text)
+            .map_err(|e| bad(clintune_core::toml_text::error_message(text, &e)))?;
         policy.validate().map_err(bad)?;
         Ok(policy)
     }

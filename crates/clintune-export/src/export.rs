@@ -201,7 +201,7 @@ fn write_weights(
             .map_err(|e| ExportError::write(&path, e))?;
     }
     let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-    let text = serde_json::to_string_pretty(&index).unwrap_or_default() + "\n";
+    let text = clintune_core::json::to_pretty("the safetensors index", &index);
     write(&out.join("model.safetensors.index.json"), text.as_bytes())
 }
 
@@ -220,7 +220,7 @@ fn write_config(base: &Path, out: &Path, dtype: SaveDtype) -> Result<(), ExportE
             map.insert("dtype".into(), name.into());
         }
     }
-    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    let text = clintune_core::json::to_pretty("config.json", &config);
     write(&out.join("config.json"), text.as_bytes())
 }
 

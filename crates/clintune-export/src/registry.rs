@@ -70,7 +70,7 @@ impl Index {
     pub fn add(&mut self, name_dir: &Path, version: Version) -> Result<PathBuf, ExportError> {
         self.versions.push(version);
         let path = name_dir.join(INDEX_FILE);
-        let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
+        let text = clintune_core::json::to_pretty("the export index", self);
         clintune_core::staging::write_atomic(&path, text.as_bytes())
             .map_err(|e| ExportError::write(&path, e))?;
         Ok(path)

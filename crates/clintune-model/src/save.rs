@@ -108,7 +108,7 @@ fn header(entries: &[Entry<'_>], dtype: SaveDtype, metadata: &BTreeMap<String, S
         );
         offset += len;
     }
-    let mut bytes = serde_json::to_vec(&Value::Object(map)).unwrap_or_default();
+    let mut bytes = clintune_core::json::to_vec("a safetensors header", &Value::Object(map));
     while !bytes.len().is_multiple_of(8) {
         bytes.push(b' ');
     }
@@ -211,7 +211,7 @@ impl<B: Backend> Llama<B> {
         )?;
         let config = peft::config_json(cfg, base_model);
         let path = dir.join(peft::CONFIG_FILE);
-        let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+        let text = clintune_core::json::to_pretty("adapter_config.json", &config);
         clintune_core::staging::write_atomic(&path, text.as_bytes()).map_err(io_err(&path))
     }
 }

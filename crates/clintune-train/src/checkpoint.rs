@@ -80,7 +80,7 @@ pub fn save<B: AutodiffBackend>(
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
         .record(optim.to_record(), tmp.join(OPTIMIZER))
         .map_err(|e| fail(format!("optimizer state: {e}")))?;
-    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    let text = clintune_core::json::to_pretty("the training state", state);
     clintune_core::staging::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())
         .map_err(TrainError::io(&tmp))?;
     if dir.exists() {

@@ -3,7 +3,7 @@
 use crate::error::TrainError;
 use crate::recipe::Recipe;
 use burn::prelude::*;
-use clintune_curate::reader::{PackConfig, PackedBatch, PackedReader};
+use clintune_curate::reader::{PackConfig, PackedBatch, PackedReader, ReaderError};
 use clintune_curate::tokenizer::Tokenizer;
 use clintune_lineage::{Manifest, verify_chain};
 use clintune_model::Batch;
@@ -67,15 +67,36 @@ pub fn reader(
     recipe: &Recipe,
     pad_id: u32,
 ) -> Result<PackedReader, TrainError> {
-    let cfg = PackConfig {
+    PackedReader::open(dir, split, pack_config(split, recipe, pad_id))
+        .map_err(|e| TrainError::dataset(dir, e))
+}
+
+/// The validation split's reader, or `None` when the dataset has no
+/// validation examples (a missing or empty split: evaluation and early
+/// stopping are then off). Any other fault, such as an unreadable file, is
+/// an error: it must not silently turn evaluation off.
+pub fn validation_reader(
+    dir: &Path,
+    recipe: &Recipe,
+    pad_id: u32,
+) -> Result<Option<PackedReader>, TrainError> {
+    let split = "validation";
+    match PackedReader::open(dir, split, pack_config(split, recipe, pad_id)) {
+        Ok(reader) => Ok(Some(reader)),
+        Err(ReaderError::MissingSplit { .. } | ReaderError::EmptySplit { .. }) => Ok(None),
+        Err(e) => Err(TrainError::dataset(dir, e)),
+    }
+}
+
+fn pack_config(split: &str, recipe: &Recipe, pad_id: u32) -> PackConfig {
+    PackConfig {
         seq_len: recipe.data.seq_len,
         batch_size: recipe.data.micro_batch,
         seed: recipe.train.seed,
         shuffle: recipe.data.shuffle && split == "train",
         pack: recipe.data.packing,
         pad_id,
-    };
-    PackedReader::open(dir, split, cfg).map_err(|e| TrainError::dataset(dir, e))
+    }
 }
 
 /// One micro-batch on a device: the model's input, next-token targets, and
@@ -127,5 +148,36 @@ impl<B: Backend> Inputs<B> {
             ),
             trained,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe() -> Recipe {
+        Recipe::parse("[model]\nbase = \"m\"\n[data]\ndataset = \"d\"\n").unwrap()
+    }
+
+    #[test]
+    fn a_missing_validation_split_turns_evaluation_off_a_broken_one_stops() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(
+            validation_reader(tmp.path(), &recipe(), 0)
+                .unwrap()
+                .is_none()
+        );
+        let split = tmp.path().join("validation");
+        std::fs::create_dir_all(&split).unwrap();
+        assert!(
+            validation_reader(tmp.path(), &recipe(), 0)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(split.join("part-00000.parquet"), b"not parquet").unwrap();
+        let err = validation_reader(tmp.path(), &recipe(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("part-00000.parquet"), "{err}");
     }
 }

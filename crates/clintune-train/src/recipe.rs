@@ -372,8 +372,8 @@ impl Recipe {
 
     /// Parses and checks recipe text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let recipe: Self = toml::from_str(text)
-            .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        let recipe: Self =
+            toml::from_str(text).map_err(|e| clintune_core::toml_text::error_message(text, &e))?;
         recipe.validate()?;
         Ok(recipe)
     }
@@ -442,7 +442,7 @@ impl Recipe {
     /// `sha256:` hash of the effective recipe (defaults filled in), for the
     /// run's manifest.
     pub fn content_hash(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or_default();
+        let value = clintune_core::json::to_value("the recipe", self);
         clintune_lineage::manifest::content_hash(&value)
     }
 }

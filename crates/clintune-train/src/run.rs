@@ -180,7 +180,7 @@ fn worker<B: AutodiffBackend>(
 /// whose input paths the de-identification manifest records under keyed
 /// pseudonyms when a name could identify someone.
 fn recorded_recipe(recipe: &Recipe) -> Value {
-    let mut value = serde_json::to_value(recipe).unwrap_or_default();
+    let mut value = clintune_core::json::to_value("the recipe", recipe);
     if let Some(map) = value.as_object_mut() {
         map.remove("deid");
     }

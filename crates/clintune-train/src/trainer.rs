@@ -19,7 +19,7 @@
 //! Only rank 0 writes metrics and checkpoints.
 
 use crate::checkpoint::{self, Optim, TrainState};
-use crate::data::{Dataset, Inputs, reader, trained_tokens};
+use crate::data::{Dataset, Inputs, reader, trained_tokens, validation_reader};
 use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::params::{clip_grad_norm, count, ids_from_paths};
@@ -152,7 +152,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let run_dir = recipe.train.output.clone();
         let pad = dataset.pad_id();
         let mut train = reader(&recipe.data.dataset, "train", recipe, pad)?;
-        let validation = reader(&recipe.data.dataset, "validation", recipe, pad).ok();
+        let validation = validation_reader(&recipe.data.dataset, recipe, pad)?;
         let resume_from = resume_point(&run_dir, resume)?;
         let state = match &resume_from {
             Some(dir) => checkpoint::load_state(dir)?,
@@ -228,7 +228,8 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// that sees another run directory or recipe fails here, on every
     /// worker at once, rather than training on diverging states.
     pub fn check_agreement(&self) -> Result<(), TrainError> {
-        let here = serde_json::to_vec(&(&self.state, self.total_steps)).unwrap_or_default();
+        let here =
+            clintune_core::json::to_vec("the training state", &(&self.state, self.total_steps));
         let sums = self
             .exchange(
                 || "where the run starts".into(),

@@ -107,10 +107,21 @@ pub fn detect(path: &Path) -> Result<Option<InputKind>, DeidError> {
         }
     }
     let trimmed = first.trim_start_matches('\u{feff}').trim();
+    // JSON nested past the parser's limit says nothing about its kind; read
+    // as records, the first line is then reported as too deeply nested
+    // instead of the file being skipped as no record file.
+    // (serde_json's `IgnoredAny` has no depth limit: parse a `Value`.)
+    let parsed = (trimmed.starts_with('{') || trimmed.starts_with('['))
+        .then(|| serde_json::from_str::<Value>(trimmed));
+    if let Some(Err(e)) = &parsed
+        && too_deep(e)
+    {
+        return Ok(Some(InputKind::BulkNdjson));
+    }
     if !trimmed.starts_with('{') {
         return Ok(None);
     }
-    if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(trimmed) {
+    if let Some(Ok(Value::Object(obj))) = parsed {
         if obj.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
             return Ok(Some(InputKind::Bundle));
         }
@@ -136,4 +147,25 @@ pub fn detect(path: &Path) -> Result<Option<InputKind>, DeidError> {
         return Ok(Some(InputKind::ChatJsonl));
     }
     Ok(None)
+}
+
+/// True when `e` is serde_json's nesting limit (128 levels), which it
+/// reports only in its message.
+fn too_deep(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("recursion limit exceeded")
+}
+
+/// What is wrong with a record or document that did not parse as JSON,
+/// without any of its content.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    if too_deep(e) {
+        format!(
+            "nested deeper than JSON records go (the parser stops at 128 levels: {e}); \
+             not a FHIR resource or a chat trace"
+        )
+    } else if e.is_eof() {
+        format!("not valid JSON ({e}); a truncated file ends this way")
+    } else {
+        format!("not valid JSON ({e})")
+    }
 }

@@ -6,7 +6,7 @@
 //! patient id; each partition then holds whole patients and is processed on
 //! its own, which bounds memory by the partition size, not the input size.
 
-use super::{InputFile, InputKind};
+use super::{InputFile, InputKind, json_problem};
 use crate::audit::Audit;
 use crate::error::{DeidError, RecordError};
 use crate::policy::Policy;
@@ -234,11 +234,7 @@ impl Router<'_> {
             let value: Value = match serde_json::from_str(text) {
                 Ok(v) => v,
                 Err(e) => {
-                    self.invalid(self.err(
-                        &record,
-                        "(record)",
-                        format!("not valid JSON ({e}); a truncated file ends this way"),
-                    ))?;
+                    self.invalid(self.err(&record, "(record)", json_problem(&e)))?;
                     continue;
                 }
             };
@@ -265,7 +261,7 @@ impl Router<'_> {
         let doc: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                self.invalid(self.err("document", "(document)", format!("not valid JSON ({e})")))?;
+                self.invalid(self.err("document", "(document)", json_problem(&e)))?;
                 return Ok((0, digest));
             }
         };
