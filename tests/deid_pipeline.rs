@@ -662,4 +662,11 @@ fn quiet_deid_prints_no_summary() {
         String::from_utf8_lossy(&o.stdout)
     );
     assert!(out.join("manifest.json").is_file());
+    // The usage line says what a run needs.
+    let help = clintune(&["deid", "--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Usage: clintune deid --input <PATH>... --out <DIR>"),
+        "{help}"
+    );
 }

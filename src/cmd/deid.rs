@@ -17,6 +17,9 @@ pub const KEY_ENV: &str = "CLINTUNE_DEID_KEY";
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
+    // --input and --out are checked in `run_deid`, not by clap (which would
+    // also demand them of `deid eval`): the usage line says they are needed.
+    override_usage = "clintune deid --input <PATH>... --out <DIR> [OPTIONS]\n       clintune deid <COMMAND>",
     after_help = "Examples:\n  clintune keygen --out deid.key\n  clintune deid --input exports/bulk --input traces.jsonl --key-file deid.key --out datasets/deid\n  clintune deid eval --format physionet ../shared/corpora/physionet-deid-dev --fold 2/2 --mode strict\n  clintune deid eval --format brat tests/fixtures/deid-transcripts"
 )]
 pub struct DeidArgs {
