@@ -3,6 +3,7 @@
 //! A thin command-line layer over the stage libraries under `crates/`.
 
 mod cmd;
+mod progress;
 
 /// Tokenizing and writing Parquet allocate many small buffers; mimalloc made
 /// curation about a fifth faster than the system allocator

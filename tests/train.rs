@@ -128,6 +128,16 @@ fn an_interrupted_run_resumes_bit_exactly() {
     let refused = train(&split, &[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    // Resuming with another recipe (a changed learning rate) is refused.
+    let changed = tmp.path().join("split-changed.toml");
+    let text = std::fs::read_to_string(&split).unwrap();
+    std::fs::write(&changed, text.replace("lr = 5e-3", "lr = 4e-3")).unwrap();
+    let refused = train(&changed, &["--resume"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("started with another recipe"),
+        "{err}"
+    );
     ok(train(&split, &["--resume"]));
     same_result(&tmp.path().join("whole"), &tmp.path().join("split"));
 

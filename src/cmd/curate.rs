@@ -107,8 +107,8 @@ fn run_curate(a: RunArgs) -> anyhow::Result<()> {
         shard: a.shard,
     };
     let started = std::time::Instant::now();
-    let s =
-        clintune_curate::pipeline::run(&opts).context("curation failed; no output was written")?;
+    let s = clintune_curate::pipeline::run_with_progress(&opts, &crate::progress::Bars::default())
+        .context("curation failed; no output was written")?;
     report(&s);
     summary!("{:.1} s", started.elapsed().as_secs_f64());
     Ok(())

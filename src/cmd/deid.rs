@@ -164,7 +164,7 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         as_of,
         partition_bytes: a.partition_mb << 20,
     };
-    let s = clintune_deid::run(&opts, &key)
+    let s = clintune_deid::run_with_progress(&opts, &key, &crate::progress::Bars::default())
         .context("de-identification failed; no output was written")?;
     let counts = &s.manifest.counts;
     let mb = s.input_bytes as f64 / 1e6;

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use clintune_train::cluster::{DEFAULT_DATA_PORT, DEFAULT_ORCHESTRATOR_PORT};
-use clintune_train::{Cluster, Recipe, RunOptions, RunSummary};
+use clintune_train::{Cluster, Recipe, RunOptions, RunSummary, StepReport};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -71,13 +71,16 @@ fn train(recipe: &Recipe, path: &std::path::Path, opts: &RunOptions) -> anyhow::
     let started = Instant::now();
     let mut tokens = 0.0;
     let log_every = recipe.train.log_every;
-    let mut on_step = |step: u64, total: u64, loss: f64, step_tokens: f64| {
-        tokens += step_tokens;
+    let mut on_step = |r: &StepReport| {
+        let StepReport {
+            step, total, loss, ..
+        } = *r;
+        tokens += r.tokens;
         let rate = tokens / started.elapsed().as_secs_f64().max(1e-9);
         let message = format!("loss {loss:.4} | {rate:.0} tok/s");
         if terminal {
             let b = bar.get_or_insert_with(|| {
-                let b = clintune_core::progress::bar(total, "training", "steps");
+                let b = crate::progress::bar(total, "training", "steps");
                 b.set_position(step - 1);
                 b
             });

@@ -18,6 +18,7 @@ use crate::stats::Tallies;
 use crate::store::{self, Layout};
 use crate::tasks::{self, Content, Draft};
 use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
+use clintune_core::progress::{Progress, Silent};
 use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
@@ -60,6 +61,14 @@ pub struct CurateSummary {
 
 /// Curates `opts.input` into `opts.out`.
 pub fn run(opts: &CurateOptions) -> Result<CurateSummary, CurateError> {
+    run_with_progress(opts, &Silent)
+}
+
+/// [`run`], reporting the tokenizing phase to `progress`.
+pub fn run_with_progress(
+    opts: &CurateOptions,
+    progress: &dyn Progress,
+) -> Result<CurateSummary, CurateError> {
     let staging = StagingDir::new(&opts.out, opts.force)?;
     let shard = opts.shard;
     let source = Source::open(&opts.input, |key| {
@@ -68,7 +77,7 @@ pub fn run(opts: &CurateOptions) -> Result<CurateSummary, CurateError> {
     let mut tallies = Tallies::default();
     let drafts = build_drafts(&source, &opts.config, &mut tallies);
     let tokenizer = tokenizer_for(opts, &drafts)?;
-    let candidates = encode_all(&drafts, &tokenizer, &opts.config, &mut tallies)?;
+    let candidates = encode_all(&drafts, &tokenizer, &opts.config, &mut tallies, progress)?;
     tokenizer.save(staging.path())?;
     let manifest = match shard {
         Some(shard) => write_shard(&staging, &source, opts, shard, &candidates, &tallies)?,
@@ -166,18 +175,19 @@ fn encode_all(
     tokenizer: &Tokenizer,
     cfg: &CurateConfig,
     tallies: &mut Tallies,
+    progress: &dyn Progress,
 ) -> Result<Vec<Example>, CurateError> {
     let encoder = Encoder::new(tokenizer, &cfg.dedup)?;
-    let bar = clintune_core::progress::bar(drafts.len() as u64, "tokenizing", "examples");
+    progress.begin("tokenizing", drafts.len() as u64, "examples");
     let encoded: Vec<Example> = drafts
         .par_iter()
         .map(|(draft, split)| {
             let ex = encoder.encode(draft.clone(), split);
-            bar.inc(1);
+            progress.advance(1);
             ex
         })
         .collect::<Result<_, _>>()?;
-    bar.finish_and_clear();
+    progress.end();
     let f = &cfg.filter;
     let mut out = Vec::with_capacity(encoded.len());
     for ex in encoded {

@@ -30,5 +30,5 @@ pub mod scan;
 pub mod scrub;
 
 pub use error::{DeidError, RecordError};
-pub use pipeline::{DeidOptions, DeidSummary, run};
+pub use pipeline::{DeidOptions, DeidSummary, run, run_with_progress};
 pub use policy::Policy;

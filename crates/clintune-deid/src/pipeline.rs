@@ -11,6 +11,7 @@ use crate::pseudonym::Pseudonymizer;
 use crate::resource::Deidentifier;
 use chrono::NaiveDate;
 use clintune_core::hash::{FileDigest, file_digest, sha256_hex};
+use clintune_core::progress::{Progress, Silent};
 use clintune_core::secret::SecretKey;
 use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
@@ -65,6 +66,16 @@ pub struct DeidSummary {
 /// De-identifies `opts.inputs` into `opts.out`. Nothing appears at `opts.out`
 /// unless every record was processed (or counted, under `skip_invalid`).
 pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError> {
+    run_with_progress(opts, key, &Silent)
+}
+
+/// [`run`], reporting its phases (grouping records by patient, then
+/// de-identifying partitions) to `progress`.
+pub fn run_with_progress(
+    opts: &DeidOptions,
+    key: &SecretKey,
+    progress: &dyn Progress,
+) -> Result<DeidSummary, DeidError> {
     let started = Instant::now();
     let loaded = LoadedPolicy::from_arg(opts.policy.as_deref())?;
     let scrubber = loaded.scrubber()?;
@@ -104,9 +115,9 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     let route_opts = RouteOptions {
         skip_invalid: opts.skip_invalid,
     };
-    let reading = clintune_core::progress::bar(input_bytes, "grouping", "bytes");
-    let (mut audit, input_rows) = route_all(&inputs, &loaded.policy, &spill, route_opts, &reading)?;
-    reading.finish_and_clear();
+    progress.begin("grouping", input_bytes, "bytes");
+    let (mut audit, input_rows) = route_all(&inputs, &loaded.policy, &spill, route_opts, progress)?;
+    progress.end();
     *audit
         .files
         .entry("skipped (not a record file)".into())
@@ -127,7 +138,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
     };
     let records_dir = staging.path().join("records");
     std::fs::create_dir_all(&records_dir).map_err(DeidError::io(&records_dir))?;
-    let bar = clintune_core::progress::bar(parts.len() as u64, "de-identify", "partitions");
+    progress.begin("de-identify", parts.len() as u64, "partitions");
     let mut outputs = Vec::new();
     let mut names = BTreeSet::new();
     for (i, part) in parts.iter().enumerate() {
@@ -139,7 +150,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         audit.merge(&a);
         names.append(&mut names_in_paths);
         std::fs::remove_file(part).map_err(DeidError::io(part))?;
-        bar.inc(1);
+        progress.advance(1);
         if rows.is_empty() {
             continue;
         }
@@ -147,7 +158,7 @@ pub fn run(opts: &DeidOptions, key: &SecretKey) -> Result<DeidSummary, DeidError
         write_parquet(&staging.path().join(&name), &rows)?;
         outputs.push((name, rows.len() as u64));
     }
-    bar.finish_and_clear();
+    progress.end();
     std::fs::remove_dir_all(&work).map_err(DeidError::io(&work))?;
 
     let manifest = write_reports(

@@ -141,7 +141,7 @@ impl OnBackend for BenchWork<'_> {
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let device = devices
             .first()
-            .ok_or_else(|| TrainError::Unsupported("no device to measure on".into()))?;
+            .ok_or(TrainError::Bug("a parsed device list is empty"))?;
         Ok(run::<B>(self.0, device))
     }
 }

@@ -48,7 +48,7 @@ impl Cluster {
         node_address: &str,
     ) -> Result<Self, TrainError> {
         if rank >= nodes {
-            return Err(TrainError::Unsupported(format!(
+            return Err(TrainError::Nodes(format!(
                 "node rank {rank} is out of range: the recipe's hardware.nodes is {nodes}, so ranks are 0 to {}",
                 nodes.saturating_sub(1)
             )));
@@ -65,7 +65,7 @@ impl Cluster {
 
     /// burn-collective's configuration for this node's `devices` workers.
     pub fn collective_config(&self, devices: usize) -> Result<CollectiveConfig, TrainError> {
-        let bad = |e: String| TrainError::Unsupported(format!("bad address: {e}"));
+        let bad = |e: String| TrainError::Nodes(format!("bad address: {e}"));
         Ok(CollectiveConfig::default()
             .with_num_devices(devices)
             .with_num_nodes(self.nodes as u32)
@@ -88,7 +88,7 @@ impl fmt::Display for Cluster {
 /// The port of a `ws://HOST:PORT` address.
 fn ws_port(address: &str, what: &str) -> Result<u16, TrainError> {
     let bad = |why: &str| {
-        TrainError::Unsupported(format!(
+        TrainError::Nodes(format!(
             "{what} {address:?} {why}; write it as ws://HOST:PORT, e.g. ws://node001:{DEFAULT_DATA_PORT}"
         ))
     };

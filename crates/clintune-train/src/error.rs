@@ -50,6 +50,29 @@ pub enum TrainError {
     /// on this machine.
     #[error("{0}")]
     Unsupported(String),
+    /// `--resume` of a run that was started with another recipe.
+    #[error(
+        "{}: the run was started with another recipe (hash {recorded}, now {current}); resuming needs the same recipe",
+        run_dir.display()
+    )]
+    RecipeChanged {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The recipe hash its checkpoint recorded.
+        recorded: String,
+        /// The hash of the recipe given now.
+        current: String,
+    },
+    /// This process's place among the nodes of a multi-node run (rank,
+    /// node count, addresses) does not fit the recipe.
+    #[error("{0}")]
+    Nodes(String),
+    /// The recipe's `hardware.devices` is not a device list.
+    #[error("{0}")]
+    Devices(String),
+    /// An invariant of clintune itself does not hold: a bug, not bad input.
+    #[error("bug: {0}; please report it")]
+    Bug(&'static str),
 }
 
 impl TrainError {

@@ -21,5 +21,5 @@ pub mod watchdog;
 
 pub use cluster::Cluster;
 pub use recipe::Recipe;
-pub use run::train;
+pub use run::{StepReport, train};
 pub use trainer::{EvalMetrics, RunOptions, RunSummary};

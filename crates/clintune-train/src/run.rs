@@ -17,9 +17,21 @@ use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Progress of a run, as it goes: `(step, total steps, loss, tokens in the
-/// step)`.
-pub type OnStep<'a> = &'a mut (dyn FnMut(u64, u64, f64, f64) + Send);
+/// One finished optimizer step, as [`train`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The step's number, from 1.
+    pub step: u64,
+    /// Steps the run will take.
+    pub total: u64,
+    /// The step's mean loss over its trained tokens.
+    pub loss: f64,
+    /// Trained tokens in the step.
+    pub tokens: f64,
+}
+
+/// Progress of a run, as it goes.
+pub type OnStep<'a> = &'a mut (dyn FnMut(&StepReport) + Send);
 
 /// Trains as `recipe` (read from `recipe_path`) says.
 pub fn train(
@@ -32,7 +44,7 @@ pub fn train(
     let devices = recipe
         .hardware
         .parse_devices()
-        .map_err(TrainError::Unsupported)?;
+        .map_err(TrainError::Devices)?;
     let work = TrainWork {
         recipe,
         opts,
@@ -65,11 +77,11 @@ impl OnBackend for TrainWork<'_, '_> {
 fn check_nodes(recipe: &Recipe, cluster: Option<&Cluster>) -> Result<(), TrainError> {
     let nodes = recipe.hardware.nodes;
     match cluster {
-        None if nodes > 1 => Err(TrainError::Unsupported(format!(
+        None if nodes > 1 => Err(TrainError::Nodes(format!(
             "hardware.nodes = {nodes}: start clintune train on every node with its --node-rank and the \
              --orchestrator address (or under Slurm, which sets the rank); see the README's multi-node section"
         ))),
-        Some(c) if c.nodes != nodes => Err(TrainError::Unsupported(format!(
+        Some(c) if c.nodes != nodes => Err(TrainError::Nodes(format!(
             "this node was started as one of {} nodes, but the recipe's hardware.nodes is {nodes}",
             c.nodes
         ))),
@@ -101,7 +113,7 @@ fn train_on<B: AutodiffBackend>(
     let mut devices = devices.into_iter();
     let first = devices
         .next()
-        .ok_or_else(|| TrainError::Unsupported("hardware.devices names no device".into()))?;
+        .ok_or(TrainError::Bug("a parsed device list is empty"))?;
     std::thread::scope(|scope| {
         let others: Vec<_> = devices
             .enumerate()
@@ -165,7 +177,12 @@ fn worker<B: AutodiffBackend>(
     let total = trainer.total_steps();
     let summary = trainer.run(metrics.as_mut(), opts.stop_after, |step, loss, tokens| {
         if let Some(f) = on_step.as_mut() {
-            f(step, total, loss, tokens)
+            f(&StepReport {
+                step,
+                total,
+                loss,
+                tokens,
+            })
         }
     })?;
     if let Some(w) = &watchdog {

@@ -162,11 +162,11 @@ impl<B: AutodiffBackend> Trainer<B> {
             },
         };
         if state.recipe_hash != recipe.content_hash() {
-            return Err(TrainError::Unsupported(format!(
-                "{}: the run was started with another recipe (hash {}); resuming needs the same recipe",
-                run_dir.display(),
-                state.recipe_hash
-            )));
+            return Err(TrainError::RecipeChanged {
+                run_dir,
+                recorded: state.recipe_hash,
+                current: recipe.content_hash(),
+            });
         }
         train
             .seek(state.cursor)

@@ -129,7 +129,7 @@ pub fn route_all(
     policy: &Policy,
     spill: &Spill,
     opts: RouteOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn clintune_core::progress::Progress,
 ) -> Result<(Audit, Vec<(u64, FileDigest)>), DeidError> {
     let results: Vec<Result<(Audit, u64, FileDigest), DeidError>> = inputs
         .par_iter()
@@ -137,7 +137,7 @@ pub fn route_all(
         .map(|(i, input)| {
             let r = route_file(i, input, policy, spill, opts);
             if let Ok((_, _, digest)) = &r {
-                progress.inc(digest.bytes);
+                progress.advance(digest.bytes);
             }
             r
         })
