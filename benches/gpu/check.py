@@ -197,6 +197,7 @@ output = "{out}"
 
 [hardware]
 devices = "{devices}"
+exchange_timeout_s = 120   # a hung exchange ends the run instead of the check's budget
 """)
     return path, out
 
@@ -371,16 +372,11 @@ def fmt_mib(mib) -> str:
 def parallel(check: Check) -> None:
     if check.device == "cpu":
         two, one = "cpu:2", "cpu"
-    else:
-        gpus = gpu_count()
-        if gpus < 2:
-            check.record(
-                "data parallel, 2 workers", "not run",
-                f"{gpus} GPU here; a recipe names each CUDA device once, so two workers need "
-                "two GPUs (the CPU run of this check covers the collective path)",
-            )
-            return
+    elif gpu_count() >= 2:
         two, one = "cuda:0,1", "cuda:0"
+    else:
+        # One GPU: two workers share it, as cpu:2 shares the CPU.
+        two, one = "cuda:0,0", "cuda:0"
     p_two, out_two = recipe(check, "parallel-two", "lora", two, grad_accum=1)
     p_one, out_one = recipe(check, "parallel-one", "lora", one, grad_accum=2)
     check.run("parallel-two", ["train", str(p_two)], 240)

@@ -50,6 +50,17 @@ pub struct TrainArgs {
 /// Runs `clintune train`.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let recipe = Recipe::load(&a.recipe)?;
+    if recipe
+        .hardware
+        .parse_devices()
+        .is_ok_and(|d| d.shares_a_gpu())
+    {
+        tracing::warn!(
+            "hardware.devices = {:?} names a GPU more than once: its workers share it, which \
+             tests data parallelism but is no faster than one worker",
+            recipe.hardware.devices
+        );
+    }
     let opts = RunOptions {
         resume: a.resume,
         stop_after: a.stop_after,

@@ -290,6 +290,14 @@ pub enum Devices {
 }
 
 impl Devices {
+    /// True when a GPU is named more than once (its workers share it).
+    pub fn shares_a_gpu(&self) -> bool {
+        match self {
+            Devices::Cpu(_) => false,
+            Devices::Cuda(ids) => (1..ids.len()).any(|i| ids[..i].contains(&ids[i])),
+        }
+    }
+
     /// How many data-parallel workers.
     pub fn workers(&self) -> usize {
         match self {
@@ -319,19 +327,12 @@ impl HardwareSection {
             };
         }
         let list = spec.strip_prefix("cuda:").ok_or_else(bad)?;
+        // A device named twice runs two workers on it, as `cpu:2` does on
+        // the CPU: the data-parallel path on a machine with one GPU.
         let ids: Vec<usize> = list
             .split(',')
             .map(|s| s.trim().parse().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
-        let mut unique = ids.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        if unique.len() != ids.len() {
-            return Err(format!(
-                "hardware.devices names a device twice: {:?}",
-                self.devices
-            ));
-        }
         Ok(Devices::Cuda(ids))
     }
 }
@@ -476,7 +477,6 @@ mod tests {
             ("[optimizer]\nlr = 0.0\n", "optimizer.lr must be > 0"),
             ("[data]\n", "duplicate"),
             ("[hardware]\ndevices = \"gpu\"\n", "cuda:N"),
-            ("[hardware]\ndevices = \"cuda:0,0\"\n", "twice"),
             ("[hardware]\nprecision = \"fp16\"\n", "bf16"),
             ("[method]\nkind = \"qlora\"\n", "full"),
             ("[lora]\nrank = 0\n", "lora.rank"),
@@ -511,6 +511,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(hw.parse_devices().unwrap(), Devices::Cuda(vec![0, 2]));
+        let shared = HardwareSection {
+            devices: "cuda:0,0".into(),
+            ..HardwareSection::default()
+        };
+        assert_eq!(shared.parse_devices().unwrap().workers(), 2);
+        assert!(shared.parse_devices().unwrap().shares_a_gpu());
+        assert!(!hw.parse_devices().unwrap().shares_a_gpu());
         let hw = HardwareSection {
             devices: "cpu:2".into(),
             ..Default::default()
