@@ -125,10 +125,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain_message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", as anyhow's `{:#}` does, but a
+/// cause whose text the message already holds is not repeated: library
+/// errors keep their cause as `source()` and may also show it in their own
+/// message.
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -149,4 +168,42 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_message;
+
+    /// An error that shows its cause and also returns it as `source()`.
+    #[derive(Debug)]
+    struct Shows {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Shows {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "reading part-0.parquet: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Shows {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn causes_follow_the_message_once() {
+        let io = || std::io::Error::other("unexpected end of file");
+        let shown = anyhow::Error::new(Shows { source: io() }).context("curation failed");
+        assert_eq!(
+            chain_message(&shown),
+            "curation failed: reading part-0.parquet: unexpected end of file"
+        );
+        let plain = anyhow::Error::new(io()).context("export failed");
+        assert_eq!(
+            chain_message(&plain),
+            "export failed: unexpected end of file"
+        );
+    }
 }

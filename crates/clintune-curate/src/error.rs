@@ -44,12 +44,12 @@ pub enum CurateError {
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     /// Parquet or Arrow failure on a file.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parquet {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        message: String,
+        /// The underlying error (Parquet's, Arrow's, or a missing column).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Shards given to `merge` do not belong together.
     #[error("{path}: {message}")]
@@ -83,11 +83,13 @@ impl CurateError {
     }
 
     /// A closure that wraps a Parquet or Arrow error with its path.
-    pub fn parquet<E: std::fmt::Display>(path: impl Into<PathBuf>) -> impl FnOnce(E) -> Self {
+    pub fn parquet<E: std::error::Error + Send + Sync + 'static>(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(E) -> Self {
         let path = path.into();
         move |e| Self::Parquet {
             path,
-            message: e.to_string(),
+            source: Box::new(e),
         }
     }
 }

@@ -177,6 +177,6 @@ fn string_column<'a>(
 fn column_err(path: &Path, name: &str) -> CurateError {
     CurateError::Parquet {
         path: path.to_path_buf(),
-        message: format!("column `{name}` is missing or has the wrong type"),
+        source: format!("column `{name}` is missing or has the wrong type").into(),
     }
 }

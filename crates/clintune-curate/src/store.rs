@@ -151,7 +151,7 @@ pub fn read_candidates(path: &Path) -> Result<Vec<Example>, CurateError> {
         let batch = batch.map_err(CurateError::parquet(path))?;
         read_batch(&batch, &mut out).map_err(|message| CurateError::Parquet {
             path: path.to_path_buf(),
-            message,
+            source: message.into(),
         })?;
     }
     Ok(out)

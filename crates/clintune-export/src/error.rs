@@ -2,41 +2,45 @@
 
 use std::path::{Path, PathBuf};
 
-/// An export error; each names the directory or file it concerns.
+/// A cause: the library error underneath, or a sentence where there is none.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// An export error; each names the directory or file it concerns and keeps
+/// its cause as [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The run cannot be exported.
-    #[error("run {path}: {message}")]
+    #[error("run {path}: {source}")]
     Run {
         /// The run directory.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: Cause,
     },
     /// The export could not be written.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Write {
         /// What was being written.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: Cause,
     },
 }
 
 impl ExportError {
     /// An [`ExportError::Run`].
-    pub fn run(path: &Path, message: impl ToString) -> Self {
+    pub fn run(path: &Path, cause: impl Into<Cause>) -> Self {
         Self::Run {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: cause.into(),
         }
     }
 
     /// An [`ExportError::Write`].
-    pub fn write(path: &Path, message: impl ToString) -> Self {
+    pub fn write(path: &Path, cause: impl Into<Cause>) -> Self {
         Self::Write {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: cause.into(),
         }
     }
 }
