@@ -2,35 +2,39 @@
 
 use std::path::{Path, PathBuf};
 
-/// A training error; each names the file or directory it concerns.
+/// A cause: the library error underneath, or a sentence where there is none.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A training error; each names the file or directory it concerns and keeps
+/// its cause as [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The recipe is unreadable or invalid.
     #[error(transparent)]
     Recipe(#[from] crate::recipe::RecipeError),
     /// The dataset cannot be used.
-    #[error("dataset {path}: {message}")]
+    #[error("dataset {path}: {source}")]
     Dataset {
         /// The dataset directory.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: Cause,
     },
     /// The model or its weights cannot be used.
-    #[error("model {path}: {message}")]
+    #[error("model {path}: {source}")]
     Model {
         /// The model (or checkpoint) directory.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: Cause,
     },
     /// A checkpoint cannot be written or read.
-    #[error("checkpoint {path}: {message}")]
+    #[error("checkpoint {path}: {source}")]
     Checkpoint {
         /// The checkpoint directory.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: Cause,
     },
     /// A file could not be read or written.
     #[error("{path}: {err}")]
@@ -94,26 +98,26 @@ impl TrainError {
     }
 
     /// A [`TrainError::Dataset`].
-    pub fn dataset(path: &Path, message: impl ToString) -> Self {
+    pub fn dataset(path: &Path, cause: impl Into<Cause>) -> Self {
         Self::Dataset {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: cause.into(),
         }
     }
 
     /// A [`TrainError::Model`].
-    pub fn model(path: &Path, message: impl ToString) -> Self {
+    pub fn model(path: &Path, cause: impl Into<Cause>) -> Self {
         Self::Model {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: cause.into(),
         }
     }
 
     /// A [`TrainError::Checkpoint`].
-    pub fn checkpoint(path: &Path, message: impl ToString) -> Self {
+    pub fn checkpoint(path: &Path, cause: impl Into<Cause>) -> Self {
         Self::Checkpoint {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: cause.into(),
         }
     }
 }
