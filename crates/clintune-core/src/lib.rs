@@ -13,6 +13,10 @@ pub mod secret;
 pub mod staging;
 pub mod toml_text;
 
+/// The cause an error keeps as its `source()`: the library error underneath,
+/// or a sentence where there is none.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Name of the tool as recorded in lineage manifests.
 pub const TOOL_NAME: &str = "clintune";
 

@@ -49,7 +49,7 @@ pub enum CurateError {
         /// The file.
         path: PathBuf,
         /// The underlying error (Parquet's, Arrow's, or a missing column).
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: clintune_core::Cause,
     },
     /// Shards given to `merge` do not belong together.
     #[error("{path}: {message}")]

@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// A cause: the library error underneath, or a sentence where there is none.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+pub use clintune_core::Cause;
 
 /// An export error; each names the directory or file it concerns and keeps
 /// its cause as [`std::error::Error::source`].
