@@ -29,7 +29,7 @@ def main() -> int:
     args = ap.parse_args()
     try:
         import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, LlamaConfig
     except ImportError as e:
         print(f"PyTorch or transformers is not installed here ({e.name})")
         return 3
@@ -39,10 +39,12 @@ def main() -> int:
 
     with open(args.config) as f:
         config = LlamaConfig(**json.load(f))
-    config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = LlamaForCausalLM(config).to(device)
+    # f32 master weights whatever the config's dtype says, as clintune keeps
+    # them; bf16 comes from autocast.
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    model = model.float().to(device)
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, config.vocab_size, (args.batch, args.seq), device=device)
