@@ -282,8 +282,9 @@ impl Ctx<'_> {
     }
 
     /// A word on no list right next to a found name (only spaces between),
-    /// or a surname-list word right after a found first name, even one that
-    /// is also a word ("nevaeh ward", "Kayla Hill"), where case allows.
+    /// a surname-list word right after a found first name, or a first-name
+    /// word right before a found name, even one that is also a word
+    /// ("nevaeh ward", "Kayla Hill", "pat rixford"), where case allows.
     fn unknown_neighbour(&self, i: usize, named: &[bool]) -> bool {
         let near = |a: usize, b: usize| self.joined_in_name(a, b);
         let after_name = i > 0 && named[i - 1] && near(i - 1, i);
@@ -299,7 +300,14 @@ impl Ctx<'_> {
             && self.len(i) >= 3
             && !self.has(i, STOP)
             && ((!self.caps_text && self.capitalised(i)) || self.uncased(i));
-        unknown || surname
+        // "pat rixford": a first name before a found name, even one that is
+        // also a word, where case allows.
+        let first_name = before_name
+            && self.is_first(i)
+            && self.len(i) >= 3
+            && !self.has(i, STOP | TITLE | RELATION)
+            && ((!self.caps_text && self.capitalised(i)) || self.uncased(i));
+        unknown || surname || first_name
     }
 
     /// `jerry and kayla`, `jerry, kayla and sam`: a name-list or unknown word

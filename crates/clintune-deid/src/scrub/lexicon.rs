@@ -55,6 +55,9 @@ pub(crate) const PLACE_CUES: &[&str] = &[
     "tx",
     "followed",
     "come",
+    "works",
+    "worked",
+    "employed",
 ];
 
 /// Credentials written after a name ("Edward C. Jones, RRT").
@@ -295,6 +298,7 @@ pub(crate) const FACILITY_NAME_WORDS: &[&str] = &[
     "harbor",
     "shore",
     "state",
+    "health",
 ];
 
 /// Word classes, as bits of one lexicon entry (see [`Dictionaries::flags`]).
@@ -336,6 +340,8 @@ pub(crate) const EXTRA_NAME: u32 = 1 << 23;
 pub(crate) const STATE: u32 = 1 << 24;
 /// Never a name by position: pronouns and fillers of speech.
 pub(crate) const NOT_NAME: u32 = 1 << 25;
+/// Says where someone works ("works for", "employed at").
+pub(crate) const WORKS: u32 = 1 << 26;
 
 /// Languages and nationalities: adjectives a note uses for a patient
 /// ("speaks Russian", "Haitian Creole interpreter"), never names by position
@@ -573,6 +579,7 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
         (&["to", "from", "at"], PREP),
         (&["in"], IN),
         (&["lives", "lived", "living", "resides", "resided"], RESIDES),
+        (&["works", "worked", "employed"], WORKS),
         (AFTER_NAME, NAME_AFTER),
         (
             &[
@@ -636,6 +643,54 @@ pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
         }
     }
     tokens
+}
+
+/// Splits words joined by a hyphen used as a dash: before a function word
+/// (`Rob-who states`, `AWARE-WILL START`) or before an initial
+/// (`CARAFATE-W. MAROTTA`). Hyphenated names (`Quaxworth-Smythe`) and terms
+/// (`x-ray`) stay whole.
+pub(crate) fn split_dashes(
+    b: &[u8],
+    tokens: Vec<Token>,
+    mut is_function_word: impl FnMut(&[u8]) -> bool,
+) -> Vec<Token> {
+    if !tokens
+        .iter()
+        .any(|t| b[t.start..t.letters_end].contains(&b'-'))
+    {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 8);
+    for t in tokens {
+        let mut start = t.start;
+        for h in t.start..t.letters_end {
+            if b[h] != b'-' || h - start < 2 {
+                continue;
+            }
+            let next_end = (h + 1..t.letters_end)
+                .find(|&k| matches!(b[k], b'-' | b'\''))
+                .unwrap_or(t.letters_end);
+            let part = &b[h + 1..next_end];
+            let initial = part.len() == 1
+                && next_end == t.letters_end
+                && t.end == t.letters_end
+                && b.get(t.end) == Some(&b'.');
+            if initial || is_function_word(part) {
+                out.push(Token {
+                    start,
+                    end: h,
+                    letters_end: h,
+                });
+                start = h + 1;
+            }
+        }
+        out.push(Token {
+            start,
+            end: t.end,
+            letters_end: t.letters_end,
+        });
+    }
+    out
 }
 
 /// Counts of upper- and lower-case ASCII letters.

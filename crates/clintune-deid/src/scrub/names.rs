@@ -15,12 +15,14 @@ use crate::policy::TextMode;
 /// Appends name and place spans found in `text`.
 pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Span>) {
     let bytes = text.as_bytes();
-    let tokens = tokenize(bytes);
+    let mut buf = [0u8; 48];
+    let tokens = split_dashes(bytes, tokenize(bytes), |w| {
+        dicts.flags(w, &mut buf) & STOP != 0
+    });
     // Some notes are written all in capitals, some without any: case then
     // says nothing about names.
     let (upper, lower) = letter_cases(bytes);
     let caps_text = upper > 3 * lower;
-    let mut buf = [0u8; 48];
     let flags: Vec<u32> = tokens
         .iter()
         .map(|t| dicts.flags(&bytes[t.start..t.letters_end], &mut buf))
@@ -59,6 +61,7 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
     ctx.multiword_places(dicts, spans);
     ctx.any_case_names(spans);
     ctx.wards_and_places(spans);
+    ctx.regions(spans);
     drop_eponyms(bytes, spans, first_new);
     // Names spread to other mentions, then to their neighbours, whose other
     // mentions are found in turn.
@@ -283,8 +286,13 @@ pub(super) struct Ctx<'a> {
 impl Ctx<'_> {
     /// Applies the rules at token `i`; returns how many tokens were consumed.
     pub(super) fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
-        if self.has(i, TITLE) && self.adjacent(i, i + 1) && self.real_title(i) {
-            return 1 + self.name_run(i + 1, 3, true, Rule::Title, spans);
+        if self.has(i, TITLE) && self.real_title(i) {
+            if let Some(n) = self.initial_after_title(i, spans) {
+                return n;
+            }
+            if self.adjacent(i, i + 1) {
+                return 1 + self.name_run(i + 1, 3, true, Rule::Title, spans);
+            }
         }
         if self.has(i, RELATION) && self.same_phrase(i, i + 1) {
             return 1 + self.name_run(i + 1, 2, false, Rule::Relation, spans);
@@ -396,6 +404,40 @@ impl Ctx<'_> {
             n += 1;
         }
         n
+    }
+
+    /// `mr I remained`, `Dr. o rourke`: a lone letter right after a title is
+    /// an initial (the tokenizer keeps single letters only before a period),
+    /// and a name run may follow it.
+    fn initial_after_title(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
+        let from = self.tokens[i].end;
+        let rest = &self.bytes[from..];
+        let gap = rest.iter().take_while(|c| matches!(c, b'.' | b' ')).count();
+        let at = from + gap;
+        let letter = *self.bytes.get(at)?;
+        let after = self.bytes.get(at + 1).copied();
+        let lone = letter.is_ascii_alphabetic()
+            && after.is_none_or(|c| matches!(c, b' ' | b',' | b'\n' | b'\r' | b'\t'));
+        // One space or a period and a space: not across a line or a list.
+        if !(1..=2).contains(&gap) || !rest[..gap].contains(&b' ') || !lone {
+            return None;
+        }
+        spans.push(Span {
+            start: at,
+            end: at + 1,
+            category: Category::Name,
+            rule: Rule::Title,
+        });
+        let next = i + 1;
+        let joined = next < self.tokens.len()
+            && self.tokens[next].start == at + 2
+            && self.bytes[at + 1] == b' ';
+        let run = if joined {
+            self.name_run(next, 2, true, Rule::Title, spans)
+        } else {
+            0
+        };
+        Some(1 + run)
     }
 
     /// `E. WELSH`, `Z. Miller`: an initial and a surname.
@@ -842,6 +884,48 @@ mod tests {
     fn a_name_found_once_is_found_again() {
         let found = names("Wife Suzette at bedside. Later suzette left a number.");
         assert_eq!(found, ["Suzette", "suzette"]);
+    }
+
+    #[test]
+    fn lone_initials_after_titles() {
+        let f = names("Seen by Dr. o rourke today. Later mr I remained on same doses.");
+        assert_eq!(f, ["o", "rourke", "I"]);
+    }
+
+    #[test]
+    fn dashes_between_words_split_them() {
+        let f = names("Phone call from son Rob-who states he will come.");
+        assert_eq!(f, ["Rob"]);
+        let text = "GIVEN LASIX-W. QUAXWORTH AWARE-WILL START DRIP.";
+        let mut spans = Vec::new();
+        find(text, repo_dictionaries(), TextMode::Strict, &mut spans);
+        assert!(
+            spans.iter().any(|s| &text[s.start..s.end] == "W"),
+            "{spans:?}"
+        );
+        // Hyphenated names and terms stay whole.
+        let f = names("Seen by Dr. Quaxworth-Smythe; follow-up x-ray done.");
+        assert_eq!(f, ["Quaxworth-Smythe"]);
+    }
+
+    #[test]
+    fn first_names_before_found_names() {
+        // A note typed without capitals, where case says nothing.
+        let f = names("report given by chaplain pat kowalczyk at 1900.");
+        assert_eq!(f, ["pat", "kowalczyk"]);
+    }
+
+    #[test]
+    fn regions_workplaces_and_homes() {
+        let f = names(
+            "On vacation on the Eastern Shore; lives in Catonsville.\nhe works for vista health.",
+        );
+        for want in ["Eastern", "Shore", "vista", "health", "Catonsville"] {
+            assert!(f.contains(&want.to_string()), "missing {want}: {f:?}");
+        }
+        // "worked to" is not where someone works; the West Coast is larger than a state.
+        let f = names("Both worked to sedate pt. Family from the West Coast.");
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

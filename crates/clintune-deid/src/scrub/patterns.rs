@@ -29,7 +29,8 @@ fn alternatives() -> Vec<(Rule, Category, String)> {
         (Rule::Phone, Category::Phone, r"(?:\+?\b1[-. ]?)?(?:\([0-9]{3}\)\s?|\b[0-9]{3}(?:[-. /]|-\s))[0-9]{3}(?:[-. /]|-\s)[0-9]{4}\b(?:\s*(?i:x|ext\.?)\s*[0-9]{1,5}\b)?|\b[0-9]{3}\s[0-9]{7}\b".into()),
         (Rule::PhoneLocal, Category::Phone, r"\b[2-9][0-9]{2}-[0-9]{4}\b".into()),
         (Rule::MdRange, Category::Date, r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])-(?:1[0-2]|0?[1-9])/(?:3[01]|[12][0-9]|0?[1-9])\b".into()),
-        (Rule::Mdy, Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b".into()),
+        // Also glued to the word before it, with slashes only ("labs on10/14/82").
+        (Rule::Mdy, Category::Date, r"\b[0-3]?[0-9][/.-][0-3]?[0-9][/.-](?:[0-9]{4}|[0-9]{2})\b|[A-Za-z]{2}(?P<mdy_n>[01]?[0-9]/[0-3]?[0-9]/(?:[0-9]{4}|[0-9]{2}))\b".into()),
         (Rule::Address, Category::Address, r"\b[0-9]{1,6}\s+(?:(?:[A-Z][a-z][A-Za-z'.-]*\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Drive|Dr|Lane|Ln|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq)|(?:[A-Z][A-Z'.-]+\s+){1,3}(?:STREET|AVENUE|ROAD|DRIVE|LANE|BOULEVARD|PARKWAY|HIGHWAY)|(?i:(?:[a-z][a-z'.-]*\s+){1,3}(?:street|avenue|road|drive|lane|boulevard|court|terrace|circle|parkway|highway)))\b\.?(?:,?\s+(?:Apt|APT|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?".into()),
         (Rule::Unit, Category::Address, r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|Unit|UNIT)\.?\s*#?\s*[0-9][0-9A-Za-z-]*\b|(?i:\b(?:p\.?\s?o\.?\s*)?box\s+[0-9]+\b)|\b(?:PSC|CMR|Unit)\s+[0-9]+".into()),
         (Rule::MonthDay, Category::Date, format!(r"(?i:\b{m}\s*[0-3]?[0-9](?:st|nd|rd|th)?\b(?:,?\s*(?:(?:1[89]|20)[0-9]{{2}}\b|'[0-9]{{2}}\b))?)")),
@@ -505,6 +506,7 @@ mod tests {
             ("aged one hundred and two years", "one hundred and two"),
             ("from 2001:db8::8a2e:370:7334 at", "2001:db8::8a2e:370:7334"),
             ("license plate 7XYZ123 seen", "7XYZ123"),
+            ("am labs on10/14/82 pending", "10/14/82"),
         ];
         for (text, want) in cases {
             let f = found(text);
@@ -531,6 +533,8 @@ mod tests {
             "C/O INCISIONAL PAIN #9/10.",
             "pt c/o CP, 5/10, ECG done",
             "ABG 84/41/7.54/10/36",
+            "ON AC 700X15/5/40%. ABG",
+            "on psv5/5/40% w/ sats 95",
         ] {
             let f = found(text);
             assert!(f.is_empty(), "{text}: {f:?}");

@@ -13,7 +13,16 @@ impl Ctx<'_> {
     pub(super) fn place_after_cue(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
         // "arrived via amb from kernan": the preposition may come a few words
         // later; "in" counts only after "lives" ("brought in lollipops").
-        let is_prep = |k: usize| self.has(k, PREP) || (self.has(k, IN) && self.has(i, RESIDES));
+        // After "works": "for", "at", "by" ("works for Vista Health"), not
+        // "to" ("worked to sedate").
+        let is_prep = |k: usize| {
+            if self.has(i, WORKS) {
+                return [&b"for"[..], b"at", b"by"]
+                    .iter()
+                    .any(|w| self.word_is(k, w));
+            }
+            self.has(k, PREP) || (self.has(k, IN) && self.has(i, RESIDES))
+        };
         let prep = (i + 1..(i + 4).min(self.tokens.len())).find(|&k| is_prep(k))?;
         if !(i..prep).all(|k| self.adjacent(k, k + 1)) {
             return None;
@@ -32,7 +41,7 @@ impl Ctx<'_> {
             } else {
                 self.joined_in_name(j - 1, j)
             })
-            && self.place_word(j)
+            && (self.place_word(j) || (j == first && self.named_place_after_cue(i, j)))
             && (j == first
                 || (self.capitalised(j) && !self.caps_text)
                 || self.has(j, FACILITY | FACILITY_NAME))
@@ -177,12 +186,77 @@ impl Ctx<'_> {
         (1..=2).contains(&digits) && !decimal && !glued && !unit
     }
 
+    /// `the Eastern Shore`, `North Hills`: a compass word and a landform or
+    /// district noun name a region smaller than a state. Both words are
+    /// capitalised unless the text's case says nothing.
+    pub(super) fn regions(&self, spans: &mut Vec<Span>) {
+        const COMPASS: &[&str] = &[
+            "north",
+            "south",
+            "east",
+            "west",
+            "northern",
+            "southern",
+            "eastern",
+            "western",
+            "northeast",
+            "northwest",
+            "southeast",
+            "southwest",
+        ];
+        // Not "coast": the West Coast is larger than a state.
+        const REGION_NOUNS: &[&str] = &[
+            "shore",
+            "shores",
+            "side",
+            "end",
+            "county",
+            "valley",
+            "bay",
+            "island",
+            "hills",
+            "highlands",
+            "woods",
+            "village",
+            "heights",
+        ];
+        let is_one = |k: usize, list: &[&str]| list.iter().any(|w| self.word_is(k, w.as_bytes()));
+        let cased = |k: usize| self.caps_text || self.capitalised(k) || self.uncased(k);
+        for i in 1..self.tokens.len() {
+            let a = i - 1;
+            if is_one(a, COMPASS)
+                && is_one(i, REGION_NOUNS)
+                && self.joined_in_name(a, i)
+                && cased(a)
+                && cased(i)
+            {
+                for k in [a, i] {
+                    self.push(k, Category::Location, Rule::Region, spans);
+                }
+            }
+        }
+    }
+
     /// A word that can name a place after a cue: not an ordinary or clinical word.
     pub(super) fn place_word(&self, i: usize) -> bool {
         self.len(i) >= 2
             && !self.has(i, STATE)
             && (!self.has(i, STOP | FACILITY | CREDENTIAL) && !self.is_common(i)
-                || self.has(i, FACILITY_NAME) && self.capitalised(i))
+                || self.has(i, FACILITY_NAME) && (self.capitalised(i) || self.uncased(i)))
+    }
+
+    /// Right after a cue, a word that is also an ordinary or clinical word
+    /// names a place when it is on the place list ("works for vista") or,
+    /// after where someone lives or works, when it is capitalised in
+    /// mixed-case text ("lives in DC").
+    fn named_place_after_cue(&self, cue: usize, j: usize) -> bool {
+        let cased = (!self.caps_text && self.capitalised(j)) || self.uncased(j);
+        let listed = self.has(j, PLACE)
+            && !self.has(j, CLINICAL)
+            && self.len(j) >= 3
+            && (cased || (self.caps_text && !self.is_common(j)));
+        let said = self.has(cue, RESIDES | WORKS) && !self.caps_text && self.capitalised(j);
+        (listed || said) && !self.measurement(j) && !self.has(j, STATE | STOP | TITLE | RELATION)
     }
 
     /// `Calvert Hospital`, `Holy Cross Hospital`: capitalised words before a facility word.

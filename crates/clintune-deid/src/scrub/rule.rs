@@ -148,6 +148,8 @@ rules! {
     Facility => "facility",
     /// A place-list word or phrase.
     PlaceDictionary => "place-dictionary",
+    /// A compass word and a region noun: `the Eastern Shore`.
+    Region => "region",
     /// A ward or unit name: `5 North`, `Blake 7`.
     Ward => "ward",
     /// A hospital's initials after a preposition: `transferred to MGH`.
