@@ -342,6 +342,42 @@ pub(crate) const STATE: u32 = 1 << 24;
 pub(crate) const NOT_NAME: u32 = 1 << 25;
 /// Says where someone works ("works for", "employed at").
 pub(crate) const WORKS: u32 = 1 << 26;
+/// A compass word that starts a region's name ("Eastern Shore").
+pub(crate) const COMPASS: u32 = 1 << 27;
+/// A landform or district noun that ends a region's name.
+pub(crate) const REGION_NOUN: u32 = 1 << 28;
+
+pub(crate) const COMPASS_WORDS: &[&str] = &[
+    "north",
+    "south",
+    "east",
+    "west",
+    "northern",
+    "southern",
+    "eastern",
+    "western",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
+
+/// Not "coast": the West Coast is larger than a state.
+pub(crate) const REGION_NOUNS: &[&str] = &[
+    "shore",
+    "shores",
+    "side",
+    "end",
+    "county",
+    "valley",
+    "bay",
+    "island",
+    "hills",
+    "highlands",
+    "woods",
+    "village",
+    "heights",
+];
 
 /// Languages and nationalities: adjectives a note uses for a patient
 /// ("speaks Russian", "Haitian Creole interpreter"), never names by position
@@ -580,6 +616,8 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
         (&["in"], IN),
         (&["lives", "lived", "living", "resides", "resided"], RESIDES),
         (&["works", "worked", "employed"], WORKS),
+        (COMPASS_WORDS, COMPASS),
+        (REGION_NOUNS, REGION_NOUN),
         (AFTER_NAME, NAME_AFTER),
         (
             &[
@@ -606,10 +644,12 @@ pub(crate) fn rule_words() -> Vec<(&'static [&'static str], u32)> {
 
 /// Splits text into words: letters with inner apostrophes or hyphens,
 /// optionally followed by digits (some systems suffix names with digits).
-pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
+/// Also returns which tokens have an inner hyphen (for [`split_dashes`]).
+pub(crate) fn tokenize(b: &[u8]) -> (Vec<Token>, Vec<usize>) {
     // Bytes of non-ASCII characters count as letters ("Pálffy", "Fernández").
     let letter = |c: u8| c.is_ascii_alphabetic() || c >= 0x80;
     let mut tokens = Vec::with_capacity(b.len() / 5);
+    let mut hyphenated = Vec::new();
     let mut i = 0;
     while i < b.len() {
         if !letter(b[i]) || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] >= 0x80)) {
@@ -617,10 +657,12 @@ pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
             continue;
         }
         let start = i;
+        let mut hyphen = false;
         while i < b.len()
             && (letter(b[i])
                 || (matches!(b[i], b'\'' | b'-') && i + 1 < b.len() && letter(b[i + 1])))
         {
+            hyphen |= b[i] == b'-';
             i += 1;
         }
         let letters_end = i;
@@ -635,6 +677,9 @@ pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
             continue;
         }
         if letters_end - start >= 2 || (i == letters_end && b.get(i) == Some(&b'.')) {
+            if hyphen {
+                hyphenated.push(tokens.len());
+            }
             tokens.push(Token {
                 start,
                 end: i,
@@ -642,7 +687,7 @@ pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
             });
         }
     }
-    tokens
+    (tokens, hyphenated)
 }
 
 /// Splits words joined by a hyphen used as a dash: before a function word
@@ -651,31 +696,40 @@ pub(crate) fn tokenize(b: &[u8]) -> Vec<Token> {
 /// (`x-ray`) stay whole.
 pub(crate) fn split_dashes(
     b: &[u8],
-    tokens: Vec<Token>,
+    (tokens, hyphenated): (Vec<Token>, Vec<usize>),
     mut is_function_word: impl FnMut(&[u8]) -> bool,
 ) -> Vec<Token> {
-    if !tokens
-        .iter()
-        .any(|t| b[t.start..t.letters_end].contains(&b'-'))
-    {
-        return tokens;
-    }
-    let mut out = Vec::with_capacity(tokens.len() + 8);
-    for t in tokens {
-        let mut start = t.start;
-        for h in t.start..t.letters_end {
-            if b[h] != b'-' || h - start < 2 {
-                continue;
-            }
-            let next_end = (h + 1..t.letters_end)
-                .find(|&k| matches!(b[k], b'-' | b'\''))
-                .unwrap_or(t.letters_end);
-            let part = &b[h + 1..next_end];
+    // Hyphen positions where a token splits; most texts have none.
+    let mut cuts: Vec<usize> = Vec::new();
+    for t in hyphenated.iter().map(|&k| tokens[k]) {
+        let word = &b[t.start..t.letters_end];
+        let mut from = 0;
+        while let Some(p) = word[from..].iter().position(|c| *c == b'-') {
+            let h = from + p;
+            from = h + 1;
+            let rest = &word[h + 1..];
+            let part = &rest[..rest
+                .iter()
+                .position(|c| matches!(c, b'-' | b'\''))
+                .unwrap_or(rest.len())];
             let initial = part.len() == 1
-                && next_end == t.letters_end
+                && part.len() == rest.len()
                 && t.end == t.letters_end
                 && b.get(t.end) == Some(&b'.');
-            if initial || is_function_word(part) {
+            if h >= 2 && (initial || is_function_word(part)) {
+                cuts.push(t.start + h);
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + cuts.len());
+    let mut cuts = cuts.into_iter().peekable();
+    for t in tokens {
+        let mut start = t.start;
+        while let Some(h) = cuts.next_if(|h| *h < t.letters_end) {
+            if h - start >= 2 {
                 out.push(Token {
                     start,
                     end: h,

@@ -61,7 +61,6 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
     ctx.multiword_places(dicts, spans);
     ctx.any_case_names(spans);
     ctx.wards_and_places(spans);
-    ctx.regions(spans);
     drop_eponyms(bytes, spans, first_new);
     // Names spread to other mentions, then to their neighbours, whose other
     // mentions are found in turn.
@@ -315,6 +314,9 @@ impl Ctx<'_> {
             return n;
         }
         if let Some(n) = self.facility(i, spans) {
+            return n;
+        }
+        if let Some(n) = self.region(i, spans) {
             return n;
         }
         if let Some(n) = self.initial_name(i, spans) {

@@ -189,52 +189,22 @@ impl Ctx<'_> {
     /// `the Eastern Shore`, `North Hills`: a compass word and a landform or
     /// district noun name a region smaller than a state. Both words are
     /// capitalised unless the text's case says nothing.
-    pub(super) fn regions(&self, spans: &mut Vec<Span>) {
-        const COMPASS: &[&str] = &[
-            "north",
-            "south",
-            "east",
-            "west",
-            "northern",
-            "southern",
-            "eastern",
-            "western",
-            "northeast",
-            "northwest",
-            "southeast",
-            "southwest",
-        ];
-        // Not "coast": the West Coast is larger than a state.
-        const REGION_NOUNS: &[&str] = &[
-            "shore",
-            "shores",
-            "side",
-            "end",
-            "county",
-            "valley",
-            "bay",
-            "island",
-            "hills",
-            "highlands",
-            "woods",
-            "village",
-            "heights",
-        ];
-        let is_one = |k: usize, list: &[&str]| list.iter().any(|w| self.word_is(k, w.as_bytes()));
+    pub(super) fn region(&self, i: usize, spans: &mut Vec<Span>) -> Option<usize> {
+        let j = i + 1;
         let cased = |k: usize| self.caps_text || self.capitalised(k) || self.uncased(k);
-        for i in 1..self.tokens.len() {
-            let a = i - 1;
-            if is_one(a, COMPASS)
-                && is_one(i, REGION_NOUNS)
-                && self.joined_in_name(a, i)
-                && cased(a)
-                && cased(i)
-            {
-                for k in [a, i] {
-                    self.push(k, Category::Location, Rule::Region, spans);
-                }
-            }
+        if !self.has(i, COMPASS)
+            || j >= self.tokens.len()
+            || !self.has(j, REGION_NOUN)
+            || !self.joined_in_name(i, j)
+            || !cased(i)
+            || !cased(j)
+        {
+            return None;
         }
+        for k in [i, j] {
+            self.push(k, Category::Location, Rule::Region, spans);
+        }
+        Some(2)
     }
 
     /// A word that can name a place after a cue: not an ordinary or clinical word.
