@@ -9,10 +9,13 @@ use common::*;
 fn the_pipeline_runs_end_to_end_and_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let t = |name: &str| s(&tmp.path().join(name));
+    // A copy of the sample, changed below.
+    let sample = tmp.path().join("sample");
+    copy_dir(&common::sample(), &sample);
     let recipe = tmp.path().join("pipeline.toml");
     let text = format!(
         r#"[deid]
-input = ["datasets/sample"]
+input = ["{sample}"]
 out = "{deid}"
 [curate.tokenizer]
 vocab_size = 1024
@@ -36,6 +39,7 @@ output = "{run}"
 name = "pipeline"
 root = "{root}"
 "#,
+        sample = t("sample"),
         deid = t("deid"),
         base = t("base"),
         data = t("curated"),
@@ -57,10 +61,33 @@ root = "{root}"
     // Record inputs stay out of log lines and of the run's recorded recipe:
     // the de-identification manifest keeps identifying names only pseudonymized.
     assert!(err.contains("--input <input>"), "{err}");
-    assert!(!err.contains("--input datasets/sample"), "{err}");
+    assert!(!err.contains(&format!("--input {}", t("sample"))), "{err}");
     let run = read_manifest(&tmp.path().join("run"));
     assert!(run["config"]["recipe"].get("deid").is_none());
     assert!(run["config"]["recipe"].get("export").is_some());
+
+    // Run again on the same records: nothing left to train, a new export.
+    let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("nothing to train"), "{err}");
+    assert!(tmp.path().join("checkpoints/pipeline/v2").is_dir());
+    // Changed records: the tokenizer, the base and the run are made again,
+    // the earlier ones kept beside them.
+    let traces = sample.join("chat/traces.jsonl");
+    let text = std::fs::read_to_string(&traces).unwrap();
+    let rest = text.split_once('\n').unwrap().1;
+    std::fs::write(&traces, rest).unwrap();
+    let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("curated again"), "{err}");
+    assert!(tmp.path().join("run.previous/manifest.json").is_file());
+    assert!(tmp.path().join("base.previous/config.json").is_file());
+    assert!(tmp.path().join("checkpoints/pipeline/v3").is_dir());
+    let run = read_manifest(&tmp.path().join("run"));
+    let curated = read_manifest(&tmp.path().join("curated"));
+    assert_eq!(run["parents"][0]["id"], curated["id"]);
 
     // Without a key the pipeline stops at its first stage, saying why.
     let o = clintune(&["run", &s(&recipe)], None);

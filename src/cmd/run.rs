@@ -20,7 +20,12 @@ use std::time::Instant;
     The recipe's [deid] table names the input records and the de-identified output, [curate]\n\
     the curation settings (its output is data.dataset), [model.init] how to create model.base\n\
     when it does not exist, [export] the export name; the rest is a training recipe\n\
-    (recipes/README.md). A run interrupted during training continues where it stopped.")]
+    (recipes/README.md). A run interrupted during training continues where it stopped.\n\n\
+    Running it again re-does de-identification and curation; training continues only when\n\
+    the recipe and the curated data are unchanged. Otherwise the earlier run directory is\n\
+    moved to <train.output>.previous and training starts over. With [model.init] the base\n\
+    model is the pipeline's own: it is made again (the old one kept as <model.base>.previous)\n\
+    when the data's tokenizer changes.")]
 pub struct RunArgs {
     /// The pipeline recipe (TOML).
     #[arg(value_name = "RECIPE")]
@@ -86,6 +91,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     stage("1/6 de-identify", &args)?;
     let base = &recipe.model.base;
     let dataset = &recipe.data.dataset;
+    // A base that [model.init] describes, or that the first run creates, is
+    // made from the data's tokenizer; any other base brings its own.
+    let own_base = recipe.model.init.is_some() || !base.join("config.json").is_file();
     let mut curate = vec![
         "curate".into(),
         "--input".into(),
@@ -96,10 +104,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         path(dataset),
         "--force".into(),
     ];
-    if base.join("config.json").is_file() {
+    if !own_base {
         curate.extend(["--tokenizer".into(), path(base)]);
     }
     stage("2/6 curate", &curate)?;
+    if own_base
+        && base.join("config.json").is_file()
+        && clintune_train::trainer::check_tokenizer(&recipe).is_err()
+    {
+        let why = format!(
+            "{}: the curated data's tokenizer is not the one this base model was made with",
+            base.display()
+        );
+        set_aside(base, &why)?;
+    }
     if !base.join("config.json").is_file() {
         let mut init = vec![
             "init-model".into(),
@@ -113,11 +131,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         }
         stage("3/6 initialise the base model", &init)?;
     }
+    let run_dir = &recipe.train.output;
+    if let Err(e) = same_run(&recipe) {
+        set_aside(run_dir, &e)?;
+    }
     stage(
         "4/6 train",
         &["train".into(), recipe_arg, "--resume".into()],
     )?;
-    let run_dir = &recipe.train.output;
     let exported = vec![
         "export".into(),
         path(run_dir),
@@ -159,6 +180,49 @@ fn table<T: for<'de> Deserialize<'de>>(
     t.clone()
         .try_into()
         .with_context(|| format!("{}: [{name}]", recipe.display()))
+}
+
+/// Whether the run directory's latest checkpoint, if any, was made under this
+/// recipe and on the dataset curated now.
+fn same_run(recipe: &Recipe) -> Result<(), clintune_train::error::TrainError> {
+    let run_dir = &recipe.train.output;
+    let Some(latest) = clintune_train::checkpoint::latest(run_dir) else {
+        return Ok(());
+    };
+    let mut state = clintune_train::checkpoint::load_state(&latest)?;
+    if state.dataset_id.is_empty() {
+        // Checkpoints from before the dataset was recorded: the run's
+        // manifest names the dataset it finished on.
+        state.dataset_id = clintune_lineage::Manifest::read(run_dir)
+            .ok()
+            .and_then(|m| m.parents.into_iter().find(|p| p.stage == "curate"))
+            .map(|p| p.id)
+            .unwrap_or_default();
+    }
+    let dataset_id = clintune_lineage::Manifest::read(&recipe.data.dataset)
+        .map(|m| m.id)
+        .unwrap_or_default();
+    clintune_train::trainer::check_same_run(&state, recipe, &dataset_id, run_dir)
+}
+
+/// Moves `dir`, made from other data or another recipe (`why`), to
+/// `<dir>.previous`, replacing an older one there, so the pipeline can make
+/// it again without losing the last one.
+fn set_aside(dir: &Path, why: &dyn std::fmt::Display) -> anyhow::Result<()> {
+    let mut aside = dir.as_os_str().to_owned();
+    aside.push(".previous");
+    let aside = PathBuf::from(aside);
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+    }
+    std::fs::rename(dir, &aside)
+        .with_context(|| format!("moving {} to {}", dir.display(), aside.display()))?;
+    tracing::warn!(
+        "{why}\n  moved {} to {} and making it again",
+        dir.display(),
+        aside.display()
+    );
+    Ok(())
 }
 
 fn path(p: &Path) -> String {

@@ -175,6 +175,14 @@ fn host_name(slurm: Option<String>) -> anyhow::Result<String> {
 /// Logs what the run did; `writer` is false on the nodes other than node 0,
 /// which write no checkpoint or manifest.
 fn report(s: &RunSummary, writer: bool) {
+    if s.steps_taken == 0 && s.complete {
+        tracing::info!(
+            "nothing to train: the run in {} was already complete at step {}",
+            s.run_dir.display(),
+            s.steps
+        );
+        return;
+    }
     tracing::info!(
         "trained {} steps on {} tokens ({} of {} parameters trainable); last loss {:.4}",
         s.steps,

@@ -19,6 +19,20 @@ pub fn sample() -> PathBuf {
     repo().join("datasets/sample")
 }
 
+/// Copies the files under `from` to `to`, folders included.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// A fixed test key (not a secret: used on synthetic data only).
 pub const KEY_A: &str = "test-key-A-0123456789abcdef0123456789abcdef";
 /// A second test key.

@@ -50,6 +50,10 @@ pub struct TrainState {
     pub stale_evals: u64,
     /// The recipe the run follows; resuming under another is refused.
     pub recipe_hash: String,
+    /// The manifest id of the dataset the run trains on; resuming on other
+    /// data is refused. Empty in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub dataset_id: String,
 }
 
 /// The directory of the checkpoint at `step`.

@@ -66,6 +66,24 @@ pub enum TrainError {
         /// The hash of the recipe given now.
         current: String,
     },
+    /// `--resume` of a run that was trained on another dataset (or another
+    /// curation of it).
+    #[error(
+        "{}: the run was trained on dataset {recorded}, but {} is now {current} (curated again?); \
+         resuming needs the same data: set another train.output, or move the run away to start over",
+        run_dir.display(),
+        dataset.display()
+    )]
+    DatasetChanged {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The recipe's dataset directory.
+        dataset: PathBuf,
+        /// The dataset manifest id its checkpoint recorded.
+        recorded: String,
+        /// The manifest id of the dataset there now.
+        current: String,
+    },
     /// This process's place among the nodes of a multi-node run (rank,
     /// node count, addresses) does not fit the recipe.
     #[error("{0}")]

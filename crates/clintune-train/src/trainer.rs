@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub run_dir: PathBuf,
     /// Optimizer steps taken in total.
     pub steps: u64,
+    /// Optimizer steps taken by this invocation (0 when resuming a run
+    /// that had already finished).
+    pub steps_taken: u64,
     /// Trained-on tokens in total.
     pub tokens: u64,
     /// Loss of the last step.
@@ -92,6 +95,7 @@ pub struct RunSummary {
 #[derive(Default)]
 struct Seen {
     loss: f64,
+    steps: u64,
     eval: Option<EvalMetrics>,
     checkpoint: Option<PathBuf>,
     stopped_early: bool,
@@ -154,20 +158,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut train = reader(&recipe.data.dataset, "train", recipe, pad)?;
         let validation = validation_reader(&recipe.data.dataset, recipe, pad)?;
         let resume_from = resume_point(&run_dir, resume)?;
-        let state = match &resume_from {
+        let mut state = match &resume_from {
             Some(dir) => checkpoint::load_state(dir)?,
             None => TrainState {
                 recipe_hash: recipe.content_hash(),
+                dataset_id: dataset.manifest.id.clone(),
                 ..TrainState::default()
             },
         };
-        if state.recipe_hash != recipe.content_hash() {
-            return Err(TrainError::RecipeChanged {
-                run_dir,
-                recorded: state.recipe_hash,
-                current: recipe.content_hash(),
-            });
-        }
+        check_same_run(&state, recipe, &dataset.manifest.id, &run_dir)?;
+        state.dataset_id.clone_from(&dataset.manifest.id);
         train
             .seek(state.cursor)
             .map_err(|e| TrainError::dataset(&recipe.data.dataset, e))?;
@@ -268,6 +268,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.state.step += 1;
             self.state.tokens += stats.tokens as u64;
             seen.loss = stats.loss;
+            seen.steps += 1;
             if let Some(m) = metrics.as_deref_mut() {
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 let rate = (self.state.tokens - first_tokens) as f64 / secs;
@@ -344,6 +345,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(RunSummary {
             run_dir: self.run_dir.clone(),
             steps: self.state.step,
+            steps_taken: seen.steps,
             tokens: self.state.tokens,
             last_loss: seen.loss,
             eval: seen.eval,
@@ -565,6 +567,32 @@ pub fn check_tokenizer(recipe: &Recipe) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A checkpoint resumes only under the recipe and on the data it was made
+/// with (a checkpoint that recorded no dataset predates the check).
+pub fn check_same_run(
+    state: &TrainState,
+    recipe: &Recipe,
+    dataset_id: &str,
+    run_dir: &Path,
+) -> Result<(), TrainError> {
+    if state.recipe_hash != recipe.content_hash() {
+        return Err(TrainError::RecipeChanged {
+            run_dir: run_dir.to_path_buf(),
+            recorded: state.recipe_hash.clone(),
+            current: recipe.content_hash(),
+        });
+    }
+    if !state.dataset_id.is_empty() && state.dataset_id != dataset_id {
+        return Err(TrainError::DatasetChanged {
+            run_dir: run_dir.to_path_buf(),
+            dataset: recipe.data.dataset.clone(),
+            recorded: state.dataset_id.clone(),
+            current: dataset_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// The checkpoint to resume from, or `None` for a fresh run; a fresh run in a
 /// directory that already has checkpoints is refused rather than mixed in.
 fn resume_point(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, TrainError> {
@@ -621,4 +649,39 @@ fn total_steps(recipe: &Recipe, train: &PackedReader, workers: usize) -> u64 {
         .map(|e| train.batches_in_epoch(e))
         .sum();
     batches.div_ceil((recipe.data.grad_accum * workers) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_resumes_only_on_its_recipe_and_data() {
+        let recipe = Recipe::parse(
+            "[model]\nbase = \"m\"\n[data]\ndataset = \"d\"\n[train]\nmax_steps = 2\n",
+        )
+        .unwrap();
+        let state = TrainState {
+            recipe_hash: recipe.content_hash(),
+            dataset_id: "sha256:aa".into(),
+            ..TrainState::default()
+        };
+        let run = Path::new("run");
+        assert!(check_same_run(&state, &recipe, "sha256:aa", run).is_ok());
+        let err = check_same_run(&state, &recipe, "sha256:bb", run).unwrap_err();
+        assert!(matches!(err, TrainError::DatasetChanged { .. }), "{err}");
+        assert!(err.to_string().contains("curated again"), "{err}");
+        // Checkpoints from before the dataset was recorded still resume.
+        let old = TrainState {
+            dataset_id: String::new(),
+            ..state.clone()
+        };
+        assert!(check_same_run(&old, &recipe, "sha256:bb", run).is_ok());
+        let other = TrainState {
+            recipe_hash: "sha256:cc".into(),
+            ..state
+        };
+        let err = check_same_run(&other, &recipe, "sha256:aa", run).unwrap_err();
+        assert!(matches!(err, TrainError::RecipeChanged { .. }), "{err}");
+    }
 }
