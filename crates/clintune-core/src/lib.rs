@@ -6,6 +6,7 @@
 //! by content ([`hash`]), and secrets never reach a log line ([`secret`]).
 
 pub mod hash;
+pub mod invalid;
 pub mod json;
 pub mod progress;
 pub mod rng;
@@ -16,6 +17,8 @@ pub mod toml_text;
 /// The cause an error keeps as its `source()`: the library error underneath,
 /// or a sentence where there is none.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+pub use invalid::{ConfigError, Invalid};
 
 /// Name of the tool as recorded in lineage manifests.
 pub const TOOL_NAME: &str = "clintune";

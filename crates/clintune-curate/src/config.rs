@@ -6,6 +6,7 @@ use crate::dedup::DedupConfig;
 use crate::error::CurateError;
 use crate::tasks::Task;
 use crate::tokenizer::TrainConfig;
+use clintune_core::{ConfigError, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -171,15 +172,17 @@ impl CurateConfig {
     /// `[curate]` table.
     pub fn load(path: &Path) -> Result<Self, CurateError> {
         let text = std::fs::read_to_string(path).map_err(CurateError::io(path))?;
-        Self::parse(&text).map_err(|message| CurateError::Config {
+        Self::parse(&text).map_err(|source| CurateError::Config {
             path: path.to_path_buf(),
-            message,
+            source,
         })
     }
 
     /// Parses TOML text; the error says where and what.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let message = |e: toml::de::Error| clintune_core::toml_text::error_message(text, &e);
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let message = |e: toml::de::Error| {
+            ConfigError::Syntax(clintune_core::toml_text::error_message(text, &e))
+        };
         let table: toml::Table = text.parse().map_err(message)?;
         let config: Self = match table.get("curate") {
             Some(toml::Value::Table(section)) => section.clone().try_into(),
@@ -191,7 +194,7 @@ impl CurateConfig {
     }
 
     /// Checks values that the types alone allow but the stage cannot use.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let s = &self.split;
         for (name, r) in [
             ("train", s.train),
@@ -199,30 +202,40 @@ impl CurateConfig {
             ("test", s.test),
         ] {
             if !(0.0..=1.0).contains(&r) {
-                return Err(format!("split.{name} must be between 0 and 1, got {r}"));
+                return Err(Invalid::new(
+                    format!("split.{name}"),
+                    format!("must be between 0 and 1, got {r}"),
+                ));
             }
         }
         let sum = s.train + s.validation + s.test;
         if (sum - 1.0).abs() > 1e-9 {
-            return Err(format!(
-                "split.train + split.validation + split.test must be 1, got {sum}"
+            return Err(Invalid::new(
+                "split.train + split.validation + split.test",
+                format!("must be 1, got {sum}"),
             ));
         }
         if self.filter.min_tokens > self.filter.max_tokens {
-            return Err("filter.min_tokens must not exceed filter.max_tokens".into());
+            return Err(Invalid::new(
+                "filter.min_tokens",
+                "must not exceed filter.max_tokens",
+            ));
         }
         if self.tasks.timeline.max_chars < 100 {
-            return Err("tasks.timeline.max_chars must be at least 100".into());
+            return Err(Invalid::new(
+                "tasks.timeline.max_chars",
+                "must be at least 100",
+            ));
         }
         if self.output.rows_per_file == 0 {
-            return Err("output.rows_per_file must be at least 1".into());
+            return Err(Invalid::new("output.rows_per_file", "must be at least 1"));
         }
         let t = &self.tasks;
         if !(t.timeline.enabled || t.next_diagnosis.enabled || t.chat.enabled) {
-            return Err(
-                "at least one of tasks.timeline, tasks.next-diagnosis, tasks.chat must be enabled"
-                    .into(),
-            );
+            return Err(Invalid::new(
+                "tasks",
+                "needs at least one of tasks.timeline, tasks.next-diagnosis, tasks.chat enabled",
+            ));
         }
         self.dedup.validate()?;
         if let Some(t) = self
@@ -231,11 +244,12 @@ impl CurateConfig {
             .iter()
             .find(|t| Task::parse(t).is_none())
         {
-            return Err(format!(
-                "dedup.near_tasks: unknown task `{t}` (tasks: timeline, next-diagnosis, chat)"
+            return Err(Invalid::new(
+                "dedup.near_tasks",
+                format!("names an unknown task `{t}` (tasks: timeline, next-diagnosis, chat)"),
             ));
         }
-        self.tokenizer.validate().map_err(|e| e.to_string())
+        self.tokenizer.validate()
     }
 
     /// `sha256:` hash of the effective configuration, for the manifest.
@@ -272,13 +286,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_say_where_and_what() {
-        let err = CurateConfig::parse("[filter]\nmin_chars = 1\nmax_tokes = 5\n").unwrap_err();
+        let err = CurateConfig::parse("[filter]\nmin_chars = 1\nmax_tokes = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_tokes") && err.contains("line 3"), "{err}");
-        let err = CurateConfig::parse("[split]\ntrain = 0.9\n").unwrap_err();
+        let err = CurateConfig::parse("[split]\ntrain = 0.9\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must be 1"), "{err}");
-        let err = CurateConfig::parse("[dedup]\nthreshold = 1.5\n").unwrap_err();
+        let err = CurateConfig::parse("[dedup]\nthreshold = 1.5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("dedup.threshold"), "{err}");
-        let err = CurateConfig::parse("[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n[tasks.chat]\nenabled = false\n").unwrap_err();
+        let err = CurateConfig::parse("[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n[tasks.chat]\nenabled = false\n").unwrap_err().to_string();
         assert!(err.contains("at least one"), "{err}");
     }
 

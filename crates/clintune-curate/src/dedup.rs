@@ -18,6 +18,7 @@
 //! stored in Parquet and compared across runs, machines and Rust versions.
 
 use crate::rng::{SplitMix64, mix64};
+use clintune_core::Invalid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -87,22 +88,28 @@ impl Default for DedupConfig {
 
 impl DedupConfig {
     /// Checks the values, with a message naming the field and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         // Written so that NaN fails too.
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return Err(format!(
-                "dedup.threshold must be in (0, 1], got {}",
-                self.threshold
+            return Err(Invalid::new(
+                "dedup.threshold",
+                format!("must be in (0, 1], got {}", self.threshold),
             ));
         }
         if !(1..=MAX_NUM_PERM).contains(&self.num_perm) {
-            return Err(format!(
-                "dedup.num_perm must be between 1 and {MAX_NUM_PERM}, got {}",
-                self.num_perm
+            return Err(Invalid::new(
+                "dedup.num_perm",
+                format!(
+                    "must be between 1 and {MAX_NUM_PERM}, got {}",
+                    self.num_perm
+                ),
             ));
         }
         if self.shingle_words == 0 {
-            return Err("dedup.shingle_words must be at least 1, got 0".to_string());
+            return Err(Invalid::new(
+                "dedup.shingle_words",
+                "must be at least 1, got 0",
+            ));
         }
         Ok(())
     }
@@ -396,9 +403,9 @@ pub enum Verdict {
 /// Why [`dedup`] could not decide.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DedupError {
-    /// The configuration is invalid; the message says what is allowed.
-    #[error("{0}")]
-    Config(String),
+    /// The configuration is invalid; the error names the field.
+    #[error(transparent)]
+    Config(Invalid),
     /// A signature's length differs from `num_perm` (near dedup only).
     #[error(
         "example {id}: MinHash signature has {got} values, expected {expected} \
@@ -903,7 +910,11 @@ mod tests {
         }
         .validate()
         .unwrap_err();
-        assert_eq!(message, "dedup.threshold must be in (0, 1], got 1.5");
+        assert_eq!(message.field, "dedup.threshold");
+        assert_eq!(
+            message.to_string(),
+            "dedup.threshold must be in (0, 1], got 1.5"
+        );
     }
 
     #[test]

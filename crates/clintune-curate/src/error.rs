@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CurateError {
     /// The configuration is invalid.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Config {
-        /// The configuration file.
+        /// The configuration file (or the output, for a bad option).
         path: PathBuf,
         /// What is wrong and what is allowed.
-        message: String,
+        source: clintune_core::ConfigError,
     },
     /// The input is not a verified de-identification output.
     #[error("{path}: {message}")]

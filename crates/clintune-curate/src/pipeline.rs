@@ -137,9 +137,12 @@ fn tokenizer_for(opts: &CurateOptions, drafts: &[(Draft, &str)]) -> Result<Token
     if opts.shard.is_some() {
         return Err(CurateError::Config {
             path: opts.out.clone(),
-            message: "--shard needs --tokenizer: every shard must tokenize alike; \
-                      train one first with `clintune tokenizer train`"
-                .into(),
+            source: clintune_core::Invalid::new(
+                "--shard",
+                "needs --tokenizer: every shard must tokenize alike; \
+                 train one first with `clintune tokenizer train`",
+            )
+            .into(),
         });
     }
     train_tokenizer(drafts, &opts.config)

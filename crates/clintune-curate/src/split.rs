@@ -50,10 +50,15 @@ pub struct Shard {
 }
 
 impl std::str::FromStr for Shard {
-    type Err = String;
+    type Err = clintune_core::Invalid;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("shard must be I/N with 0 <= I < N (e.g. 0/4), got `{s}`");
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            clintune_core::Invalid::new(
+                "shard",
+                format!("must be I/N with 0 <= I < N (e.g. 0/4), got `{s}`"),
+            )
+        };
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let index: u32 = i.trim().parse().map_err(|_| bad())?;
         let count: u32 = n.trim().parse().map_err(|_| bad())?;

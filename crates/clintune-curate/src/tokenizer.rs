@@ -52,7 +52,7 @@ pub const MAX_VOCAB_SIZE: usize = 1 << 20;
 pub enum TokenizerError {
     /// The training settings are unusable.
     #[error("invalid tokenizer training settings: {0}")]
-    InvalidTrainConfig(String),
+    InvalidTrainConfig(#[source] clintune_core::Invalid),
     /// Training failed inside the `tokenizers` library.
     #[error("training the tokenizer failed: {0}")]
     Train(String),
@@ -130,20 +130,24 @@ impl TrainConfig {
     pub const MIN_VOCAB_SIZE: usize = SPECIAL_TOKENS.len() + BYTE_ALPHABET + 1;
 
     /// Checks the settings before any work is done.
-    pub fn validate(&self) -> Result<(), TokenizerError> {
+    pub fn validate(&self) -> Result<(), clintune_core::Invalid> {
         if !(Self::MIN_VOCAB_SIZE..=MAX_VOCAB_SIZE).contains(&self.vocab_size) {
-            return Err(TokenizerError::InvalidTrainConfig(format!(
-                "vocab_size is {}; it must be between {} ({} special tokens + {} bytes + 1 merge) \
-                 and {MAX_VOCAB_SIZE}",
-                self.vocab_size,
-                Self::MIN_VOCAB_SIZE,
-                SPECIAL_TOKENS.len(),
-                BYTE_ALPHABET,
-            )));
+            return Err(clintune_core::Invalid::new(
+                "tokenizer.vocab_size",
+                format!(
+                    "is {}; it must be between {} ({} special tokens + {} bytes + 1 merge) \
+                     and {MAX_VOCAB_SIZE}",
+                    self.vocab_size,
+                    Self::MIN_VOCAB_SIZE,
+                    SPECIAL_TOKENS.len(),
+                    BYTE_ALPHABET,
+                ),
+            ));
         }
         if self.min_frequency == 0 {
-            return Err(TokenizerError::InvalidTrainConfig(
-                "min_frequency is 0; it must be at least 1".to_string(),
+            return Err(clintune_core::Invalid::new(
+                "tokenizer.min_frequency",
+                "is 0; it must be at least 1",
             ));
         }
         Ok(())
@@ -290,7 +294,7 @@ impl Tokenizer {
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
     {
-        cfg.validate()?;
+        cfg.validate().map_err(TokenizerError::InvalidTrainConfig)?;
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(cfg.vocab_size)
             .min_frequency(cfg.min_frequency)

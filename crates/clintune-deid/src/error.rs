@@ -36,12 +36,12 @@ pub enum DeidError {
     #[error("invalid record: {0}\n(pass --skip-invalid to drop and count invalid records instead)")]
     Record(#[from] RecordError),
     /// The policy file is invalid.
-    #[error("policy {path}: {message}")]
+    #[error("policy {path}: {source}")]
     Policy {
         /// The policy file.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: clintune_core::ConfigError,
     },
     /// A dictionary file is missing or invalid.
     #[error("dictionary {path}: {message}")]

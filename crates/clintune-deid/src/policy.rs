@@ -6,6 +6,7 @@
 
 use crate::error::DeidError;
 use crate::scrub::DictionaryFiles;
+use clintune_core::{ConfigError, Invalid};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -260,47 +261,51 @@ impl Policy {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self, DeidError> {
-        let bad = |message: String| DeidError::Policy {
+        let bad = |source: ConfigError| DeidError::Policy {
             path: path.to_path_buf(),
-            message,
+            source,
         };
-        let policy: Policy = toml::from_str(text)
-            .map_err(|e| bad(clintune_core::toml_text::error_message(text, &e)))?;
-        policy.validate().map_err(bad)?;
+        let policy: Policy = ConfigError::parse_toml(text).map_err(bad)?;
+        policy.validate().map_err(|e| bad(e.into()))?;
         Ok(policy)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         let d = &self.dates;
         if d.min_shift_days == 0 || d.min_shift_days > d.max_shift_days {
-            return Err(format!(
-                "[dates] needs 1 <= min_shift_days <= max_shift_days (got {} and {})",
-                d.min_shift_days, d.max_shift_days
+            return Err(Invalid::new(
+                "dates.min_shift_days",
+                format!(
+                    "must be between 1 and dates.max_shift_days (got {} and {})",
+                    d.min_shift_days, d.max_shift_days
+                ),
             ));
         }
         if d.age_cap == 0 || d.age_cap > 90 {
-            return Err(format!(
-                "[dates] age_cap must be between 1 and 90 (Safe Harbor), got {}",
-                d.age_cap
+            return Err(Invalid::new(
+                "dates.age_cap",
+                format!("must be between 1 and 90 (Safe Harbor), got {}", d.age_cap),
             ));
         }
         for z in &self.geography.restricted_zip3 {
             if z.len() != 3 || !z.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!(
-                    "[geography] restricted_zip3: {z:?} is not three digits"
+                return Err(Invalid::new(
+                    "geography.restricted_zip3",
+                    format!("holds {z:?}, which is not three digits"),
                 ));
             }
         }
         for (name, r) in &self.resources {
             if name != "Patient" && r.patient.is_empty() {
-                return Err(format!(
-                    "[resources.{name}] needs `patient` (the fields that reference the patient): \
-                     records not linked to a patient cannot be de-identified consistently"
+                return Err(Invalid::new(
+                    format!("resources.{name}.patient"),
+                    "is required (the fields that reference the patient): \
+                     records not linked to a patient cannot be de-identified consistently",
                 ));
             }
         }
         if !self.resources.contains_key("Patient") {
-            return Err("[resources.Patient] is required".into());
+            return Err(Invalid::new("resources.Patient", "is required"));
         }
         Ok(())
     }
@@ -340,5 +345,14 @@ mod tests {
         let err = Policy::load(&bad).unwrap_err().to_string();
         assert!(err.contains("shift_everything"), "{err}");
         assert!(err.contains("p.toml"), "{err}");
+        // A value the types allow but Safe Harbor does not: named by its field.
+        std::fs::write(&bad, text.replace("age_cap = 90", "age_cap = 95")).unwrap();
+        match Policy::load(&bad).unwrap_err() {
+            DeidError::Policy {
+                source: ConfigError::Invalid(e),
+                ..
+            } => assert_eq!(e.field, "dates.age_cap"),
+            other => panic!("{other}"),
+        }
     }
 }

@@ -57,7 +57,7 @@ pub const ADAPTER_DIR: &str = "adapter";
 /// `opts.name`. The run's lineage is verified first; the version appears
 /// only when complete, and existing versions are never touched.
 pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<Exported, ExportError> {
-    check_name(&opts.name).map_err(|m| ExportError::write(&opts.root, m))?;
+    check_name(&opts.name).map_err(|e| ExportError::write(&opts.root, e))?;
     let run = Manifest::read(run_dir).map_err(|e| ExportError::run(run_dir, e))?;
     if run.stage != "train" {
         return Err(ExportError::run(

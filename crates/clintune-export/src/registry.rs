@@ -78,7 +78,7 @@ impl Index {
 }
 
 /// A model name usable as a directory: letters, digits, `-`, `_`, `.`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), clintune_core::Invalid> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -87,8 +87,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "model name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
+        Err(clintune_core::Invalid::new(
+            "the model name",
+            format!("{name:?} must use letters, digits, '-', '_' and '.', not starting with '.'"),
         ))
     }
 }

@@ -10,6 +10,7 @@ use crate::llama::{HfLinear, Llama, in_dtype};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
+use clintune_core::Invalid;
 use clintune_core::rng::{SplitMix64, mix64};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,22 +113,28 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
-    /// Checks the values; the message says what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the values; the error names the field and says what is allowed.
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.rank == 0 {
-            return Err("lora.rank must be at least 1".into());
+            return Err(Invalid::new("lora.rank", "must be at least 1"));
         }
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
-            return Err(format!("lora.alpha must be > 0, got {}", self.alpha));
+            return Err(Invalid::new(
+                "lora.alpha",
+                format!("must be > 0, got {}", self.alpha),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "lora.dropout must be in [0, 1), got {}",
-                self.dropout
+            return Err(Invalid::new(
+                "lora.dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
             ));
         }
         if self.targets.is_empty() {
-            return Err("lora.targets must name at least one of q, k, v, o, gate, up, down".into());
+            return Err(Invalid::new(
+                "lora.targets",
+                "must name at least one of q, k, v, o, gate, up, down",
+            ));
         }
         Ok(())
     }

@@ -139,7 +139,8 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig, WeightsError> {
         dropout: peft.lora_dropout,
         targets,
     };
-    cfg.validate().map_err(|m| format_err(&path, m))?;
+    cfg.validate()
+        .map_err(|e| format_err(&path, e.to_string()))?;
     Ok(cfg)
 }
 

@@ -89,8 +89,8 @@ pub enum TrainError {
     #[error("{0}")]
     Nodes(String),
     /// The recipe's `hardware.devices` is not a device list.
-    #[error("{0}")]
-    Devices(String),
+    #[error(transparent)]
+    Devices(clintune_core::Invalid),
     /// An invariant of clintune itself does not hold: a bug, not bad input.
     #[error("bug: {0}; please report it")]
     Bug(&'static str),

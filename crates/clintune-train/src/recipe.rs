@@ -7,6 +7,7 @@
 //! them with their defaults (a test keeps the two in step with this file).
 //! Relative paths are relative to the directory the command runs in.
 
+use clintune_core::{ConfigError, Invalid};
 use clintune_curate::config::CurateConfig;
 use clintune_model::LoraConfig;
 use serde::{Deserialize, Serialize};
@@ -309,12 +310,15 @@ impl Devices {
 
 impl HardwareSection {
     /// Parses `devices`.
-    pub fn parse_devices(&self) -> Result<Devices, String> {
+    pub fn parse_devices(&self) -> Result<Devices, Invalid> {
         let spec = self.devices.trim();
         let bad = || {
-            format!(
-                "hardware.devices must be \"cpu\", \"cpu:WORKERS\" or \"cuda:N[,M…]\" (e.g. \"cuda:0,1\"), got {:?}",
-                self.devices
+            Invalid::new(
+                "hardware.devices",
+                format!(
+                    "must be \"cpu\", \"cpu:WORKERS\" or \"cuda:N[,M…]\" (e.g. \"cuda:0,1\"), got {:?}",
+                    self.devices
+                ),
             )
         };
         if spec == "cpu" {
@@ -349,12 +353,12 @@ pub enum RecipeError {
         err: std::io::Error,
     },
     /// The file is not a valid recipe.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Invalid {
         /// The recipe.
         path: PathBuf,
         /// Where and what (TOML errors carry line and column).
-        message: String,
+        source: ConfigError,
     },
 }
 
@@ -365,42 +369,43 @@ impl Recipe {
             path: path.to_path_buf(),
             err,
         })?;
-        Self::parse(&text).map_err(|message| RecipeError::Invalid {
+        Self::parse(&text).map_err(|source| RecipeError::Invalid {
             path: path.to_path_buf(),
-            message,
+            source,
         })
     }
 
     /// Parses and checks recipe text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let recipe: Self =
-            toml::from_str(text).map_err(|e| clintune_core::toml_text::error_message(text, &e))?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let recipe: Self = ConfigError::parse_toml(text)?;
         recipe.validate()?;
         Ok(recipe)
     }
 
     /// Checks values the types allow but training cannot use.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let d = &self.data;
-        for (name, v) in [
-            ("data.seq_len", d.seq_len),
-            ("data.micro_batch", d.micro_batch),
-            ("data.grad_accum", d.grad_accum),
-            ("train.keep_last", self.train.keep_last),
-            ("hardware.nodes", self.hardware.nodes),
+        for (name, zero) in [
+            ("data.seq_len", d.seq_len == 0),
+            ("data.micro_batch", d.micro_batch == 0),
+            ("data.grad_accum", d.grad_accum == 0),
+            ("train.keep_last", self.train.keep_last == 0),
+            ("hardware.nodes", self.hardware.nodes == 0),
+            (
+                "hardware.exchange_timeout_s",
+                self.hardware.exchange_timeout_s == 0,
+            ),
+            ("train.log_every", self.train.log_every == 0),
         ] {
-            if v == 0 {
-                return Err(format!("{name} must be at least 1"));
+            if zero {
+                return Err(Invalid::new(name, "must be at least 1"));
             }
         }
         if self.train.max_steps == 0 && self.train.epochs == 0 {
-            return Err("set train.max_steps or train.epochs (both are 0)".into());
-        }
-        if self.hardware.exchange_timeout_s == 0 {
-            return Err("hardware.exchange_timeout_s must be at least 1".into());
-        }
-        if self.train.log_every == 0 {
-            return Err("train.log_every must be at least 1".into());
+            return Err(Invalid::new(
+                "train.max_steps or train.epochs",
+                "must be set (both are 0)",
+            ));
         }
         self.check_optimizer()?;
         if self.method.kind == Method::Lora {
@@ -408,33 +413,47 @@ impl Recipe {
         }
         self.hardware.parse_devices()?;
         if let Some(curate) = &self.curate {
-            curate.validate().map_err(|e| format!("curate: {e}"))?;
+            curate.validate().map_err(|e| e.within("curate"))?;
         }
         Ok(())
     }
 
-    fn check_optimizer(&self) -> Result<(), String> {
+    fn check_optimizer(&self) -> Result<(), Invalid> {
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(format!("optimizer.lr must be > 0, got {}", o.lr));
-        }
-        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            return Err(format!(
-                "optimizer.betas must be in [0, 1), got {:?}",
-                o.betas
+            return Err(Invalid::new(
+                "optimizer.lr",
+                format!("must be > 0, got {}", o.lr),
             ));
         }
-        if o.eps.is_nan() || o.eps <= 0.0 || o.weight_decay < 0.0 || o.grad_clip < 0.0 {
-            return Err(
-                "optimizer.eps must be > 0; optimizer.weight_decay and optimizer.grad_clip ≥ 0"
-                    .into(),
-            );
+        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return Err(Invalid::new(
+                "optimizer.betas",
+                format!("must be in [0, 1), got {:?}", o.betas),
+            ));
+        }
+        for (name, v, least) in [
+            ("optimizer.eps", o.eps, "> 0"),
+            ("optimizer.weight_decay", o.weight_decay, "≥ 0"),
+            ("optimizer.grad_clip", o.grad_clip, "≥ 0"),
+        ] {
+            let ok = if name == "optimizer.eps" {
+                v > 0.0
+            } else {
+                v >= 0.0
+            };
+            if !ok {
+                return Err(Invalid::new(name, format!("must be {least}, got {v}")));
+            }
         }
         let s = &self.schedule;
         if !(0.0..=o.lr).contains(&s.min_lr) {
-            return Err(format!(
-                "schedule.min_lr must be between 0 and optimizer.lr ({}), got {}",
-                o.lr, s.min_lr
+            return Err(Invalid::new(
+                "schedule.min_lr",
+                format!(
+                    "must be between 0 and optimizer.lr ({}), got {}",
+                    o.lr, s.min_lr
+                ),
             ));
         }
         Ok(())
@@ -466,7 +485,7 @@ mod tests {
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let text = format!("{MINIMAL}[optimizer]\nlr = 1e-4\nmomentum = 0.9\n");
-        let err = Recipe::parse(&text).unwrap_err();
+        let err = Recipe::parse(&text).unwrap_err().to_string();
         assert!(err.contains("momentum"), "{err}");
         assert!(err.contains("line 7"), "{err}");
     }
@@ -487,7 +506,9 @@ mod tests {
             ),
             ("[schedule]\nmin_lr = 1.0\n", "schedule.min_lr"),
         ] {
-            let err = Recipe::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
+            let err = Recipe::parse(&format!("{MINIMAL}{extra}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(says), "{extra}: {err}");
         }
     }
