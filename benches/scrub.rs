@@ -119,6 +119,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    // All the notes as one text (a document in one field, 4 MB here): the
+    // figure must match the per-note one, not fall with the text's length.
+    let one_text = texts.join("\n").repeat((4 << 20) / bytes.max(1) + 1);
+    let mut group = c.benchmark_group("scrub_one_long_text");
+    group.throughput(Throughput::Bytes(one_text.len() as u64));
+    group.sample_size(10);
+    group.bench_function("detect_4mb", |b| {
+        b.iter(|| scrubber.detect(&one_text, None).len())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

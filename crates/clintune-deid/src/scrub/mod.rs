@@ -159,13 +159,24 @@ impl Scrubber {
     }
 
     /// Finds PHI spans in `text`, merged so that no two overlap, in order.
+    /// A text longer than [`PIECE`] is read piece by piece, cut at line
+    /// ends, so that the per-word tables stay small whatever its size.
     pub fn detect(&self, text: &str, known: Option<&KnownMatcher>) -> Vec<Span> {
         let mut spans = Vec::new();
-        if let Some(k) = known {
-            k.find(text, &mut spans);
+        let mut offset = 0;
+        for piece in pieces(text, PIECE) {
+            let first = spans.len();
+            if let Some(k) = known {
+                k.find(piece, &mut spans);
+            }
+            self.patterns.find(piece, &mut spans);
+            names::find(piece, &self.dicts, self.mode, &mut spans);
+            for s in &mut spans[first..] {
+                s.start += offset;
+                s.end += offset;
+            }
+            offset += piece.len();
         }
-        self.patterns.find(text, &mut spans);
-        names::find(text, &self.dicts, self.mode, &mut spans);
         merge(text.as_bytes(), spans)
     }
 
@@ -174,6 +185,40 @@ impl Scrubber {
         let spans = self.detect(text, ctx.known);
         replace::apply(text, &spans, ctx, &self.dicts, tally)
     }
+}
+
+/// The most text detection reads at once (1 MiB). Notes are far shorter;
+/// a record with a whole document in one field is not, and reading it whole
+/// costs about ten times its size in per-word tables.
+pub const PIECE: usize = 1 << 20;
+
+/// `text` cut into pieces of at most about `max` bytes: after the last line
+/// end in a piece's second half, else after its last space, else at a
+/// character boundary.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut cut = rest.len();
+        if cut > max {
+            let window = &rest.as_bytes()[max / 2..max];
+            cut = match window.iter().rposition(|c| *c == b'\n') {
+                Some(p) => max / 2 + p + 1,
+                None => match window.iter().rposition(|c| *c == b' ') {
+                    Some(p) => max / 2 + p + 1,
+                    None => (0..=max)
+                        .rev()
+                        .find(|&i| rest.is_char_boundary(i))
+                        .unwrap_or(0),
+                },
+            };
+        }
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
 }
 
 /// Sorts spans and merges overlapping ones; the merged span keeps the
@@ -213,6 +258,38 @@ fn merge(text: &[u8], mut spans: Vec<Span>) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_read_in_pieces_cut_at_line_ends() {
+        let text = "ab\ncd ef\ngh ij kl";
+        let cut: Vec<&str> = pieces(text, 10).collect();
+        assert_eq!(cut.concat(), text);
+        assert_eq!(cut[0], "ab\ncd ef\n");
+        // No line end in the second half: after the last space.
+        assert_eq!(pieces(text, 8).next(), Some("ab\ncd "));
+        assert!(cut.iter().all(|p| p.len() <= 10), "{cut:?}");
+        // No line end or space: cut at a character boundary.
+        let accents = "é".repeat(10);
+        let cut: Vec<&str> = pieces(&accents, 5).collect();
+        assert_eq!(cut.concat(), accents);
+        assert!(cut.iter().all(|p| !p.is_empty() && p.len() <= 5));
+    }
+
+    #[test]
+    fn names_far_into_a_long_text_are_found_where_they_are() {
+        let filler = "Pt resting comfortably, vitals stable, plan unchanged.\n";
+        let mut text = String::from("Seen by Dr. Quaxworth today.\n");
+        while text.len() < 2 * PIECE + 100 {
+            text.push_str(filler);
+        }
+        text.push_str("Wife Hortensia at bedside.\n");
+        let found: Vec<&str> = scrubber(TextMode::Balanced)
+            .detect(&text, None)
+            .iter()
+            .map(|s| &text[s.start..s.end])
+            .collect();
+        assert_eq!(found, ["Quaxworth", "Hortensia"]);
+    }
 
     #[test]
     fn merge_overlaps() {

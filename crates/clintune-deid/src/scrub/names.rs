@@ -11,6 +11,7 @@ use super::lexicon::*;
 use super::places::find_site_terms;
 use super::{Category, Rule, Span};
 use crate::policy::TextMode;
+use std::collections::HashMap;
 
 /// Appends name and place spans found in `text`.
 pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Span>) {
@@ -110,31 +111,32 @@ fn uncased_lines(bytes: &[u8], tokens: &[Token]) -> Vec<bool> {
 /// also a word does not spread; words glued to digits ("SaO2") are
 /// measurements, not names.
 fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
-    let carried = |c: Category| matches!(c, Category::Name | Category::Location);
-    let found: Vec<(usize, Category)> = (0..ctx.tokens.len())
-        .filter_map(|k| {
-            let t = ctx.tokens[k];
-            if t.letters_end != t.end || ctx.len(k) < 3 || ctx.has(k, COMMON | CLINICAL | STOP) {
-                return None;
-            }
-            spans[from..]
-                .iter()
-                .find(|s| carried(s.category) && s.start <= t.start && t.end <= s.end)
-                .map(|s| (k, s.category))
-        })
-        .collect();
+    let (found, is_found) = found_words(ctx, &spans[from..]);
     if found.is_empty() {
         return;
     }
-    let word = |k: usize| &ctx.bytes[ctx.tokens[k].start..ctx.tokens[k].letters_end];
-    for k in 0..ctx.tokens.len() {
-        let t = ctx.tokens[k];
-        if t.letters_end != t.end || found.iter().any(|(f, _)| *f == k) {
+    // Every span so far, in order, to skip tokens something already covers.
+    let mut covered: Vec<(usize, usize)> = spans.iter().map(|s| (s.start, s.end)).collect();
+    covered.sort_unstable();
+    // The furthest end among the spans starting at or before each one.
+    let reach: Vec<usize> = covered
+        .iter()
+        .scan(0, |far, &(_, e)| {
+            *far = e.max(*far);
+            Some(*far)
+        })
+        .collect();
+    let overlaps = |start: usize, end: usize| {
+        let before = covered.partition_point(|&(s, _)| s < end);
+        before > 0 && reach[before - 1] > start
+    };
+    for (t, done) in ctx.tokens.iter().zip(is_found) {
+        if t.letters_end != t.end || done {
             continue;
         }
-        let w = word(k);
-        if let Some((_, category)) = found.iter().find(|(f, _)| word(*f).eq_ignore_ascii_case(w))
-            && !spans.iter().any(|s| s.start < t.end && t.start < s.end)
+        let word = ctx.bytes[t.start..t.letters_end].to_ascii_lowercase();
+        if let Some(category) = found.get(&word)
+            && !overlaps(t.start, t.end)
         {
             spans.push(Span {
                 start: t.start,
@@ -144,6 +146,45 @@ fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
             });
         }
     }
+}
+
+/// The uncommon words inside the name and place spans `found` (lower case,
+/// with the category of their first mention), and per token whether it is
+/// one of those mentions. Tokens and spans are walked together once: a long
+/// text has millions of tokens.
+fn found_words(ctx: &Ctx<'_>, found: &[Span]) -> (HashMap<Vec<u8>, Category>, Vec<bool>) {
+    let carried = |c: Category| matches!(c, Category::Name | Category::Location);
+    let mut found: Vec<(usize, usize, Category)> = found
+        .iter()
+        .filter(|s| carried(s.category))
+        .map(|s| (s.start, s.end, s.category))
+        .collect();
+    found.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+    let mut words: HashMap<Vec<u8>, Category> = HashMap::new();
+    let mut s = 0;
+    let is_found = (0..ctx.tokens.len())
+        .map(|k| {
+            let t = ctx.tokens[k];
+            while s < found.len() && found[s].1 <= t.start {
+                s += 1;
+            }
+            let inside = found[s..]
+                .iter()
+                .take_while(|(start, _, _)| *start <= t.start)
+                .find(|(_, end, _)| t.end <= *end);
+            let Some(&(_, _, category)) = inside else {
+                return false;
+            };
+            let uncommon =
+                t.letters_end == t.end && ctx.len(k) >= 3 && !ctx.has(k, COMMON | CLINICAL | STOP);
+            if uncommon {
+                let word = ctx.bytes[t.start..t.letters_end].to_ascii_lowercase();
+                words.entry(word).or_insert(category);
+            }
+            uncommon
+        })
+        .collect();
+    (words, is_found)
 }
 
 /// Nouns that make the word before them an eponym ("Hodgkin lymphoma",
