@@ -165,16 +165,18 @@ impl Scrubber {
         let mut spans = Vec::new();
         let mut offset = 0;
         for piece in pieces(text, PIECE) {
-            let first = spans.len();
+            // The rules see only this piece's spans, in its own offsets.
+            let mut found = Vec::new();
             if let Some(k) = known {
-                k.find(piece, &mut spans);
+                k.find(piece, &mut found);
             }
-            self.patterns.find(piece, &mut spans);
-            names::find(piece, &self.dicts, self.mode, &mut spans);
-            for s in &mut spans[first..] {
-                s.start += offset;
-                s.end += offset;
-            }
+            self.patterns.find(piece, &mut found);
+            names::find(piece, &self.dicts, self.mode, &mut found);
+            spans.extend(found.into_iter().map(|s| Span {
+                start: s.start + offset,
+                end: s.end + offset,
+                ..s
+            }));
             offset += piece.len();
         }
         merge(text.as_bytes(), spans)

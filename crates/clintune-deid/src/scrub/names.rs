@@ -13,7 +13,8 @@ use super::{Category, Rule, Span};
 use crate::policy::TextMode;
 use std::collections::HashMap;
 
-/// Appends name and place spans found in `text`.
+/// Appends name and place spans found in `text`. `spans` holds only spans
+/// of `text` (its patterns' and the patient's own): the rules read them.
 pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Span>) {
     let bytes = text.as_bytes();
     let mut buf = [0u8; 48];
@@ -130,12 +131,16 @@ fn same_names_elsewhere(ctx: &Ctx<'_>, spans: &mut Vec<Span>, from: usize) {
         let before = covered.partition_point(|&(s, _)| s < end);
         before > 0 && reach[before - 1] > start
     };
+    let mut buf = [0u8; 48];
     for (t, done) in ctx.tokens.iter().zip(is_found) {
-        if t.letters_end != t.end || done {
+        let word = &ctx.bytes[t.start..t.letters_end];
+        if t.letters_end != t.end || done || word.len() < 3 || word.len() > buf.len() {
             continue;
         }
-        let word = ctx.bytes[t.start..t.letters_end].to_ascii_lowercase();
-        if let Some(category) = found.get(&word)
+        let lower = &mut buf[..word.len()];
+        lower.copy_from_slice(word);
+        lower.make_ascii_lowercase();
+        if let Some(category) = found.get(&*lower)
             && !overlaps(t.start, t.end)
         {
             spans.push(Span {
@@ -159,8 +164,11 @@ fn found_words(ctx: &Ctx<'_>, found: &[Span]) -> (HashMap<Vec<u8>, Category>, Ve
         .filter(|s| carried(s.category))
         .map(|s| (s.start, s.end, s.category))
         .collect();
-    found.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
     let mut words: HashMap<Vec<u8>, Category> = HashMap::new();
+    if found.is_empty() {
+        return (words, Vec::new());
+    }
+    found.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
     let mut s = 0;
     let is_found = (0..ctx.tokens.len())
         .map(|k| {
