@@ -57,7 +57,11 @@ pub fn find(text: &str, dicts: &Dictionaries, mode: TextMode, spans: &mut Vec<Sp
     let first_new = spans.len();
     let mut i = 0;
     while i < tokens.len() {
-        i += ctx.rule_at(i, spans).max(1);
+        i += if ctx.inert(i) {
+            1
+        } else {
+            ctx.rule_at(i, spans).max(1)
+        };
     }
     ctx.signatures(spans);
     ctx.multiword_places(dicts, spans);
@@ -332,6 +336,21 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// True when no rule of [`Ctx::rule_at`] can start at token `i`: an
+    /// ordinary lower-case word, where case means something, of no class a
+    /// rule starts from, with no credential after it. Most words are.
+    fn inert(&self, i: usize) -> bool {
+        const STARTS: u32 =
+            TITLE | RELATION | CUE | PLACE_CUE | COMPASS | FIRST | LAST | PLACE | FACILITY_NAME;
+        let t = self.tokens[i];
+        t.letters_end - t.start >= 2
+            && self.bytes[t.start].is_ascii_lowercase()
+            && self.is_common(i)
+            && !self.has(i, STARTS)
+            && !self.uncased(i)
+            && !(i + 1 < self.tokens.len() && self.has(i + 1, CREDENTIAL))
+    }
+
     /// Applies the rules at token `i`; returns how many tokens were consumed.
     pub(super) fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
         if self.has(i, TITLE) && self.real_title(i) {
