@@ -8,6 +8,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use clintune_train::Recipe;
+use clintune_train::error::TrainError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,8 +133,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         stage("3/6 initialise the base model", &init)?;
     }
     let run_dir = &recipe.train.output;
-    if let Err(e) = same_run(&recipe) {
-        set_aside(run_dir, &e)?;
+    match same_run(&recipe) {
+        Ok(()) => {}
+        // Made under another recipe or from other data: start over.
+        Err(e @ (TrainError::RecipeChanged { .. } | TrainError::DatasetChanged { .. })) => {
+            set_aside(run_dir, &e)?
+        }
+        Err(e) => return Err(e).context("checking the run to continue"),
     }
     stage(
         "4/6 train",
@@ -184,7 +190,7 @@ fn table<T: for<'de> Deserialize<'de>>(
 
 /// Whether the run directory's latest checkpoint, if any, was made under this
 /// recipe and on the dataset curated now.
-fn same_run(recipe: &Recipe) -> Result<(), clintune_train::error::TrainError> {
+fn same_run(recipe: &Recipe) -> Result<(), TrainError> {
     let run_dir = &recipe.train.output;
     let Some(latest) = clintune_train::checkpoint::latest(run_dir) else {
         return Ok(());
@@ -199,9 +205,10 @@ fn same_run(recipe: &Recipe) -> Result<(), clintune_train::error::TrainError> {
             .map(|p| p.id)
             .unwrap_or_default();
     }
-    let dataset_id = clintune_lineage::Manifest::read(&recipe.data.dataset)
-        .map(|m| m.id)
-        .unwrap_or_default();
+    let dataset = &recipe.data.dataset;
+    let dataset_id = clintune_lineage::Manifest::read(dataset)
+        .map_err(|e| TrainError::dataset(dataset, e))?
+        .id;
     clintune_train::trainer::check_same_run(&state, recipe, &dataset_id, run_dir)
 }
 
