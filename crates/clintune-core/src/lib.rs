@@ -20,6 +20,27 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 pub use invalid::{ConfigError, Invalid};
 
+/// A cause with what was being done when it happened ("lineage does not
+/// verify"): shown as `context: cause`, and the cause stays its `source()`.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct WithContext {
+    /// What was being done.
+    pub context: String,
+    /// The error underneath.
+    pub source: Cause,
+}
+
+impl WithContext {
+    /// `source`, while doing `context`.
+    pub fn new(context: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// Name of the tool as recorded in lineage manifests.
 pub const TOOL_NAME: &str = "clintune";
 
@@ -28,3 +49,18 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Git commit the tool was built from, or `unknown` outside a git checkout.
 pub const GIT_COMMIT: &str = env!("CLINTUNE_GIT_COMMIT");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn with_context_shows_both_and_keeps_the_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = WithContext::new("optimizer state", io);
+        assert_eq!(e.to_string(), "optimizer state: no such file");
+        let cause = e.source().expect("a source");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+    }
+}

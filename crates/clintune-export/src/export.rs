@@ -3,6 +3,7 @@
 use crate::card;
 use crate::error::ExportError;
 use crate::registry::{Index, Version, check_name};
+use clintune_core::WithContext;
 use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef, verify_chain};
@@ -69,9 +70,13 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<Exported, ExportEr
         ));
     }
     verify_chain(run_dir)
-        .map_err(|e| ExportError::run(run_dir, format!("lineage does not verify: {e}")))?;
-    let recipe: Recipe = serde_json::from_value(run.config["recipe"].clone())
-        .map_err(|e| ExportError::run(run_dir, format!("manifest holds no usable recipe: {e}")))?;
+        .map_err(|e| ExportError::run(run_dir, WithContext::new("lineage does not verify", e)))?;
+    let recipe: Recipe = serde_json::from_value(run.config["recipe"].clone()).map_err(|e| {
+        ExportError::run(
+            run_dir,
+            WithContext::new("manifest holds no usable recipe", e),
+        )
+    })?;
     let checkpoint = final_checkpoint(run_dir, &run)?;
     let name_dir = opts.root.join(&opts.name);
     let mut index = Index::read(&name_dir, &opts.name)?;

@@ -16,6 +16,7 @@ use burn::optim::Optimizer;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
+use clintune_core::WithContext;
 use clintune_curate::reader::Cursor;
 use clintune_model::Llama;
 use clintune_model::save::{SaveDtype, write_safetensors};
@@ -75,7 +76,7 @@ pub fn save<B: AutodiffBackend>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.with_file_name(format!(".{name}.partial"));
-    let fail = |m: String| TrainError::checkpoint(&tmp, m);
+    let fail = |m: WithContext| TrainError::checkpoint(&tmp, m);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
     }
@@ -83,7 +84,7 @@ pub fn save<B: AutodiffBackend>(
     write_weights(&tmp, model, recipe)?;
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
         .record(optim.to_record(), tmp.join(OPTIMIZER))
-        .map_err(|e| fail(format!("optimizer state: {e}")))?;
+        .map_err(|e| fail(WithContext::new("optimizer state", e)))?;
     let text = clintune_core::json::to_pretty("the training state", state);
     clintune_core::staging::write_atomic(&tmp.join(STATE_FILE), text.as_bytes())
         .map_err(TrainError::io(&tmp))?;
@@ -158,7 +159,7 @@ pub fn load_state(dir: &Path) -> Result<TrainState, TrainError> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
     serde_json::from_str(&text)
-        .map_err(|e| TrainError::checkpoint(dir, format!("{STATE_FILE}: {e}")))
+        .map_err(|e| TrainError::checkpoint(dir, WithContext::new(STATE_FILE, e)))
 }
 
 /// Restores the optimizer's moments from a checkpoint.
@@ -169,6 +170,6 @@ pub fn load_optimizer<B: AutodiffBackend>(
 ) -> Result<Optim<B>, TrainError> {
     let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
         .load(dir.join(OPTIMIZER), device)
-        .map_err(|e| TrainError::checkpoint(dir, format!("optimizer state: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(dir, WithContext::new("optimizer state", e)))?;
     Ok(optim.load_record(record))
 }

@@ -3,6 +3,7 @@
 use crate::error::TrainError;
 use crate::recipe::Recipe;
 use burn::prelude::*;
+use clintune_core::WithContext;
 use clintune_curate::reader::{PackConfig, PackedBatch, PackedReader, ReaderError};
 use clintune_curate::tokenizer::Tokenizer;
 use clintune_lineage::{Manifest, verify_chain};
@@ -37,8 +38,9 @@ impl Dataset {
                 ),
             ));
         }
-        verify_chain(dir)
-            .map_err(|e| TrainError::dataset(dir, format!("manifest does not verify: {e}")))?;
+        verify_chain(dir).map_err(|e| {
+            TrainError::dataset(dir, WithContext::new("manifest does not verify", e))
+        })?;
         let tokenizer = Tokenizer::load(dir).map_err(|e| TrainError::dataset(dir, e))?;
         Ok(Self {
             manifest,
