@@ -492,16 +492,21 @@ impl Ctx<'_> {
         if !(1..=2).contains(&gap) || !rest[..gap].contains(&b' ') || !lone {
             return None;
         }
+        let next = i + 1;
+        let joined = next < self.tokens.len()
+            && self.tokens[next].start == at + 2
+            && self.bytes[at + 1] == b' ';
+        // A lower-case letter is an initial only before a word that is not
+        // an ordinary one ("dr. o rourke", not "saw the dr a week ago").
+        if letter.is_ascii_lowercase() && (!joined || self.known_word(next)) {
+            return None;
+        }
         spans.push(Span {
             start: at,
             end: at + 1,
             category: Category::Name,
             rule: Rule::Title,
         });
-        let next = i + 1;
-        let joined = next < self.tokens.len()
-            && self.tokens[next].start == at + 2
-            && self.bytes[at + 1] == b' ';
         let run = if joined {
             self.name_run(next, 2, true, Rule::Title, spans)
         } else {
@@ -960,6 +965,8 @@ mod tests {
     fn lone_initials_after_titles() {
         let f = names("Seen by Dr. o rourke today. Later mr I remained on same doses.");
         assert_eq!(f, ["o", "rourke", "I"]);
+        let f = names("i saw the dr a week ago");
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]
