@@ -44,8 +44,12 @@ pub enum ConfigError {
 impl ConfigError {
     /// Parses `text` as TOML into `T`, with the parser's message cut to fit.
     pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-        toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax(crate::toml_text::error_message(text, &e)))
+        toml::from_str(text).map_err(|e| Self::syntax(text, &e))
+    }
+
+    /// The parser's error `e` on `text`, with the offending line cut to fit.
+    pub fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+        ConfigError::Syntax(crate::toml_text::error_message(text, e))
     }
 
     /// The same error for settings nested under `table`.

@@ -180,9 +180,7 @@ impl CurateConfig {
 
     /// Parses TOML text; the error says where and what.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let message = |e: toml::de::Error| {
-            ConfigError::Syntax(clintune_core::toml_text::error_message(text, &e))
-        };
+        let message = |e: toml::de::Error| ConfigError::syntax(text, &e);
         let table: toml::Table = text.parse().map_err(message)?;
         let config: Self = match table.get("curate") {
             Some(toml::Value::Table(section)) => section.clone().try_into(),

@@ -432,18 +432,24 @@ impl Recipe {
                 format!("must be in [0, 1), got {:?}", o.betas),
             ));
         }
-        for (name, v, least) in [
-            ("optimizer.eps", o.eps, "> 0"),
-            ("optimizer.weight_decay", o.weight_decay, "≥ 0"),
-            ("optimizer.grad_clip", o.grad_clip, "≥ 0"),
+        // Written so that NaN fails too.
+        for (name, v, ok, allowed) in [
+            ("optimizer.eps", o.eps, o.eps > 0.0, "> 0"),
+            (
+                "optimizer.weight_decay",
+                o.weight_decay,
+                o.weight_decay >= 0.0,
+                "≥ 0",
+            ),
+            (
+                "optimizer.grad_clip",
+                o.grad_clip,
+                o.grad_clip >= 0.0,
+                "≥ 0",
+            ),
         ] {
-            let ok = if name == "optimizer.eps" {
-                v > 0.0
-            } else {
-                v >= 0.0
-            };
             if !ok {
-                return Err(Invalid::new(name, format!("must be {least}, got {v}")));
+                return Err(Invalid::new(name, format!("must be {allowed}, got {v}")));
             }
         }
         let s = &self.schedule;

@@ -352,6 +352,9 @@ impl Ctx<'_> {
     }
 
     /// Applies the rules at token `i`; returns how many tokens were consumed.
+    /// Tokens for which [`Ctx::inert`] holds are skipped before this is
+    /// called: a rule that can start on an ordinary lower-case word must add
+    /// its starting class there.
     pub(super) fn rule_at(&self, i: usize, spans: &mut Vec<Span>) -> usize {
         if self.has(i, TITLE) && self.real_title(i) {
             if let Some(n) = self.initial_after_title(i, spans) {
