@@ -15,15 +15,15 @@ pub enum CurateError {
         source: clintune_core::ConfigError,
     },
     /// The input is not a verified de-identification output.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Source {
         /// The input directory or file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong: the lineage error underneath, or a sentence.
+        source: clintune_core::Cause,
     },
     /// A record could not be turned into an example.
-    #[error("{path}: record {record}: field `{field}`: {message}")]
+    #[error("{path}: record {record}: field `{field}`: {source}")]
     Record {
         /// The Parquet file the record came from.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum CurateError {
         /// The field.
         field: String,
         /// What is wrong.
-        message: String,
+        source: clintune_core::Cause,
     },
     /// A chat template failed to render.
     #[error("chat template: {0}")]
@@ -52,12 +52,12 @@ pub enum CurateError {
         source: clintune_core::Cause,
     },
     /// Shards given to `merge` do not belong together.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Shard {
         /// The shard directory.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong: the lineage or JSON error underneath, or a sentence.
+        source: clintune_core::Cause,
     },
     /// The output directory could not be staged or committed.
     #[error(transparent)]

@@ -13,6 +13,7 @@ use crate::stats::Tallies;
 use crate::store;
 use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use clintune_core::staging::StagingDir;
+use clintune_core::{Cause, WithContext};
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ParentRef, verify_chain};
 use std::path::{Path, PathBuf};
@@ -61,27 +62,27 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool) -> Result<CurateSummar
     Ok(CurateSummary { out, manifest })
 }
 
-fn shard_err(dir: &Path, message: &str) -> CurateError {
+fn shard_err(dir: &Path, cause: impl Into<Cause>) -> CurateError {
     CurateError::Shard {
         path: dir.to_path_buf(),
-        message: message.to_string(),
+        source: cause.into(),
     }
 }
 
 /// Reads and verifies a shard (its files and its parent chain).
 fn open_shard(dir: &Path) -> Result<ShardDir, CurateError> {
-    let manifest =
-        Manifest::read(dir).map_err(|e| shard_err(dir, &format!("not a curation shard: {e}")))?;
+    let manifest = Manifest::read(dir)
+        .map_err(|e| shard_err(dir, WithContext::new("not a curation shard", e)))?;
     if manifest.stage != SHARD_STAGE {
         return Err(shard_err(
             dir,
-            &format!(
+            format!(
                 "manifest stage is `{}`, expected `{SHARD_STAGE}` (made by `clintune curate --shard I/N`)",
                 manifest.stage
             ),
         ));
     }
-    verify_chain(dir).map_err(|e| shard_err(dir, &format!("does not verify: {e}")))?;
+    verify_chain(dir).map_err(|e| shard_err(dir, WithContext::new("does not verify", e)))?;
     let number = |key: &str| manifest.config.get(key).and_then(serde_json::Value::as_u64);
     let (Some(index), Some(count)) = (number("shard"), number("shards")) else {
         return Err(shard_err(dir, "manifest does not record its shard number"));
@@ -111,7 +112,7 @@ fn check_together(shards: &[ShardDir]) -> Result<&ShardDir, CurateError> {
         let differs = |what: &str| {
             shard_err(
                 &s.dir,
-                &format!("{what} differs from {}'s", first.dir.display()),
+                format!("{what} differs from {}'s", first.dir.display()),
             )
         };
         if s.manifest.parents != first.manifest.parents {
@@ -129,14 +130,14 @@ fn check_together(shards: &[ShardDir]) -> Result<&ShardDir, CurateError> {
         if std::mem::replace(&mut seen[s.index as usize], true) {
             return Err(shard_err(
                 &s.dir,
-                &format!("shard {}/{} given twice", s.index, s.count),
+                format!("shard {}/{} given twice", s.index, s.count),
             ));
         }
     }
     if let Some(missing) = seen.iter().position(|s| !s) {
         return Err(shard_err(
             &first.dir,
-            &format!("shard {missing}/{} is missing", first.count),
+            format!("shard {missing}/{} is missing", first.count),
         ));
     }
     Ok(first)
@@ -150,7 +151,7 @@ fn shard_config(shard: &ShardDir) -> Result<CurateConfig, CurateError> {
         .cloned()
         .unwrap_or_default();
     let config: CurateConfig = serde_json::from_value(value)
-        .map_err(|e| shard_err(&shard.dir, &format!("manifest config: {e}")))?;
+        .map_err(|e| shard_err(&shard.dir, WithContext::new("manifest config", e)))?;
     if config.hash() != shard.manifest.config_hash {
         return Err(shard_err(
             &shard.dir,

@@ -6,6 +6,7 @@
 
 use crate::error::CurateError;
 use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
+use clintune_core::{Cause, WithContext};
 use clintune_lineage::{FileEntry, Manifest, verify_chain};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
@@ -72,15 +73,13 @@ impl Source {
 /// Reads the manifest of `dir`, requires stage `deid`, and verifies it.
 pub fn verified_manifest(dir: &Path) -> Result<Manifest, CurateError> {
     let manifest = Manifest::read(dir).map_err(|e| {
-        source_err(
-            dir,
-            &format!("not a de-identification output (no readable manifest: {e})"),
-        )
+        let context = "not a de-identification output (no readable manifest)";
+        source_err(dir, WithContext::new(context, e))
     })?;
     if manifest.stage != "deid" {
         return Err(source_err(
             dir,
-            &format!(
+            format!(
                 "manifest stage is `{}`; curation reads only `clintune deid` output",
                 manifest.stage
             ),
@@ -89,16 +88,16 @@ pub fn verified_manifest(dir: &Path) -> Result<Manifest, CurateError> {
     verify_chain(dir).map_err(|e| {
         source_err(
             dir,
-            &format!("de-identification manifest does not verify: {e}"),
+            WithContext::new("de-identification manifest does not verify", e),
         )
     })?;
     Ok(manifest)
 }
 
-fn source_err(path: &Path, message: &str) -> CurateError {
+fn source_err(path: &Path, cause: impl Into<Cause>) -> CurateError {
     CurateError::Source {
         path: path.to_path_buf(),
-        message: message.to_string(),
+        source: cause.into(),
     }
 }
 
@@ -145,7 +144,7 @@ fn append_batch(
                 path: path.to_path_buf(),
                 record: key.value(row).to_string(),
                 field: "fields".into(),
-                message: format!("not JSON: {e}"),
+                source: WithContext::new("not JSON", e).into(),
             })?;
         let opt = |a: &StringArray| (!a.is_null(row)).then(|| a.value(row).to_string());
         out.entry(patient.value(row).to_string())

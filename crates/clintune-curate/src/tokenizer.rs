@@ -55,7 +55,7 @@ pub enum TokenizerError {
     InvalidTrainConfig(#[source] clintune_core::Invalid),
     /// Training failed inside the `tokenizers` library.
     #[error("training the tokenizer failed: {0}")]
-    Train(String),
+    Train(#[source] clintune_core::Cause),
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -65,12 +65,12 @@ pub enum TokenizerError {
         source: io::Error,
     },
     /// `tokenizer.json` exists but is not a tokenizer `tokenizers` can load.
-    #[error("{path}: not a loadable tokenizer: {message}")]
+    #[error("{path}: not a loadable tokenizer: {source}")]
     Load {
         /// The tokenizer file.
         path: PathBuf,
         /// What `tokenizers` reported.
-        message: String,
+        source: clintune_core::Cause,
     },
     /// `tokenizer_config.json` is not valid JSON or has fields of the wrong type.
     #[error("{path}: invalid tokenizer config: {source}")]
@@ -81,19 +81,19 @@ pub enum TokenizerError {
         source: serde_json::Error,
     },
     /// The tokenizer or its config could not be serialized.
-    #[error("cannot serialize the tokenizer for {path}: {message}")]
+    #[error("cannot serialize the tokenizer for {path}: {source}")]
     Serialize {
         /// The file that was to be written.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: clintune_core::Cause,
     },
     /// Encoding failed inside the `tokenizers` library.
     #[error("encoding failed: {0}")]
-    Encode(String),
+    Encode(#[source] clintune_core::Cause),
     /// Decoding failed inside the `tokenizers` library.
     #[error("decoding failed: {0}")]
-    Decode(String),
+    Decode(#[source] clintune_core::Cause),
     /// An id to decode is not in the vocabulary.
     #[error("token id {id} is not in the vocabulary (size {vocab_size})")]
     UnknownId {
@@ -307,7 +307,7 @@ impl Tokenizer {
         let mut pipeline = untrained_pipeline();
         pipeline
             .train(&mut trainer, texts)
-            .map_err(|e| TokenizerError::Train(e.to_string()))?;
+            .map_err(TokenizerError::Train)?;
         Ok(Self::new(
             pipeline.into(),
             TokenizerConfig {
@@ -350,7 +350,7 @@ impl Tokenizer {
             .to_string(true)
             .map_err(|e| TokenizerError::Serialize {
                 path: tokenizer_path.clone(),
-                message: e.to_string(),
+                source: e,
             })?;
         write_file(&tokenizer_path, json.as_bytes())?;
 
@@ -358,7 +358,7 @@ impl Tokenizer {
         let mut config =
             serde_json::to_vec_pretty(&self.config).map_err(|e| TokenizerError::Serialize {
                 path: config_path.clone(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         config.push(b'\n');
         write_file(&config_path, &config)?;
@@ -381,7 +381,7 @@ impl Tokenizer {
         };
         let ours = fast
             .encode(&self.inner, text)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+            .map_err(TokenizerError::Encode)?;
         if self
             .encoded
             .fetch_add(1, Ordering::Relaxed)
@@ -405,7 +405,7 @@ impl Tokenizer {
         let encoding = self
             .inner
             .encode(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+            .map_err(TokenizerError::Encode)?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }
 
@@ -421,7 +421,7 @@ impl Tokenizer {
         let encoding = self
             .inner
             .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+            .map_err(TokenizerError::Encode)?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -438,7 +438,7 @@ impl Tokenizer {
         }
         self.inner
             .decode(ids, false)
-            .map_err(|e| TokenizerError::Decode(e.to_string()))
+            .map_err(TokenizerError::Decode)
     }
 
     /// The id of `token` (a vocabulary entry or an added token), if any.
@@ -516,7 +516,7 @@ fn read_tokenizer(file: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> 
     })?;
     tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
         path: file.to_path_buf(),
-        message: e.to_string(),
+        source: e,
     })
 }
 

@@ -44,12 +44,12 @@ pub enum DeidError {
         source: clintune_core::ConfigError,
     },
     /// A dictionary file is missing or invalid.
-    #[error("dictionary {path}: {message}")]
+    #[error("dictionary {path}: {source}")]
     Dictionary {
         /// The dictionary file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong: the I/O or decoding error, or a sentence.
+        source: clintune_core::Cause,
     },
     /// Nothing to de-identify.
     #[error(
@@ -65,20 +65,20 @@ pub enum DeidError {
         err: std::io::Error,
     },
     /// A file could not be scanned.
-    #[error("scanning {path}: {message}")]
+    #[error("scanning {path}: {source}")]
     Scan {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        message: String,
+        source: clintune_core::Cause,
     },
     /// Writing Parquet failed.
-    #[error("writing {path}: {message}")]
+    #[error("writing {path}: {source}")]
     Output {
         /// The output file.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: Parquet's error, or a sentence.
+        source: clintune_core::Cause,
     },
     /// Atomic output handling failed.
     #[error(transparent)]

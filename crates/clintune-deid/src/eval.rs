@@ -116,7 +116,7 @@ pub fn load(dir: &Path, format: Format) -> Result<Vec<Note>, DeidError> {
 fn bad(path: &Path, message: String) -> DeidError {
     DeidError::Dictionary {
         path: path.to_path_buf(),
-        message,
+        source: message.into(),
     }
 }
 

@@ -82,14 +82,14 @@ fn batch(rows: &[Row]) -> Result<RecordBatch, arrow_schema::ArrowError> {
 
 /// Writes `rows` to a new zstd-compressed Parquet file at `path`.
 pub fn write_parquet(path: &Path, rows: &[Row]) -> Result<(), DeidError> {
-    let err = |e: &dyn std::fmt::Display| DeidError::Output {
+    let err = |e: clintune_core::Cause| DeidError::Output {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e,
     };
     let file = File::create(path).map_err(DeidError::io(path))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| err(&e))?,
+            ZstdLevel::try_new(3).map_err(|e| err(e.into()))?,
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_key_value_metadata(Some(vec![
@@ -97,12 +97,13 @@ pub fn write_parquet(path: &Path, rows: &[Row]) -> Result<(), DeidError> {
             KeyValue::new("clintune.schema_version".into(), SCHEMA_VERSION.to_string()),
         ]))
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| err(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| err(e.into()))?;
     for chunk in rows.chunks(ROW_GROUP) {
-        let b = batch(chunk).map_err(|e| err(&e))?;
-        writer.write(&b).map_err(|e| err(&e))?;
+        let b = batch(chunk).map_err(|e| err(e.into()))?;
+        writer.write(&b).map_err(|e| err(e.into()))?;
     }
-    let file = writer.into_inner().map_err(|e| err(&e))?;
+    let file = writer.into_inner().map_err(|e| err(e.into()))?;
     file.sync_all().map_err(DeidError::io(path))?;
     Ok(())
 }

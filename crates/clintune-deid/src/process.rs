@@ -114,7 +114,7 @@ fn read_groups(path: &Path) -> Result<BTreeMap<String, Vec<Spilled>>, DeidError>
 fn corrupt(path: &Path) -> DeidError {
     DeidError::Output {
         path: path.to_path_buf(),
-        message: "work file is corrupt".into(),
+        source: "work file is corrupt".into(),
     }
 }
 

@@ -13,6 +13,7 @@
 use crate::error::DeidError;
 use crate::scrub::Scrubber;
 use arrow_array::{Array, LargeStringArray, StringArray};
+use clintune_core::WithContext;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use std::path::Path;
@@ -88,16 +89,16 @@ fn mask(s: &str) -> String {
 
 fn parquet_strings(path: &Path, check: &mut impl FnMut(String, &str)) -> Result<(), DeidError> {
     let file = std::fs::File::open(path).map_err(DeidError::io(path))?;
-    let bad = |e: &dyn std::fmt::Display| DeidError::Scan {
+    let bad = |e: clintune_core::Cause| DeidError::Scan {
         path: path.to_path_buf(),
-        message: format!("not readable Parquet: {e}"),
+        source: WithContext::new("not readable Parquet", e).into(),
     };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
-        .map_err(|e| bad(&e))?;
+        .map_err(|e| bad(e.into()))?;
     let mut row0 = 0;
     for batch in reader {
-        let batch = batch.map_err(|e| bad(&e))?;
+        let batch = batch.map_err(|e| bad(e.into()))?;
         for (c, field) in batch.schema().fields().iter().enumerate() {
             let column = batch.column(c);
             let strings: Vec<Option<&str>> =
@@ -123,7 +124,7 @@ fn json_strings(path: &Path, check: &mut impl FnMut(String, &str)) -> Result<(),
     let text = std::fs::read_to_string(path).map_err(DeidError::io(path))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| DeidError::Scan {
         path: path.to_path_buf(),
-        message: format!("not JSON: {e}"),
+        source: WithContext::new("not JSON", e).into(),
     })?;
     if let Some(vocab) = value["model"]["vocab"].as_object() {
         for token in vocab.keys() {

@@ -80,12 +80,12 @@ pub enum ConfigError {
         err: std::io::Error,
     },
     /// Not JSON, or a field of the wrong type.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong, with line and column.
+        source: serde_json::Error,
     },
     /// An architecture or option clintune does not implement.
     #[error("{path}: unsupported {key} = {value}: {why}")]
@@ -150,7 +150,7 @@ impl ModelConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.to_string(),
+            source: e,
         })?;
         check_supported(&raw)?;
         let (rope_theta, rope_scaling) = rope(&raw)?;
@@ -242,9 +242,9 @@ impl ModelConfig {
 impl ConfigError {
     fn at(self, file: &Path) -> Self {
         match self {
-            Self::Parse { message, .. } => Self::Parse {
+            Self::Parse { source, .. } => Self::Parse {
                 path: file.to_path_buf(),
-                message,
+                source,
             },
             Self::Unsupported {
                 key, value, why, ..

@@ -12,6 +12,7 @@ use crate::weights::{WeightFiles, WeightsError, format_err, io_err};
 use burn::module::Param;
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
+use clintune_core::WithContext;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -91,7 +92,7 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig, WeightsError> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     let peft: PeftConfig = serde_json::from_str(&text)
-        .map_err(|e| format_err(&path, format!("not a PEFT adapter config: {e}")))?;
+        .map_err(|e| format_err(&path, WithContext::new("not a PEFT adapter config", e)))?;
     if peft.peft_type != "LORA" {
         return Err(format_err(
             &path,
@@ -139,8 +140,7 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig, WeightsError> {
         dropout: peft.lora_dropout,
         targets,
     };
-    cfg.validate()
-        .map_err(|e| format_err(&path, e.to_string()))?;
+    cfg.validate().map_err(|e| format_err(&path, e))?;
     Ok(cfg)
 }
 

@@ -5,6 +5,7 @@
 //! a second copy of the whole file. Sharded checkpoints are followed through
 //! `model.safetensors.index.json`.
 
+use clintune_core::WithContext;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -82,12 +83,12 @@ pub enum WeightsError {
         err: std::io::Error,
     },
     /// A file is not valid safetensors, or an index is wrong.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Format {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// What is wrong: the parser's error, or a sentence.
+        source: clintune_core::Cause,
     },
     /// A tensor was asked for that the files do not hold.
     #[error("no tensor named {0}")]
@@ -122,10 +123,10 @@ fn describe(
     s
 }
 
-pub(crate) fn format_err(path: &Path, message: impl Into<String>) -> WeightsError {
+pub(crate) fn format_err(path: &Path, cause: impl Into<clintune_core::Cause>) -> WeightsError {
     WeightsError::Format {
         path: path.to_path_buf(),
-        message: message.into(),
+        source: cause.into(),
     }
 }
 
@@ -163,7 +164,7 @@ impl WeightFiles {
     fn open_sharded(dir: &Path, index_path: &Path) -> Result<Self, WeightsError> {
         let text = std::fs::read_to_string(index_path).map_err(io_err(index_path))?;
         let index: Index = serde_json::from_str(&text)
-            .map_err(|e| format_err(index_path, format!("not a safetensors index: {e}")))?;
+            .map_err(|e| format_err(index_path, WithContext::new("not a safetensors index", e)))?;
         let files: BTreeSet<&String> = index.weight_map.values().collect();
         let mut tensors = BTreeMap::new();
         for file in files {
@@ -294,7 +295,7 @@ fn read_header(path: &Path, out: &mut BTreeMap<String, TensorInfo>) -> Result<()
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header).map_err(io_err(path))?;
     let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
-        .map_err(|e| format_err(path, format!("invalid safetensors header: {e}")))?;
+        .map_err(|e| format_err(path, WithContext::new("invalid safetensors header", e)))?;
     let data_start = 8 + n;
     for (name, info) in metadata.tensors() {
         let entry = tensor_entry(path, &name, info, data_start, file_len)?;

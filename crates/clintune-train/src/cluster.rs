@@ -15,6 +15,7 @@
 
 use crate::error::TrainError;
 use burn::collective::CollectiveConfig;
+use clintune_core::WithContext;
 use std::fmt;
 
 /// The port `clintune orchestrator` listens on unless told otherwise.
@@ -108,15 +109,16 @@ pub fn serve_orchestrator(port: u16) -> Result<(), TrainError> {
     // Binding first gives a clear error for a port in use; burn's server
     // would only log it.
     std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
-        TrainError::Collective(format!(
-            "the orchestrator cannot listen on port {port}: {e}"
-        ))
+        let context = format!("the orchestrator cannot listen on port {port}");
+        TrainError::Collective(WithContext::new(context, e).into())
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| TrainError::Collective(format!("cannot start the orchestrator: {e}")))?;
+        .map_err(|e| {
+            TrainError::Collective(WithContext::new("cannot start the orchestrator", e).into())
+        })?;
     runtime.block_on(burn_collective::start_global_orchestrator(port));
     Ok(())
 }

@@ -48,7 +48,7 @@ pub enum TrainError {
     Tensorboard(#[from] crate::tensorboard::TensorboardError),
     /// Workers could not exchange gradients, or do not agree on the run.
     #[error("{0}")]
-    Collective(String),
+    Collective(#[source] Cause),
     /// Something the recipe asks for is not available in this build or
     /// on this machine.
     #[error("{0}")]
@@ -99,11 +99,11 @@ pub enum TrainError {
 impl TrainError {
     /// A failed exchange between workers, with what to do about it.
     pub fn exchange(err: impl std::fmt::Debug) -> Self {
-        Self::Collective(format!(
+        Self::Collective(Cause::from(format!(
             "data-parallel exchange failed ({err:?}): a worker or node stopped or lost its connection; \
              once all have stopped, start them again with --resume (the orchestrator of a \
              multi-node run can stay up)"
-        ))
+        )))
     }
 
     /// An [`TrainError::Io`] maker for `map_err`.

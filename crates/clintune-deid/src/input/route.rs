@@ -82,7 +82,7 @@ impl Spill {
         (h % n as u64) as usize
     }
 
-    fn write(&self, rec: &Routed<'_>) -> std::io::Result<()> {
+    fn write(&self, rec: &Routed<'_>) -> Result<(), DeidError> {
         let i = Self::partition_of(rec.patient_id, self.writers.len());
         let mut w = self.writers[i].lock().unwrap_or_else(|e| e.into_inner());
         writeln!(
@@ -94,6 +94,7 @@ impl Spill {
             rec.kind.tag(),
             rec.json
         )
+        .map_err(DeidError::io(&self.paths[i]))
     }
 
     /// Flushes and closes the writers; returns the partition paths.
@@ -103,6 +104,20 @@ impl Spill {
             w.flush().map_err(DeidError::io(p))?;
         }
         Ok(self.paths)
+    }
+}
+
+/// Why a record was not routed: its own fault, which `--skip-invalid` counts,
+/// or the machine's (a work file that cannot be written), which always stops
+/// the run: counting it would drop valid records unseen.
+enum Fault {
+    Invalid(RecordError),
+    Fatal(DeidError),
+}
+
+impl From<RecordError> for Fault {
+    fn from(e: RecordError) -> Self {
+        Self::Invalid(e)
     }
 }
 
@@ -212,6 +227,15 @@ impl Router<'_> {
         }
     }
 
+    /// Handles the outcome of routing one record.
+    fn settle(&mut self, routed: Result<(), Fault>) -> Result<(), DeidError> {
+        match routed {
+            Ok(()) => Ok(()),
+            Err(Fault::Invalid(e)) => self.invalid(e),
+            Err(Fault::Fatal(e)) => Err(e),
+        }
+    }
+
     fn lines(&mut self) -> Result<(u64, FileDigest), DeidError> {
         let path = &self.input.path;
         let file = File::open(path).map_err(DeidError::io(path))?;
@@ -238,13 +262,11 @@ impl Router<'_> {
                     continue;
                 }
             };
-            let result = match self.input.kind {
+            let routed = match self.input.kind {
                 InputKind::ChatJsonl => self.chat(&record, &value, text),
                 _ => self.resource(&record, &value, text),
             };
-            if let Err(e) = result {
-                self.invalid(e)?;
-            }
+            self.settle(routed)?;
         }
         let digest = reader.into_inner().finish().map_err(DeidError::io(path))?;
         Ok((n, digest))
@@ -279,19 +301,18 @@ impl Router<'_> {
             };
             n += 1;
             let json = resource.to_string();
-            if let Err(e) = self.resource(&record, resource, &json) {
-                self.invalid(e)?;
-            }
+            let routed = self.resource(&record, resource, &json);
+            self.settle(routed)?;
         }
         Ok((n, digest))
     }
 
-    fn resource(&mut self, record: &str, value: &Value, json: &str) -> Result<(), RecordError> {
+    fn resource(&mut self, record: &str, value: &Value, json: &str) -> Result<(), Fault> {
         let Some(rt) = value.get("resourceType") else {
-            return Err(self.err(record, "resourceType", "missing"));
+            return Err(self.err(record, "resourceType", "missing").into());
         };
         let Some(rt) = rt.as_str() else {
-            return Err(self.err(record, "resourceType", "expected a string"));
+            return Err(self.err(record, "resourceType", "expected a string").into());
         };
         *self
             .audit
@@ -346,12 +367,16 @@ impl Router<'_> {
         ))
     }
 
-    fn chat(&mut self, record: &str, value: &Value, json: &str) -> Result<(), RecordError> {
+    fn chat(&mut self, record: &str, value: &Value, json: &str) -> Result<(), Fault> {
         *self.audit.records_in.entry("ChatTrace".into()).or_default() += 1;
         match value.get("messages") {
             Some(Value::Array(_)) => {}
-            Some(_) => return Err(self.err(record, "messages", "expected an array of messages")),
-            None => return Err(self.err(record, "messages", "missing")),
+            Some(_) => {
+                return Err(self
+                    .err(record, "messages", "expected an array of messages")
+                    .into());
+            }
+            None => return Err(self.err(record, "messages", "missing").into()),
         }
         let mut patient = None;
         for path in &self.policy.chat.patient_fields {
@@ -364,7 +389,9 @@ impl Router<'_> {
                 Some(Value::Number(n)) => patient = Some(n.to_string()),
                 Some(Value::Null) | None => continue,
                 Some(_) => {
-                    return Err(self.err(record, path, "expected a string or number patient id"));
+                    return Err(self
+                        .err(record, path, "expected a string or number patient id")
+                        .into());
                 }
             }
             break;
@@ -381,7 +408,7 @@ impl Router<'_> {
         patient_id: &str,
         kind: RecordKind,
         json: &str,
-    ) -> Result<(), RecordError> {
+    ) -> Result<(), Fault> {
         let safe_id;
         let patient_id = if patient_id.chars().any(char::is_control) {
             safe_id = format!("id-sha256:{}", sha256_hex(patient_id.as_bytes()));
@@ -397,9 +424,7 @@ impl Router<'_> {
             kind,
             json,
         };
-        self.spill
-            .write(&routed)
-            .map_err(|e| self.err(record, "(record)", format!("cannot write work file: {e}")))
+        self.spill.write(&routed).map_err(Fault::Fatal)
     }
 }
 
@@ -469,5 +494,45 @@ mod tests {
         );
         assert_eq!(patient_id_from_reference("Practitioner/1"), None);
         assert_eq!(patient_id_from_reference("Patient?identifier=x|1"), None);
+    }
+
+    /// A work file that cannot be written (a full disk) stops the run even
+    /// under `--skip-invalid`: counting it as an invalid record would drop a
+    /// valid one unseen.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_not_an_invalid_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("chat.jsonl");
+        // Longer than the spill's buffer, so the write reaches the device.
+        let text = "x".repeat(1 << 17);
+        let line = format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}]}}"#);
+        std::fs::write(&input, line).expect("write input");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let spill = Spill {
+            paths: vec![PathBuf::from("/dev/full")],
+            writers: vec![Mutex::new(BufWriter::with_capacity(1 << 16, full))],
+        };
+        let policy = crate::policy::Policy::builtin().expect("built-in policy");
+        let inputs = [InputFile {
+            path: input,
+            kind: InputKind::ChatJsonl,
+        }];
+        let opts = RouteOptions { skip_invalid: true };
+        let err = route_all(
+            &inputs,
+            &policy.policy,
+            &spill,
+            opts,
+            &clintune_core::progress::Silent,
+        )
+        .expect_err("disk full");
+        assert!(
+            matches!(&err, DeidError::Io { path, .. } if path == Path::new("/dev/full")),
+            "{err}"
+        );
     }
 }

@@ -323,7 +323,7 @@ fn title_case(s: &str) -> String {
 fn read_list(path: &Path) -> Result<Vec<String>, DeidError> {
     let text = std::fs::read_to_string(path).map_err(|e| DeidError::Dictionary {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     Ok(parse_list(&text))
 }

@@ -3,6 +3,7 @@
 
 use crate::builtin;
 use crate::error::DeidError;
+use clintune_core::WithContext;
 use clintune_core::hash::{files_with_extension, sha256_hex};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -21,15 +22,15 @@ impl DictionaryFiles {
     /// per line, lower-cased, comments and blank lines dropped; `.zst` files
     /// are decompressed.
     pub(crate) fn list(&self, rel: &str) -> Result<Vec<String>, DeidError> {
-        let bad = |message: String| DeidError::Dictionary {
+        let bad = |cause: clintune_core::Cause| DeidError::Dictionary {
             path: self.describe(rel),
-            message,
+            source: cause,
         };
-        let raw = self.read(rel).map_err(|e| bad(e.to_string()))?;
+        let raw = self.read(rel).map_err(|e| bad(e.into()))?;
         let bytes = if rel.ends_with(".zst") {
-            Cow::Owned(
-                zstd::decode_all(raw.as_ref()).map_err(|e| bad(format!("not a zstd file: {e}")))?,
-            )
+            let text = zstd::decode_all(raw.as_ref())
+                .map_err(|e| bad(WithContext::new("not a zstd file", e).into()))?;
+            Cow::Owned(text)
         } else {
             raw
         };
