@@ -155,8 +155,9 @@ pub fn run_with_progress(
             continue;
         }
         let name = format!("records/part-{i:05}.parquet");
-        write_parquet(&staging.path().join(&name), &rows)?;
-        outputs.push((name, rows.len() as u64));
+        let count = rows.len() as u64;
+        write_parquet(&staging.path().join(&name), rows)?;
+        outputs.push((name, count));
     }
     progress.end();
     std::fs::remove_dir_all(&work).map_err(DeidError::io(&work))?;

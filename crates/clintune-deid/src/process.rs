@@ -13,6 +13,7 @@ use crate::scrub::KnownMatcher;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// One record read back from a partition file.
@@ -21,7 +22,10 @@ struct Spilled {
     file: usize,
     record: u64,
     kind: RecordKind,
+    /// The record's JSON; emptied once parsed.
     json: String,
+    /// Its length in bytes, kept after it is parsed.
+    size: usize,
 }
 
 /// Settings for processing.
@@ -81,34 +85,55 @@ pub fn process_partition(
     Ok(out)
 }
 
+/// Reads a partition file line by line: each record's JSON is the line's own
+/// buffer, cut after its header, so a huge record is held once, not as the
+/// file's text and a copy.
 fn read_groups(path: &Path) -> Result<BTreeMap<String, Vec<Spilled>>, DeidError> {
-    let text = std::fs::read_to_string(path).map_err(DeidError::io(path))?;
+    let file = std::fs::File::open(path).map_err(DeidError::io(path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut groups: BTreeMap<String, Vec<Spilled>> = BTreeMap::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(5, '\t');
-        let (Some(file), Some(record), Some(pid), Some(kind), Some(json)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(corrupt(path));
-        };
-        let kind = RecordKind::from_tag(kind).ok_or_else(|| corrupt(path))?;
-        let file = file.parse().map_err(|_| corrupt(path))?;
-        let record = record.parse().map_err(|_| corrupt(path))?;
-        groups.entry(pid.to_string()).or_default().push(Spilled {
-            file,
-            record,
-            kind,
-            json: json.to_string(),
-        });
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_err(DeidError::io(path))? == 0 {
+            break;
+        }
+        if line.ends_with('\n') {
+            line.pop();
+        }
+        let (pid, spilled) = spilled(line).ok_or_else(|| corrupt(path))?;
+        groups.entry(pid).or_default().push(spilled);
     }
     for records in groups.values_mut() {
         records.sort_by_key(|r| (r.file, r.record));
     }
     Ok(groups)
+}
+
+/// A work file line, `file \t record \t patient \t kind \t json`, as the
+/// patient id and the record.
+fn spilled(mut line: String) -> Option<(String, Spilled)> {
+    let mut parts = line.splitn(5, '\t');
+    let (file, record, pid, kind) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let json_at = parts.next().map(|json| line.len() - json.len())?;
+    let header = Spilled {
+        file: file.parse().ok()?,
+        record: record.parse().ok()?,
+        kind: RecordKind::from_tag(kind)?,
+        json: String::new(),
+        size: 0,
+    };
+    let pid = pid.to_string();
+    line.drain(..json_at);
+    crate::output::fit(&mut line);
+    let size = line.len();
+    Some((
+        pid,
+        Spilled {
+            json: line,
+            size,
+            ..header
+        },
+    ))
 }
 
 fn corrupt(path: &Path) -> DeidError {
@@ -140,9 +165,12 @@ fn process_patient(
 ) -> Result<Processed, RecordError> {
     let mut audit = Audit::default();
     let mut parsed = Vec::with_capacity(records.len());
-    for r in records {
+    for mut r in records {
         let loc = location(inputs, &r);
-        match serde_json::from_str::<Value>(&r.json) {
+        let value = serde_json::from_str::<Value>(&r.json);
+        // The parsed value is all that is read from here on.
+        r.json = String::new();
+        match value {
             Ok(v) => parsed.push((r, v, loc)),
             Err(_) => {
                 return Err(RecordError {
@@ -161,7 +189,7 @@ fn process_patient(
         .iter()
         .enumerate()
         .filter(|(_, (r, _, _))| r.kind == RecordKind::Patient)
-        .max_by_key(|(k, (r, _, _))| (r.json.len(), std::cmp::Reverse(*k)))
+        .max_by_key(|(k, (r, _, _))| (r.size, std::cmp::Reverse(*k)))
         .map(|(k, _)| k);
     let known = parsed
         .iter()
@@ -183,7 +211,8 @@ fn process_patient(
         .unwrap_or_default();
     let ctx = patient_ctx(d, pid, known);
     let mut rows = Vec::with_capacity(parsed.len());
-    for (k, (r, value, loc)) in parsed.iter().enumerate() {
+    // Consumed, so each record's parsed value is freed once its row is made.
+    for (k, (r, value, loc)) in parsed.into_iter().enumerate() {
         if r.kind == RecordKind::Patient && Some(k) != primary {
             audit.drop_record("duplicate Patient resource (identifiers merged)", "Patient");
             continue;
@@ -191,12 +220,12 @@ fn process_patient(
         let mut applier = Applier {
             d,
             p: &ctx,
-            loc,
+            loc: &loc,
             audit: &mut audit,
         };
         let result = match r.kind {
-            RecordKind::Chat => applier.chat(value, &format!("{}:{}", r.file, r.record)),
-            _ => applier.resource(value),
+            RecordKind::Chat => applier.chat(&value, &format!("{}:{}", r.file, r.record)),
+            _ => applier.resource(&value),
         };
         match result {
             Ok(row) => {

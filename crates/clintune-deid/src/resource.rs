@@ -152,7 +152,7 @@ impl Applier<'_> {
             record_key: self.d.pseudonymizer.record_key(rt, &id),
             timestamp: time.map(|t| t.shifted(self.p.shift_days).render()),
             age_years: age,
-            fields: Value::Object(fields).to_string(),
+            fields: crate::output::fields_json(fields),
             text: (!texts.is_empty()).then(|| texts.join("\n\n")),
         })
     }
@@ -490,7 +490,7 @@ impl Applier<'_> {
             record_key: self.d.pseudonymizer.record_key("ChatTrace", record_id),
             timestamp: None,
             age_years: None,
-            fields: Value::Object(fields).to_string(),
+            fields: crate::output::fields_json(fields),
             text: None,
         })
     }
