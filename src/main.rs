@@ -57,6 +57,8 @@ enum Command {
     Recipe(cmd::recipe::RecipeCommand),
     /// Score inputs under a model: per-token log-probabilities and mean loss, as JSON lines.
     Score(cmd::score::ScoreArgs),
+    /// Evaluate a model on held-out patients of a curated dataset, by task, against a baseline.
+    Eval(cmd::eval::EvalArgs),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
     Generate(cmd::generate::GenerateArgs),
     /// Look for PHI in a dataset or export: text fields, configs, tokenizer vocabulary, model card.
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Recipe(c) => cmd::recipe::run(c),
         Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };

@@ -14,6 +14,7 @@ macro_rules! summary {
 pub mod bench;
 pub mod curate;
 pub mod deid;
+pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod init_model;

@@ -18,6 +18,7 @@ pub mod encode;
 pub mod error;
 pub mod events;
 pub mod finalize;
+pub mod labels;
 pub mod merge;
 pub mod pipeline;
 pub mod reader;

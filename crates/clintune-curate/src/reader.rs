@@ -706,7 +706,7 @@ fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> 
 
 /// The split's part files, sorted by name; other files (temporaries, notes)
 /// are ignored.
-fn part_files(split_dir: &Path, split: &str) -> Result<Vec<PathBuf>, ReaderError> {
+pub(crate) fn part_files(split_dir: &Path, split: &str) -> Result<Vec<PathBuf>, ReaderError> {
     if !split_dir.is_dir() {
         return Err(ReaderError::MissingSplit {
             split: split.to_owned(),
@@ -839,7 +839,7 @@ impl<'a> Columns<'a> {
 
 /// A column downcast with `cast`; column_roots already checked the types, so
 /// a failure here is a file that lies about its schema, still not a panic.
-fn typed<'a, T: ?Sized>(
+pub(crate) fn typed<'a, T: ?Sized>(
     path: &Path,
     batch: &'a RecordBatch,
     name: &'static str,
