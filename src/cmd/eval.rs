@@ -9,6 +9,7 @@ use clintune_model::{Device, Llama, OnDevice, on_device};
 use clintune_validate::eval::{EvalReport, SplitScores, Subject, Subjects, manifest_of};
 use clintune_validate::summary::{ALL, Bootstrap};
 use clintune_validate::{EvalConfig, evaluate, write_report};
+use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `clintune eval`.
@@ -63,6 +64,9 @@ pub struct EvalArgs {
     /// Seed of the resampling.
     #[arg(long, default_value_t = 0, value_name = "N")]
     seed: u64,
+    /// Only score; skip answering next-diagnosis examples by generation.
+    #[arg(long)]
+    no_generate: bool,
     /// `cpu` or `cuda:N` (a build with the cuda feature).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     device: Device,
@@ -123,13 +127,16 @@ fn eval<B: Backend>(a: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
             resamples: a.bootstrap,
             seed: a.seed,
         },
+        generate: !a.no_generate,
     };
-    let scores = score(&model, &a.dataset, &cfg, "model")?;
+    let context = config.max_position_embeddings;
+    let scores = score(&model, context, &a.dataset, &cfg, "model")?;
     drop(model);
     let baseline = match &a.baseline {
         Some(dir) => {
-            let (_, base) = load::<B>(dir, a.baseline_adapter.as_deref(), device)?;
-            Some(score(&base, &a.dataset, &cfg, "baseline")?)
+            let (base_config, base) = load::<B>(dir, a.baseline_adapter.as_deref(), device)?;
+            let context = base_config.max_position_embeddings;
+            Some(score(&base, context, &a.dataset, &cfg, "baseline")?)
         }
         None => None,
     };
@@ -160,16 +167,32 @@ fn load<B: Backend>(
 
 fn score<B: Backend>(
     model: &Llama<B>,
+    context: usize,
     dataset: &Path,
     cfg: &EvalConfig,
     what: &str,
 ) -> anyhow::Result<SplitScores> {
-    let progress = bar(0, what, "batches");
-    let scores = evaluate(model, dataset, cfg, &mut |done, all| {
-        progress.set_length(all);
-        progress.set_position(done);
+    let mut shown: Option<(String, ProgressBar)> = None;
+    let scores = evaluate(model, context, dataset, cfg, &mut |phase, done, all| {
+        if shown.as_ref().is_none_or(|(p, _)| p != phase) {
+            let unit = if phase == "scoring" {
+                "batches"
+            } else {
+                "examples"
+            };
+            if let Some((_, old)) =
+                shown.replace((phase.into(), bar(all, &format!("{what}: {phase}"), unit)))
+            {
+                old.finish_and_clear();
+            }
+        }
+        if let Some((_, b)) = &shown {
+            b.set_position(done);
+        }
     })?;
-    progress.finish_and_clear();
+    if let Some((_, b)) = shown {
+        b.finish_and_clear();
+    }
     Ok(scores)
 }
 
@@ -209,6 +232,23 @@ fn print_table(report: &EvalReport) {
             m.perplexity,
             m.token_accuracy,
             delta
+        );
+    }
+    let answered = report.tasks.values().filter_map(|t| t.diagnoses.as_ref());
+    for d in answered {
+        let Some(m) = &d.model else { continue };
+        let delta = d.difference.map_or(String::new(), |x| {
+            format!(
+                "; Δ F1 {:+.3} [{:+.3}, {:+.3}]",
+                x.f1.value, x.f1.ci95[0], x.f1.ci95[1]
+            )
+        });
+        summary!(
+            "next-diagnosis answered by generation ({} examples): precision {:.3}, recall {:.3}, F1 {:.3}{delta}",
+            d.examples,
+            m.precision,
+            m.recall,
+            m.f1
         );
     }
 }

@@ -229,7 +229,7 @@ fn stop_tokens(
     stops.extend(generation_config_eos(&a.model)?);
     stops.extend(tokenizer.eos_id());
     if a.chat {
-        stops.extend(end_of_turn(tokenizer)?);
+        stops.extend(clintune_curate::template::end_of_turn(tokenizer)?);
     }
     for token in &a.stop {
         let id = tokenizer
@@ -262,25 +262,6 @@ fn generation_config_eos(dir: &Path) -> anyhow::Result<Vec<u32>> {
                 .with_context(|| format!("{}: eos_token_id {v} is not a token id", path.display()))
         })
         .collect()
-}
-
-/// The first token the template writes after an assistant's words, when it
-/// is a special token (`<|im_end|>` for ChatML).
-fn end_of_turn(tokenizer: &Tokenizer) -> anyhow::Result<Option<u32>> {
-    const PROBE: &str = "PROBE";
-    let template = chat_template(tokenizer)?;
-    let messages = [message("user", "hi"), message("assistant", PROBE)];
-    let rendered = template.render_with_answers(&messages)?;
-    let Some(span) = rendered.answers.first() else {
-        return Ok(None);
-    };
-    let answer = &rendered.text[span.clone()];
-    let after = answer
-        .find(PROBE)
-        .map_or("", |i| &answer[i + PROBE.len()..]);
-    let first = tokenizer.encode(after)?.first().copied();
-    let special = tokenizer.inner().get_added_tokens_decoder();
-    Ok(first.filter(|id| special.get(id).is_some_and(|t| t.special)))
 }
 
 /// Prints the continuation as it grows, holding back text that ends inside

@@ -865,7 +865,7 @@ pub(crate) fn typed<'a, T: ?Sized>(
     })
 }
 
-fn list_column<'a>(
+pub(crate) fn list_column<'a>(
     path: &Path,
     batch: &'a RecordBatch,
     name: &'static str,
@@ -873,7 +873,7 @@ fn list_column<'a>(
     typed(path, batch, name, |a| a.as_list_opt::<i32>())
 }
 
-fn values_of<'a, T: ArrowPrimitiveType>(
+pub(crate) fn values_of<'a, T: ArrowPrimitiveType>(
     path: &Path,
     list: &'a ListArray,
     name: &'static str,
@@ -889,7 +889,7 @@ fn values_of<'a, T: ArrowPrimitiveType>(
 }
 
 /// One row's values of a list column; `None` if the row or any item is null.
-fn row_values<'a, T: ArrowPrimitiveType>(
+pub(crate) fn row_values<'a, T: ArrowPrimitiveType>(
     list: &ListArray,
     values: &'a PrimitiveArray<T>,
     row: usize,

@@ -49,7 +49,7 @@ pub struct Message {
 }
 
 impl Message {
-    fn new(role: &str, content: String) -> Self {
+    pub(crate) fn new(role: &str, content: String) -> Self {
         Self {
             role: role.to_string(),
             content,

@@ -8,6 +8,7 @@ pub const DEFAULT_CHAT_TEMPLATE: &str = "{% for message in messages %}<|im_start
 
 use crate::error::CurateError;
 use crate::tasks::Message;
+use crate::tokenizer::Tokenizer;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, context};
 use std::ops::Range;
@@ -106,6 +107,33 @@ impl ChatTemplate {
         }
         Ok(Rendered { text, answers })
     }
+}
+
+/// The first token a tokenizer's chat template writes after an assistant's
+/// words, when it is a special token (`<|im_end|>` for ChatML): where a
+/// generated answer ends.
+pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, CurateError> {
+    const PROBE: &str = "PROBE";
+    let template = ChatTemplate::new(
+        tokenizer.chat_template(),
+        tokenizer.bos_token(),
+        tokenizer.eos_token(),
+    )?;
+    let messages = [
+        Message::new("user", "hi".into()),
+        Message::new("assistant", PROBE.into()),
+    ];
+    let rendered = template.render_with_answers(&messages)?;
+    let Some(span) = rendered.answers.first() else {
+        return Ok(None);
+    };
+    let answer = &rendered.text[span.clone()];
+    let after = answer
+        .find(PROBE)
+        .map_or("", |i| &answer[i + PROBE.len()..]);
+    let first = tokenizer.encode(after)?.first().copied();
+    let special = tokenizer.inner().get_added_tokens_decoder();
+    Ok(first.filter(|id| special.get(id).is_some_and(|t| t.special)))
 }
 
 fn template_err(e: minijinja::Error) -> CurateError {

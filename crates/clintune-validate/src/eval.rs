@@ -3,14 +3,16 @@
 //! `eval.json` with a lineage manifest whose parents are the models and the
 //! dataset.
 
+use crate::diagnosis::{self, Answers, ScoreDifferences, Scores};
 use crate::error::EvalError;
 use crate::score::{Totals, score_split};
 use crate::summary::{Bootstrap, Differences, Figures, Group, compare, group};
 use burn::prelude::Backend;
 use clintune_core::Invalid;
 use clintune_core::staging::StagingDir;
-use clintune_curate::labels::{ExampleLabel, read_labels};
+use clintune_curate::labels::{ExampleLabel, read_examples, read_labels};
 use clintune_curate::reader::{PackConfig, PackedReader};
+use clintune_curate::tokenizer::Tokenizer;
 use clintune_lineage::manifest::content_hash;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
 use clintune_model::Llama;
@@ -36,6 +38,9 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// How the intervals of a comparison are drawn.
     pub bootstrap: Bootstrap,
+    /// Answer `next-diagnosis` examples by greedy generation and score the
+    /// diagnoses named (slower than scoring alone).
+    pub generate: bool,
 }
 
 impl EvalConfig {
@@ -59,15 +64,20 @@ impl EvalConfig {
 pub struct SplitScores {
     /// Per task, and [`crate::summary::ALL`].
     pub groups: BTreeMap<String, Group>,
+    /// `next-diagnosis` answers, when generation is on and the split has
+    /// such examples.
+    pub diagnoses: Option<Answers>,
 }
 
-/// Scores `model` on `cfg.split` of the curated dataset in `dataset`;
-/// `progress` gets (batches done, batches in all).
+/// Scores `model` (whose context holds `context` tokens) on `cfg.split` of
+/// the curated dataset in `dataset`; `progress` gets the phase (`scoring`,
+/// `generating`), units done and units in all.
 pub fn evaluate<B: Backend>(
     model: &Llama<B>,
+    context: usize,
     dataset: &Path,
     cfg: &EvalConfig,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<SplitScores, EvalError> {
     cfg.validate()?;
     let pack = PackConfig {
@@ -82,13 +92,28 @@ pub fn evaluate<B: Backend>(
         .map_err(|e| EvalError::dataset(dataset, e))?;
     let labels = read_labels(dataset, &cfg.split).map_err(|e| EvalError::dataset(dataset, e))?;
     check_labels(&reader, &labels).map_err(|e| EvalError::dataset(dataset, e))?;
-    let scores = score_split(model, &mut reader, progress)?;
+    let scores = score_split(model, &mut reader, &mut |d, n| progress("scoring", d, n))?;
     let pairs = labels
         .iter()
         .map(|l| (l.patient_key.as_str(), l.task.as_str()));
-    Ok(SplitScores {
-        groups: group(&scores, pairs),
-    })
+    let groups = group(&scores, pairs);
+    let diagnoses = if cfg.generate && groups.contains_key(diagnosis::TASK) {
+        let examples = read_examples(dataset, &cfg.split, diagnosis::TASK)
+            .map_err(|e| EvalError::dataset(dataset, e))?;
+        let tokenizer = Tokenizer::load(dataset).map_err(|e| EvalError::dataset(dataset, e))?;
+        let mut report = |d, n| progress("generating", d, n);
+        let limits = (context, diagnosis::SLACK_TOKENS);
+        Some(diagnosis::answer(
+            model,
+            &tokenizer,
+            &examples,
+            limits,
+            &mut report,
+        )?)
+    } else {
+        None
+    };
+    Ok(SplitScores { groups, diagnoses })
 }
 
 /// The labels must name the reader's documents in its order: both read the
@@ -140,6 +165,37 @@ pub struct TaskReport {
     pub baseline: Option<Figures>,
     /// Model minus baseline, with bootstrap intervals over patients.
     pub difference: Option<Differences>,
+    /// Diagnoses named by generation (`next-diagnosis` only).
+    pub diagnoses: Option<DiagnosisReport>,
+}
+
+/// How well generated answers name the recorded diagnoses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiagnosisReport {
+    /// Examples answered.
+    pub examples: u64,
+    /// Examples not answered: the prompt alone fills the context.
+    pub too_long: u64,
+    /// The model's precision, recall and F1 over normalised names.
+    pub model: Option<Scores>,
+    /// The baseline's.
+    pub baseline: Option<Scores>,
+    /// Model minus baseline, with bootstrap intervals over patients.
+    pub difference: Option<ScoreDifferences>,
+}
+
+fn diagnosis_report(
+    model: &Answers,
+    baseline: Option<&Answers>,
+    boot: Bootstrap,
+) -> DiagnosisReport {
+    DiagnosisReport {
+        examples: model.examples,
+        too_long: model.too_long,
+        model: Scores::of(&model.totals()),
+        baseline: baseline.and_then(|b| Scores::of(&b.totals())),
+        difference: baseline.and_then(|b| diagnosis::compare(model, b, boot)),
+    }
 }
 
 /// The content of `eval.json`.
@@ -186,7 +242,14 @@ impl EvalReport {
             .iter()
             .map(|(task, g)| {
                 let base = baseline.and_then(|b| b.groups.get(task));
-                (task.clone(), task_report(g, base, config.bootstrap))
+                let mut report = task_report(g, base, config.bootstrap);
+                if task == diagnosis::TASK {
+                    report.diagnoses = model.diagnoses.as_ref().map(|m| {
+                        let base = baseline.and_then(|b| b.diagnoses.as_ref());
+                        diagnosis_report(m, base, config.bootstrap)
+                    });
+                }
+                (task.clone(), report)
             })
             .collect();
         Self {
@@ -209,6 +272,7 @@ fn task_report(model: &Group, baseline: Option<&Group>, boot: Bootstrap) -> Task
         model: Figures::of(&totals),
         baseline: baseline.and_then(|b| Figures::of(&b.totals())),
         difference: baseline.and_then(|b| compare(model, b, boot)),
+        diagnoses: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! patient and bootstraps over patients; [`eval`] ties them together and
 //! writes `eval.json` with a lineage manifest. Nothing here prints.
 
+pub mod diagnosis;
 pub mod error;
 pub mod eval;
 pub mod score;

@@ -107,35 +107,74 @@ pub struct Bootstrap {
     pub seed: u64,
 }
 
-/// Differences between `model` and `baseline` on the same examples, with
-/// intervals from resampling patients with replacement. `None` when either
-/// has no trained tokens.
-pub fn compare(model: &Group, baseline: &Group, boot: Bootstrap) -> Option<Differences> {
-    let point = Figures::of(&model.totals())?.minus(&Figures::of(&baseline.totals())?);
-    let pairs: Vec<(Totals, Totals)> = model
-        .patients
-        .iter()
-        .map(|(p, m)| (*m, baseline.patients.get(p).copied().unwrap_or_default()))
-        .collect();
-    let mut rng = SplitMix64(boot.seed);
-    let mut draws: [Vec<f64>; 3] = Default::default();
-    for _ in 0..boot.resamples {
-        let (mut m, mut b) = (Totals::default(), Totals::default());
+/// Per-patient counts that add up: what the bootstrap resamples.
+pub trait Tally: Copy + Default {
+    /// Adds `other` in.
+    fn add_in(&mut self, other: &Self);
+}
+
+impl Tally for Totals {
+    fn add_in(&mut self, other: &Self) {
+        self.add(other);
+    }
+}
+
+/// `diff` of the sums of `pairs` (model, baseline per patient), with its
+/// 95% interval over patient sets resampled with replacement. `None` when
+/// `diff` has no value on the patients as they are.
+pub fn bootstrap<T: Tally, const N: usize>(
+    pairs: &[(T, T)],
+    boot: Bootstrap,
+    diff: impl Fn(&T, &T) -> Option<[f64; N]>,
+) -> Option<[Difference; N]> {
+    let sum = |pick: &mut dyn FnMut() -> usize| {
+        let (mut m, mut b) = (T::default(), T::default());
         for _ in 0..pairs.len() {
-            let (pm, pb) = &pairs[rng.below(pairs.len() as u64) as usize];
-            m.add(pm);
-            b.add(pb);
+            let (pm, pb) = &pairs[pick()];
+            m.add_in(pm);
+            b.add_in(pb);
         }
-        if let (Some(fm), Some(fb)) = (Figures::of(&m), Figures::of(&b)) {
-            for (draw, d) in draws.iter_mut().zip(fm.minus(&fb)) {
+        (m, b)
+    };
+    let mut next = 0;
+    let (m, b) = sum(&mut || {
+        next += 1;
+        next - 1
+    });
+    let point = diff(&m, &b)?;
+    let mut rng = SplitMix64(boot.seed);
+    let mut draws: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..boot.resamples {
+        let (m, b) = sum(&mut || rng.below(pairs.len() as u64) as usize);
+        if let Some(d) = diff(&m, &b) {
+            for (draw, d) in draws.iter_mut().zip(d) {
                 draw.push(d);
             }
         }
     }
-    let [loss, perplexity, token_accuracy] = [0, 1, 2].map(|i| Difference {
+    Some(std::array::from_fn(|i| Difference {
         value: point[i],
         ci95: interval(&mut draws[i]).unwrap_or([point[i], point[i]]),
-    });
+    }))
+}
+
+/// Each patient's (model, baseline) tally; a patient only one side has
+/// counts zero on the other.
+pub fn pairs<T: Tally>(model: &BTreeMap<String, T>, baseline: &BTreeMap<String, T>) -> Vec<(T, T)> {
+    model
+        .iter()
+        .map(|(p, m)| (*m, baseline.get(p).copied().unwrap_or_default()))
+        .collect()
+}
+
+/// Differences between `model` and `baseline` on the same examples, with
+/// intervals from resampling patients with replacement. `None` when either
+/// has no trained tokens.
+pub fn compare(model: &Group, baseline: &Group, boot: Bootstrap) -> Option<Differences> {
+    let pairs = pairs(&model.patients, &baseline.patients);
+    let [loss, perplexity, token_accuracy] = bootstrap(&pairs, boot, |m, b| {
+        Some(Figures::of(m)?.minus(&Figures::of(b)?))
+    })?;
     Some(Differences {
         loss,
         perplexity,
