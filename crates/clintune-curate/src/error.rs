@@ -35,8 +35,13 @@ pub enum CurateError {
         source: clintune_core::Cause,
     },
     /// A chat template failed to render.
-    #[error("chat template: {0}")]
-    Template(String),
+    #[error("chat template: {detail}")]
+    Template {
+        /// What went wrong, with the template line when the engine gives it.
+        detail: String,
+        /// The template engine's error, when it raised one.
+        source: Option<minijinja::Error>,
+    },
     /// Deduplication could not decide.
     #[error("dedup: {0}")]
     Dedup(#[from] crate::dedup::DedupError),

@@ -98,10 +98,13 @@ impl ChatTemplate {
             let prompt = self.render(&messages[..i], true)?;
             let through = self.render(&messages[..=i], false)?;
             if !through.starts_with(&prompt) || !text.starts_with(&through) {
-                return Err(CurateError::Template(format!(
-                    "rendering message {i} is not a prefix of rendering the whole conversation; \
+                return Err(CurateError::Template {
+                    detail: format!(
+                        "rendering message {i} is not a prefix of rendering the whole conversation; \
                      the assistant turns cannot be located, so no loss mask can be made"
-                )));
+                    ),
+                    source: None,
+                });
             }
             answers.push(prompt.len()..through.len());
         }
@@ -137,7 +140,11 @@ pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, CurateError> {
 }
 
 fn template_err(e: minijinja::Error) -> CurateError {
-    CurateError::Template(format!("{e:#}"))
+    // The alternate form adds the template's source around the fault.
+    CurateError::Template {
+        detail: format!("{e:#}"),
+        source: Some(e),
+    }
 }
 
 #[cfg(test)]
