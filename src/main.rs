@@ -59,6 +59,9 @@ enum Command {
     Score(cmd::score::ScoreArgs),
     /// Evaluate a model on held-out patients of a curated dataset, by task, against a baseline.
     Eval(cmd::eval::EvalArgs),
+    /// Audit a model before release: memorization of planted canaries and of training examples.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
     Generate(cmd::generate::GenerateArgs),
     /// Look for PHI in a dataset or export: text fields, configs, tokenizer vocabulary, model card.
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args),
         Command::Score(args) => cmd::score::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Audit(command) => cmd::audit::run(command),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };

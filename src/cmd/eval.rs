@@ -5,6 +5,7 @@ use crate::progress::bar;
 use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
+use clintune_lineage::Manifest;
 use clintune_model::{Device, Llama, OnDevice, on_device};
 use clintune_validate::eval::{EvalReport, SplitScores, Subject, Subjects, manifest_of};
 use clintune_validate::summary::{ALL, Bootstrap};
@@ -89,33 +90,12 @@ impl OnDevice for Eval {
 
 fn eval<B: Backend>(a: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
     // Manifests first: a wrong directory fails before minutes of scoring.
-    let mut parents = Vec::new();
-    let mut subject = |dir: &Path| -> anyhow::Result<Subject> {
-        let manifest = manifest_of(dir)?;
-        let s = Subject::new(dir, manifest.as_ref());
-        if let Some(m) = manifest {
-            parents.push((m, dir.to_path_buf()));
-        }
-        Ok(s)
-    };
-    let subjects = Subjects {
-        model: subject(&a.model)?,
-        adapter: a.adapter.as_deref().map(&mut subject).transpose()?,
-        baseline: a.baseline.as_deref().map(&mut subject).transpose()?,
-        dataset: subject(&a.dataset)?,
-    };
-    match manifest_of(&a.dataset)? {
-        None => bail!(
-            "{} has no manifest.json: give a `clintune curate` output as --dataset",
-            a.dataset.display()
-        ),
-        Some(m) if m.stage != clintune_curate::pipeline::STAGE => bail!(
-            "{} is a `{}` output: give a `clintune curate` output as --dataset",
-            a.dataset.display(),
-            m.stage
-        ),
-        Some(_) => {}
-    }
+    let (subjects, parents) = subjects(
+        &a.model,
+        a.adapter.as_deref(),
+        a.baseline.as_deref(),
+        &a.dataset,
+    )?;
     let (config, model) = load::<B>(&a.model, a.adapter.as_deref(), device)?;
     let cfg = EvalConfig {
         split: a.split.clone(),
@@ -151,7 +131,46 @@ fn eval<B: Backend>(a: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load<B: Backend>(
+/// What a validation reads, each with its manifest id, and the manifests
+/// (with their directories) that become the report's parents. The dataset
+/// must be a `clintune curate` output.
+pub(super) fn subjects(
+    model: &Path,
+    adapter: Option<&Path>,
+    baseline: Option<&Path>,
+    dataset: &Path,
+) -> anyhow::Result<(Subjects, Vec<(Manifest, PathBuf)>)> {
+    match manifest_of(dataset)? {
+        None => bail!(
+            "{} has no manifest.json: give a `clintune curate` output as --dataset",
+            dataset.display()
+        ),
+        Some(m) if m.stage != clintune_curate::pipeline::STAGE => bail!(
+            "{} is a `{}` output: give a `clintune curate` output as --dataset",
+            dataset.display(),
+            m.stage
+        ),
+        Some(_) => {}
+    }
+    let mut parents = Vec::new();
+    let mut subject = |dir: &Path| -> anyhow::Result<Subject> {
+        let manifest = manifest_of(dir)?;
+        let s = Subject::new(dir, manifest.as_ref());
+        if let Some(m) = manifest {
+            parents.push((m, dir.to_path_buf()));
+        }
+        Ok(s)
+    };
+    let subjects = Subjects {
+        model: subject(model)?,
+        adapter: adapter.map(&mut subject).transpose()?,
+        baseline: baseline.map(&mut subject).transpose()?,
+        dataset: subject(dataset)?,
+    };
+    Ok((subjects, parents))
+}
+
+pub(super) fn load<B: Backend>(
     dir: &Path,
     adapter: Option<&Path>,
     device: &B::Device,

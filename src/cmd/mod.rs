@@ -11,6 +11,7 @@ macro_rules! summary {
     };
 }
 
+pub mod audit;
 pub mod bench;
 pub mod curate;
 pub mod deid;

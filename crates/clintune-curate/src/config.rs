@@ -2,6 +2,7 @@
 //!
 //! Parsed strictly: an unknown key is an error naming file, line and key.
 
+use crate::canary::AuditConfig;
 use crate::dedup::DedupConfig;
 use crate::error::CurateError;
 use crate::tasks::Task;
@@ -26,6 +27,10 @@ pub struct CurateConfig {
     pub tokenizer: TrainConfig,
     /// Output layout.
     pub output: OutputConfig,
+    /// Canaries planted for the memorization audit; off by default, and
+    /// then left out of the config hash.
+    #[serde(skip_serializing_if = "AuditConfig::is_off")]
+    pub audit: AuditConfig,
 }
 
 /// The example-building tasks.
@@ -247,6 +252,7 @@ impl CurateConfig {
                 format!("names an unknown task `{t}` (tasks: timeline, next-diagnosis, chat)"),
             ));
         }
+        self.audit.validate()?;
         self.tokenizer.validate()
     }
 

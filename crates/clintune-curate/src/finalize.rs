@@ -2,6 +2,7 @@
 //! dataset (split files, card, manifest) into a staged directory that already
 //! holds the tokenizer.
 
+use crate::canary::{self, CANARIES_FILE, Canary};
 use crate::card;
 use crate::config::CurateConfig;
 use crate::encode::Example;
@@ -10,9 +11,10 @@ use crate::pipeline::{STAGE, deduplicate, output_entry};
 use crate::schema::{SCHEMA_VERSION, SPLITS};
 use crate::stats::Tallies;
 use crate::store::{self, Layout};
-use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use clintune_core::hash::{file_digest, sha256_hex};
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
+use serde_json::json;
 use std::path::Path;
 
 /// File name of the dataset card.
@@ -38,6 +40,12 @@ pub fn write(
     mut ctx: Context<'_>,
 ) -> Result<Manifest, CurateError> {
     let mut kept = deduplicate(candidates, &ctx.config.dedup, &mut ctx.tallies)?;
+    // Planted after deduplication, which would keep one copy of each.
+    let canaries = canary::draw(&ctx.config.audit, &ctx.parent.id);
+    if !canaries.is_empty() {
+        let tokenizer = Tokenizer::load(dir)?;
+        kept.extend(canary::examples(&canaries, &tokenizer)?);
+    }
     kept.sort_by(|a, b| a.example_id.cmp(&b.example_id));
     let tokenizer_sha = file_sha(&dir.join(TOKENIZER_FILE))?;
     let dataset_id = dataset_id(&ctx.parent.id, &ctx.config.hash(), &tokenizer_sha);
@@ -70,16 +78,30 @@ pub fn write(
     for name in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
         outputs.push(output_entry(dir, name, None, "tokenizer")?);
     }
-    let manifest = manifest(ctx, outputs, &dataset_id, &tokenizer_sha);
+    if !canaries.is_empty() {
+        outputs.push(write_canaries(dir, &canaries)?);
+    }
+    let manifest = manifest(ctx, outputs, (&dataset_id, &tokenizer_sha), &canaries);
     manifest.write(dir)?;
     Ok(manifest)
+}
+
+/// `audit/canaries.json`, as an output of kind `audit`.
+fn write_canaries(dir: &Path, canaries: &[Canary]) -> Result<FileEntry, CurateError> {
+    let path = dir.join(CANARIES_FILE);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(CurateError::io(parent))?;
+    }
+    let text = clintune_core::json::to_pretty("the canaries", canaries);
+    clintune_core::staging::write_atomic(&path, text.as_bytes()).map_err(CurateError::io(&path))?;
+    output_entry(dir, CANARIES_FILE, Some(canaries.len() as u64), "audit")
 }
 
 fn manifest(
     ctx: Context<'_>,
     outputs: Vec<FileEntry>,
-    dataset_id: &str,
-    tokenizer_sha: &str,
+    (dataset_id, tokenizer_sha): (&str, &str),
+    canaries: &[Canary],
 ) -> Manifest {
     let mut b = ManifestBuilder::new(STAGE, ctx.config.hash())
         .config("dataset_id", dataset_id)
@@ -90,6 +112,14 @@ fn manifest(
             clintune_core::json::to_value("the curation config", ctx.config),
         )
         .parent(ctx.parent);
+    if !canaries.is_empty() {
+        // Hashes only: the secrets stay in the file the audit reads.
+        let public: Vec<_> = canaries
+            .iter()
+            .map(|c| json!({"id": c.id, "repeats": c.repeats, "sha256": c.sha256}))
+            .collect();
+        b = b.config("canaries", public);
+    }
     for entry in ctx.inputs {
         b = b.input(entry);
     }

@@ -50,15 +50,20 @@ pub fn read_labels(dir: &Path, split: &str) -> Result<Vec<ExampleLabel>, ReaderE
     Ok(labels)
 }
 
-/// The examples of `task` in `dir/split/`, with their tokens, in file order.
-pub fn read_examples(dir: &Path, split: &str, task: &str) -> Result<Vec<Example>, ReaderError> {
+/// The examples of `dir/split/` that `keep` accepts, with their tokens, in
+/// file order.
+pub fn read_examples(
+    dir: &Path,
+    split: &str,
+    keep: &dyn Fn(&ExampleLabel) -> bool,
+) -> Result<Vec<Example>, ReaderError> {
     let mut examples = Vec::new();
     let columns: Vec<&str> = LABELS.iter().chain(&TOKENS).copied().collect();
     for path in part_files(&dir.join(split), split)? {
         let path = path.as_path();
         read_part(path, &columns, &mut |batch, row| {
             let label = label(path, batch, row)?;
-            if label.task != task {
+            if !keep(&label) {
                 return Ok(());
             }
             let ids = list_column(path, batch, col::INPUT_IDS)?;

@@ -11,6 +11,7 @@
 //! resumable cursor through [`reader`].
 
 pub mod bytelevel;
+pub mod canary;
 pub mod card;
 pub mod config;
 pub mod dedup;

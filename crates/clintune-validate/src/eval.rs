@@ -98,7 +98,7 @@ pub fn evaluate<B: Backend>(
         .map(|l| (l.patient_key.as_str(), l.task.as_str()));
     let groups = group(&scores, pairs);
     let diagnoses = if cfg.generate && groups.contains_key(diagnosis::TASK) {
-        let examples = read_examples(dataset, &cfg.split, diagnosis::TASK)
+        let examples = read_examples(dataset, &cfg.split, &|l| l.task == diagnosis::TASK)
             .map_err(|e| EvalError::dataset(dataset, e))?;
         let tokenizer = Tokenizer::load(dataset).map_err(|e| EvalError::dataset(dataset, e))?;
         let mut report = |d, n| progress("generating", d, n);
@@ -299,24 +299,53 @@ pub fn write_report(
     report: &EvalReport,
     parents: &[(Manifest, PathBuf)],
 ) -> Result<Manifest, EvalError> {
-    let staging = StagingDir::new(out, force)?;
-    let file = staging.path().join(REPORT_FILE);
-    let text = clintune_core::json::to_pretty(REPORT_FILE, report);
-    std::fs::write(&file, text.as_bytes()).map_err(|e| EvalError::output(&file, e))?;
-    let config = clintune_core::json::to_value("the evaluation settings", &report.config);
-    let mut b = ManifestBuilder::new(STAGE, content_hash(&config)).config("eval", config);
-    for (manifest, dir) in parents {
-        b = b.parent(ParentRef::locate(manifest, dir, out));
-    }
-    let entry = FileEntry::from_file(&file, REPORT_FILE, None)
-        .map_err(|e| EvalError::output(&file, e))?
-        .with_kind("report");
     let all = report.tasks.get(crate::summary::ALL);
     let mut counts = Map::new();
     counts.insert("examples".into(), json!(all.map_or(0, |t| t.examples)));
     counts.insert("patients".into(), json!(all.map_or(0, |t| t.patients)));
     counts.insert("tokens".into(), json!(all.map_or(0, |t| t.tokens)));
-    let manifest = b.output(entry).counts(counts).finish();
+    let stage = Stage {
+        name: STAGE,
+        file: REPORT_FILE,
+        config: clintune_core::json::to_value("the evaluation settings", &report.config),
+        counts,
+    };
+    write_stage(out, force, &stage, report, parents)
+}
+
+/// A validation stage's output: one JSON report and its manifest.
+pub struct Stage {
+    /// The lineage stage (`eval`, `audit`).
+    pub name: &'static str,
+    /// The report's file name.
+    pub file: &'static str,
+    /// The settings, hashed into the manifest.
+    pub config: serde_json::Value,
+    /// The manifest's counts.
+    pub counts: Map<String, serde_json::Value>,
+}
+
+/// Writes `report` as `out/<stage.file>` with its manifest, atomically.
+pub fn write_stage(
+    out: &Path,
+    force: bool,
+    stage: &Stage,
+    report: &impl Serialize,
+    parents: &[(Manifest, PathBuf)],
+) -> Result<Manifest, EvalError> {
+    let staging = StagingDir::new(out, force)?;
+    let file = staging.path().join(stage.file);
+    let text = clintune_core::json::to_pretty(stage.file, report);
+    std::fs::write(&file, text.as_bytes()).map_err(|e| EvalError::output(&file, e))?;
+    let mut b = ManifestBuilder::new(stage.name, content_hash(&stage.config))
+        .config(stage.name, stage.config.clone());
+    for (manifest, dir) in parents {
+        b = b.parent(ParentRef::locate(manifest, dir, out));
+    }
+    let entry = FileEntry::from_file(&file, stage.file, None)
+        .map_err(|e| EvalError::output(&file, e))?
+        .with_kind("report");
+    let manifest = b.output(entry).counts(stage.counts.clone()).finish();
     manifest
         .write(staging.path())
         .map_err(|e| EvalError::output(staging.path(), e))?;

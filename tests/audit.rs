@@ -1,0 +1,171 @@
+//! `clintune audit memorization` end to end: canaries planted by curation,
+//! a model trained on them, and the same audit on the base that never saw
+//! them. The planted secret ranks first among its candidates only on the
+//! trained model.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const MODEL: &str = "tests/fixtures/llama/llama-gqa-rope3";
+const CANDIDATES: &str = "1000";
+
+/// The sample's chat traces curated with two canaries, planted once and 48
+/// times.
+fn curated_with_canaries(tmp: &Path) -> PathBuf {
+    let deid = deid_sample(tmp);
+    let config = tmp.join("curate.toml");
+    std::fs::write(
+        &config,
+        "[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n\
+         [audit]\ncanaries = 2\nrepeats = [1, 48]\n",
+    )
+    .unwrap();
+    let out = tmp.join("curated");
+    curate_ok(&[
+        "--input",
+        &s(&deid),
+        "--tokenizer",
+        MODEL,
+        "--config",
+        &s(&config),
+        "--out",
+        &s(&out),
+    ]);
+    out
+}
+
+/// A short full fine-tune of the fixture on `dataset`, exported.
+fn trained(tmp: &Path, dataset: &Path) -> PathBuf {
+    let recipe = tmp.join("recipe.toml");
+    let text = format!(
+        "[model]\nbase = \"{MODEL}\"\n[data]\ndataset = \"{}\"\nseq_len = 256\nmicro_batch = 2\n\
+         grad_accum = 2\n[method]\nkind = \"full\"\n[optimizer]\nlr = 5e-3\n[schedule]\n\
+         warmup_steps = 2\n[train]\nmax_steps = 60\ncheckpoint_every = 60\neval_every = 60\n\
+         output = \"{}\"\n",
+        s(dataset),
+        s(&tmp.join("run"))
+    );
+    std::fs::write(&recipe, text).unwrap();
+    ok(&clintune(&["train", "-q", &s(&recipe)], None));
+    let root = tmp.join("exports");
+    ok(&clintune(
+        &[
+            "export",
+            &s(&tmp.join("run")),
+            "--name",
+            "canary",
+            "--root",
+            &s(&root),
+        ],
+        None,
+    ));
+    root.join("canary/v1")
+}
+
+fn audit(model: &Path, dataset: &Path, out: &Path) -> Value {
+    ok(&clintune(
+        &[
+            "audit",
+            "memorization",
+            "--model",
+            &s(model),
+            "--dataset",
+            &s(dataset),
+            "--out",
+            &s(out),
+            "--candidates",
+            CANDIDATES,
+            "--extraction-examples",
+            "4",
+        ],
+        None,
+    ));
+    serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap()
+}
+
+fn exposure(report: &Value, id: &str) -> f64 {
+    let c = report["canaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id);
+    c.unwrap()["exposure"].as_f64().unwrap()
+}
+
+#[test]
+fn a_canary_trained_on_is_exposed_and_one_never_seen_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = curated_with_canaries(tmp.path());
+    // The secrets stay in the dataset's audit file; the manifest holds hashes.
+    let secrets: Value = serde_json::from_str(
+        &std::fs::read_to_string(dataset.join("audit/canaries.json")).unwrap(),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(dataset.join("manifest.json")).unwrap();
+    for c in secrets.as_array().unwrap() {
+        let secret = c["secret"].as_str().unwrap();
+        assert!(!manifest.contains(secret));
+        assert!(manifest.contains(c["sha256"].as_str().unwrap()));
+    }
+    let model = trained(tmp.path(), &dataset);
+    let after = audit(&model, &dataset, &tmp.path().join("audit-trained"));
+    let before = audit(Path::new(MODEL), &dataset, &tmp.path().join("audit-base"));
+    let max = (1001f64).log2();
+    let often = exposure(&after, "canary-01");
+    assert!(
+        (often - max).abs() < 1e-9,
+        "planted 48 times, ranked first: {often}"
+    );
+    let never = exposure(&before, "canary-01");
+    assert!(never < max - 3.0, "the base never saw it: {never}");
+    assert_eq!(
+        after["mean_exposure_by_repeats"]["48"].as_f64(),
+        Some(often)
+    );
+    for report in [&after, &before] {
+        let x = &report["extraction"];
+        assert_eq!(x["train"]["examples"].as_u64(), Some(4));
+        assert!(x["train"]["rate"].as_f64().unwrap() <= 1.0);
+        // The report names canaries by id and hash, never by secret.
+        let text = report.to_string();
+        for c in secrets.as_array().unwrap() {
+            assert!(!text.contains(c["secret"].as_str().unwrap()));
+        }
+    }
+    let m = read_manifest(&tmp.path().join("audit-trained"));
+    assert_eq!(m["stage"], "audit");
+    ok(&clintune(
+        &["lineage", "verify", &s(&tmp.path().join("audit-trained"))],
+        None,
+    ));
+}
+
+#[test]
+fn a_dataset_without_canaries_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = curated_sample(tmp.path(), MODEL);
+    let out = tmp.path().join("audit");
+    let o = clintune(
+        &[
+            "audit",
+            "memorization",
+            "--model",
+            MODEL,
+            "--dataset",
+            &s(&dataset),
+            "--out",
+            &s(&out),
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no canaries") && err.contains("[audit] canaries"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
