@@ -62,6 +62,8 @@ enum Command {
     /// Audit a model before release: memorization of planted canaries and of training examples.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Release an export: lineage, PHI scan, eval and memorization checks, then a signed approval.
+    Release(cmd::release::ReleaseArgs),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
     Generate(cmd::generate::GenerateArgs),
     /// Look for PHI in a dataset or export: text fields, configs, tokenizer vocabulary, model card.
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Score(args) => cmd::score::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::Release(args) => cmd::release::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };

@@ -23,6 +23,7 @@ pub mod keygen;
 pub mod lineage;
 pub mod orchestrator;
 pub mod recipe;
+pub mod release;
 pub mod run;
 pub mod scan;
 pub mod score;

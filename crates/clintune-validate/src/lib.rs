@@ -10,6 +10,7 @@
 pub mod diagnosis;
 pub mod error;
 pub mod eval;
+pub mod gate;
 pub mod memorization;
 pub mod score;
 pub mod summary;
