@@ -64,6 +64,8 @@ enum Command {
     Audit(cmd::audit::AuditCommand),
     /// Release an export: lineage, PHI scan, eval and memorization checks, then a signed approval.
     Release(cmd::release::ReleaseArgs),
+    /// Write the governance page of an export: lineage, counts, curves, eval, audit, scan, release.
+    Report(cmd::report::ReportArgs),
     /// Continue a prompt with a model (and LoRA adapter): greedy or sampled, streamed.
     Generate(cmd::generate::GenerateArgs),
     /// Look for PHI in a dataset or export: text fields, configs, tokenizer vocabulary, model card.
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Audit(command) => cmd::audit::run(command),
         Command::Release(args) => cmd::release::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
     };

@@ -209,6 +209,8 @@ fn release_refuses_each_failure_and_records_an_approval_that_verifies() {
     assert_eq!(manifest["parents"].as_array().unwrap().len(), 3);
     ok(&clintune(&["lineage", "verify", &s(&out)], None));
 
+    report_holds_every_section(&set, &out, tmp.path());
+
     // An approval is never overwritten.
     let again = release(&set, &set.export, &lenient, &out);
     assert!(!again.status.success());
@@ -222,4 +224,80 @@ fn release_refuses_each_failure_and_records_an_approval_that_verifies() {
     let o = clintune(&["lineage", "verify", &s(&out)], None);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("release.json"));
+}
+
+/// The governance page: every section, nothing fetched, and it renders in
+/// a real browser where one is installed.
+fn report_holds_every_section(set: &Setup, approval: &Path, tmp: &Path) {
+    let page = tmp.join("report.html");
+    ok(&clintune(
+        &[
+            "report",
+            &s(&set.export),
+            "--release",
+            &s(approval),
+            "--out",
+            &s(&page),
+        ],
+        None,
+    ));
+    let html = std::fs::read_to_string(&page).unwrap();
+    for section in [
+        "Release status",
+        "Approved by A. Reviewer",
+        "Lineage",
+        "De-identification",
+        "Dataset",
+        "Training",
+        "Evaluation",
+        "Memorization audit",
+        "canary-01",
+        "PHI scan of the export",
+    ] {
+        assert!(html.contains(section), "missing {section}");
+    }
+    for stage in ["deid", "curate", "train", "export", "release"] {
+        assert!(
+            html.contains(&format!(">{stage}</text>")),
+            "chain box {stage}"
+        );
+    }
+    assert!(html.contains("<polyline"), "loss curve");
+    for external in ["http:", "https:", "src=", "<link", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the page fetches nothing: {external}"
+        );
+    }
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("skipped: no Chromium here to render the report");
+        return;
+    };
+    let shot = tmp.join("report.png");
+    let o = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1100,3000",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
 }

@@ -24,6 +24,7 @@ pub mod lineage;
 pub mod orchestrator;
 pub mod recipe;
 pub mod release;
+pub mod report;
 pub mod run;
 pub mod scan;
 pub mod score;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod gate;
 pub mod memorization;
+pub mod report;
 pub mod score;
 pub mod summary;
 
