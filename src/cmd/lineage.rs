@@ -17,9 +17,16 @@ pub enum LineageCommand {
         format: Format,
     },
     /// Recompute every hash along the chain; fail on the first mismatch, naming the file.
+    ///
+    /// Parents that are not on this machine (an export copied to another
+    /// site) are listed as not available here, by id; the directory's own
+    /// files and manifest are still checked.
     Verify {
         /// A stage's output directory (holding manifest.json).
         dir: PathBuf,
+        /// Fail when a parent is not on disk instead of listing it.
+        #[arg(long)]
+        require_parents: bool,
     },
 }
 
@@ -47,8 +54,12 @@ pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
             };
             std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
         }
-        LineageCommand::Verify { dir } => {
-            let r = clintune_lineage::verify_chain(&dir)
+        LineageCommand::Verify {
+            dir,
+            require_parents,
+        } => {
+            let opts = clintune_lineage::VerifyOptions { require_parents };
+            let r = clintune_lineage::verify_chain_with(&dir, opts)
                 .with_context(|| format!("lineage verification of {} failed", dir.display()))?;
             let built_in = match r.inputs_built_in {
                 0 => String::new(),
@@ -60,6 +71,11 @@ pub fn run(cmd: LineageCommand) -> anyhow::Result<()> {
                 r.files_checked,
                 r.inputs_not_found
             );
+            for (stage, id) in &r.parents_not_here {
+                summary!(
+                    "not available here: parent {stage} {id} (its id is recorded; verify it where it is)"
+                );
+            }
         }
     }
     Ok(())

@@ -15,4 +15,4 @@ pub mod verify;
 
 pub use chain::ChainError;
 pub use manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestBuilder, ParentRef, ToolInfo};
-pub use verify::{VerifyError, VerifyReport, verify_chain};
+pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_chain, verify_chain_with};

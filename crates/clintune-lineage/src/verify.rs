@@ -17,6 +17,18 @@ pub struct VerifyReport {
     /// Inputs compiled into clintune (the default policy): identified by
     /// hash, with no file to check.
     pub inputs_built_in: usize,
+    /// Parents referenced but not on this machine (an export copied
+    /// elsewhere), as `(stage, id)`: their ids are recorded, their content
+    /// cannot be checked here.
+    pub parents_not_here: Vec<(String, String)>,
+}
+
+/// How strict a verification is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// A parent that is not on disk fails the verification instead of being
+    /// reported as not available here.
+    pub require_parents: bool,
 }
 
 /// The first mismatch found.
@@ -74,6 +86,20 @@ pub enum VerifyError {
         /// The id found.
         actual: String,
     },
+    /// A parent is not on disk and `require_parents` was asked for.
+    #[error(
+        "{child}: parent {stage} {id} is not available here ({path}); verifying without --require-parents checks what is here"
+    )]
+    ParentMissing {
+        /// The referencing manifest.
+        child: PathBuf,
+        /// The parent's stage.
+        stage: String,
+        /// The parent's id.
+        id: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// An I/O error while hashing.
     #[error("{path}: {err}")]
     Io {
@@ -87,17 +113,34 @@ pub enum VerifyError {
 /// Verifies the manifest in `dir`, its outputs, the inputs still on disk, and
 /// every parent manifest reachable on disk, recursively; stops at the first mismatch.
 pub fn verify_chain(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    verify_chain_with(dir, VerifyOptions::default())
+}
+
+/// [`verify_chain`] with options.
+pub fn verify_chain_with(dir: &Path, opts: VerifyOptions) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport::default();
-    verify_dir(dir, None, &mut Ancestry::default(), &mut report)?;
+    let mut walk = Walk {
+        path: Ancestry::default(),
+        report: &mut report,
+        opts,
+    };
+    verify_dir(dir, None, &mut walk)?;
     Ok(report)
+}
+
+/// The state of one verification.
+struct Walk<'a> {
+    path: Ancestry,
+    report: &'a mut VerifyReport,
+    opts: VerifyOptions,
 }
 
 fn verify_dir(
     dir: &Path,
     expected: Option<(&str, &Path)>,
-    path: &mut Ancestry,
-    report: &mut VerifyReport,
+    walk: &mut Walk<'_>,
 ) -> Result<(), VerifyError> {
+    let (path, report) = (&mut walk.path, &mut *walk.report);
     path.enter(dir)?;
     let manifest = Manifest::read(dir)?;
     let manifest_path = dir.join(MANIFEST_FILE);
@@ -140,15 +183,22 @@ fn verify_dir(
     for parent in &manifest.parents {
         let parent_dir = resolve(dir, &parent.path);
         if parent_dir.join(MANIFEST_FILE).is_file() {
-            verify_dir(
-                &parent_dir,
-                Some((&parent.id, &manifest_path)),
-                path,
-                report,
-            )?;
+            verify_dir(&parent_dir, Some((&parent.id, &manifest_path)), walk)?;
+        } else if walk.opts.require_parents {
+            return Err(VerifyError::ParentMissing {
+                child: manifest_path,
+                stage: parent.stage.clone(),
+                id: parent.id.clone(),
+                path: parent_dir,
+            });
+        } else {
+            let entry = (parent.stage.clone(), parent.id.clone());
+            if !walk.report.parents_not_here.contains(&entry) {
+                walk.report.parents_not_here.push(entry);
+            }
         }
     }
-    path.leave();
+    walk.path.leave();
     Ok(())
 }
 

@@ -213,8 +213,10 @@ fn already_recorded(summary: &RunSummary) -> bool {
         .is_some_and(|steps| steps == summary.steps)
 }
 
-/// The run's manifest: parent the dataset, inputs the recipe and the base
-/// model's files, outputs the final checkpoint and the metrics.
+/// The run's manifest: parent the dataset (and the base model, when it is a
+/// clintune export or run with a manifest of its own: a partner's run on an
+/// institution's released model keeps both branches), inputs the recipe and
+/// the base model's files, outputs the final checkpoint and the metrics.
 fn write_manifest(
     recipe: &Recipe,
     recipe_path: &Path,
@@ -229,6 +231,14 @@ fn write_manifest(
         .config("base_model", absolute_path(&recipe.model.base))
         .config("recipe", recorded_recipe(recipe))
         .input(entry(recipe_path, absolute_path(recipe_path), "recipe")?);
+    let base = &recipe.model.base;
+    if base
+        .join(clintune_lineage::manifest::MANIFEST_FILE)
+        .is_file()
+    {
+        let manifest = Manifest::read(base).map_err(|e| TrainError::model(base, e))?;
+        b = b.parent(ParentRef::locate(&manifest, base, run_dir));
+    }
     for file in base_model_files(&recipe.model.base)? {
         b = b.input(entry(&file, absolute_path(&file), "base-model")?);
     }
