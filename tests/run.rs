@@ -94,3 +94,71 @@ root = "{root}"
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("1/6"));
 }
+
+/// With `[validate]`, the export is evaluated against its base, audited for
+/// the canaries curation planted, and described in a report beside it.
+#[test]
+fn the_pipeline_validates_what_it_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| s(&tmp.path().join(name));
+    let recipe = tmp.path().join("pipeline.toml");
+    let text = format!(
+        r#"[deid]
+input = ["{sample}"]
+out = "{deid}"
+[curate.tokenizer]
+vocab_size = 1024
+[curate.audit]
+canaries = 2
+[model]
+base = "{base}"
+[model.init]
+layers = 1
+hidden = 64
+heads = 4
+kv_heads = 2
+max_positions = 256
+[data]
+dataset = "{data}"
+seq_len = 256
+micro_batch = 2
+[method]
+kind = "full"
+[train]
+max_steps = 2
+eval_batches = 1
+output = "{run}"
+[export]
+name = "pipeline"
+root = "{root}"
+[validate]
+candidates = 100
+"#,
+        sample = s(&common::sample()),
+        deid = t("deid"),
+        base = t("base"),
+        data = t("curated"),
+        run = t("run"),
+        root = t("checkpoints"),
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for stage in ["6/9 verify", "7/9 evaluate", "8/9 audit", "9/9 report"] {
+        assert!(err.contains(stage), "{stage} missing:\n{err}");
+    }
+    let v1 = tmp.path().join("checkpoints/pipeline/v1");
+    let eval = read_manifest(&tmp.path().join("checkpoints/pipeline/v1-eval"));
+    assert_eq!(eval["parents"][0]["id"], read_manifest(&v1)["id"]);
+    let audit = tmp.path().join("checkpoints/pipeline/v1-audit/audit.json");
+    let audit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(audit).unwrap()).unwrap();
+    assert_eq!(audit["canaries"].as_array().unwrap().len(), 2);
+    let page =
+        std::fs::read_to_string(tmp.path().join("checkpoints/pipeline/v1-report.html")).unwrap();
+    assert!(page.contains("Memorization audit") && page.contains("Evaluation"));
+    // The validation settings do not change what is trained.
+    let run = read_manifest(&tmp.path().join("run"));
+    assert!(run["config"]["recipe"].get("validate").is_none());
+}

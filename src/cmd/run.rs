@@ -26,7 +26,10 @@ use std::time::Instant;
     the recipe and the curated data are unchanged. Otherwise the earlier run directory is\n\
     moved to <train.output>.previous and training starts over. With [model.init] the base\n\
     model is the pipeline's own: it is made again (the old one kept as <model.base>.previous)\n\
-    when the data's tokenizer changes.")]
+    when the data's tokenizer changes.\n\n\
+    With a [validate] table (`split` = \"test\", `candidates` = 10000) the export is then\n\
+    evaluated against model.base (vN-eval/), audited for memorization when [curate.audit]\n\
+    planted canaries (vN-audit/), and described in vN-report.html, all beside the export.")]
 pub struct RunArgs {
     /// The pipeline recipe (TOML).
     #[arg(value_name = "RECIPE")]
@@ -67,11 +70,37 @@ fn default_dtype() -> String {
     "bf16".into()
 }
 
+/// `[validate]` of a pipeline recipe: the export is evaluated against its
+/// base, audited for memorization when the data has canaries, and a report
+/// is written beside it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateStage {
+    #[serde(default = "default_split")]
+    split: String,
+    #[serde(default = "default_candidates")]
+    candidates: usize,
+}
+
+fn default_split() -> String {
+    "test".into()
+}
+
+fn default_candidates() -> usize {
+    10_000
+}
+
 /// Runs `clintune run`.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let recipe = Recipe::load(&a.recipe)?;
     let deid: DeidStage = table(&recipe.deid, "deid", &a.recipe)?;
     let export: ExportStage = table(&recipe.export, "export", &a.recipe)?;
+    let validate: Option<ValidateStage> = match &recipe.validate {
+        Some(_) => Some(table(&recipe.validate, "validate", &a.recipe)?),
+        None => None,
+    };
+    let stages = if validate.is_some() { 9 } else { 6 };
+    let step = |n: usize, what: &str| format!("{n}/{stages} {what}");
     let started = Instant::now();
     let recipe_arg = a.recipe.display().to_string();
     let mut args = vec![
@@ -89,7 +118,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if let Some(key) = &a.key_file {
         args.extend(["--key-file".into(), path(key)]);
     }
-    stage("1/6 de-identify", &args)?;
+    stage(&step(1, "de-identify"), &args)?;
     let base = &recipe.model.base;
     let dataset = &recipe.data.dataset;
     // A base that [model.init] describes, or that the first run creates, is
@@ -108,7 +137,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if !own_base {
         curate.extend(["--tokenizer".into(), path(base)]);
     }
-    stage("2/6 curate", &curate)?;
+    stage(&step(2, "curate"), &curate)?;
     if own_base
         && base.join("config.json").is_file()
         && clintune_train::trainer::check_tokenizer(&recipe).is_err()
@@ -130,7 +159,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         for (key, value) in recipe.model.init.iter().flatten() {
             init.extend([format!("--{}", key.replace('_', "-")), toml_arg(value)]);
         }
-        stage("3/6 initialise the base model", &init)?;
+        stage(&step(3, "initialise the base model"), &init)?;
     }
     let run_dir = &recipe.train.output;
     match same_run(&recipe) {
@@ -142,7 +171,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("checking the run to continue"),
     }
     stage(
-        "4/6 train",
+        &step(4, "train"),
         &["train".into(), recipe_arg, "--resume".into()],
     )?;
     let exported = vec![
@@ -155,12 +184,15 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         "--dtype".into(),
         export.dtype.clone(),
     ];
-    stage("5/6 export", &exported)?;
+    stage(&step(5, "export"), &exported)?;
     let version = latest_version(&export.root.join(&export.name))?;
     stage(
-        "6/6 verify",
+        &step(6, "verify"),
         &["export".into(), "verify".into(), path(&version)],
     )?;
+    if let Some(v) = &validate {
+        validate_export(v, &version, &recipe, &step)?;
+    }
     tracing::info!(
         "done in {:.0} s: de-identified {} → curated {} → trained {} → exported {}",
         started.elapsed().as_secs_f64(),
@@ -170,6 +202,68 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         version.display()
     );
     Ok(())
+}
+
+/// Evaluates `version` against the recipe's base, audits it when the data
+/// has canaries, and writes `vN-report.html` beside it; outputs go to
+/// `vN-eval` and `vN-audit`.
+fn validate_export(
+    v: &ValidateStage,
+    version: &Path,
+    recipe: &Recipe,
+    step: &dyn Fn(usize, &str) -> String,
+) -> anyhow::Result<()> {
+    let beside = |suffix: &str| {
+        let name = version
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        version.with_file_name(format!("{}-{suffix}", name.unwrap_or_default()))
+    };
+    let (eval, audit, report) = (beside("eval"), beside("audit"), beside("report.html"));
+    let dataset = &recipe.data.dataset;
+    let evaluate = vec![
+        "eval".into(),
+        "--model".into(),
+        path(version),
+        "--dataset".into(),
+        path(dataset),
+        "--baseline".into(),
+        path(&recipe.model.base),
+        "--split".into(),
+        v.split.clone(),
+        "--out".into(),
+        path(&eval),
+        "--force".into(),
+    ];
+    stage(&step(7, "evaluate against the base"), &evaluate)?;
+    let canaries = dataset
+        .join(clintune_curate::canary::CANARIES_FILE)
+        .is_file();
+    let mut shown = vec!["report".into(), path(version), "--eval".into(), path(&eval)];
+    if canaries {
+        let audited = vec![
+            "audit".into(),
+            "memorization".into(),
+            "--model".into(),
+            path(version),
+            "--dataset".into(),
+            path(dataset),
+            "--candidates".into(),
+            v.candidates.to_string(),
+            "--out".into(),
+            path(&audit),
+            "--force".into(),
+        ];
+        stage(&step(8, "audit memorization"), &audited)?;
+        shown.extend(["--audit".into(), path(&audit)]);
+    } else {
+        tracing::info!(
+            "{}: skipped, the data has no canaries ([curate.audit] canaries)",
+            step(8, "audit memorization")
+        );
+    }
+    shown.extend(["--out".into(), path(&report)]);
+    stage(&step(9, "report"), &shown)
 }
 
 fn table<T: for<'de> Deserialize<'de>>(

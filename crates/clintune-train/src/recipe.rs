@@ -49,6 +49,10 @@ pub struct Recipe {
     /// Export settings, for `clintune run` (read by that stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<toml::Table>,
+    /// Validation settings, for `clintune run` (read by that stage). Left
+    /// out of the recipe's hash: they do not change what is trained.
+    #[serde(default, skip_serializing)]
+    pub validate: Option<toml::Table>,
 }
 
 /// `[model]`.
