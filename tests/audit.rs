@@ -7,63 +7,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MODEL: &str = "tests/fixtures/llama/llama-gqa-rope3";
 const CANDIDATES: &str = "1000";
-
-/// The sample's chat traces curated with two canaries, planted once and 48
-/// times.
-fn curated_with_canaries(tmp: &Path) -> PathBuf {
-    let deid = deid_sample(tmp);
-    let config = tmp.join("curate.toml");
-    std::fs::write(
-        &config,
-        "[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n\
-         [audit]\ncanaries = 2\nrepeats = [1, 48]\n",
-    )
-    .unwrap();
-    let out = tmp.join("curated");
-    curate_ok(&[
-        "--input",
-        &s(&deid),
-        "--tokenizer",
-        MODEL,
-        "--config",
-        &s(&config),
-        "--out",
-        &s(&out),
-    ]);
-    out
-}
-
-/// A short full fine-tune of the fixture on `dataset`, exported.
-fn trained(tmp: &Path, dataset: &Path) -> PathBuf {
-    let recipe = tmp.join("recipe.toml");
-    let text = format!(
-        "[model]\nbase = \"{MODEL}\"\n[data]\ndataset = \"{}\"\nseq_len = 256\nmicro_batch = 2\n\
-         grad_accum = 2\n[method]\nkind = \"full\"\n[optimizer]\nlr = 5e-3\n[schedule]\n\
-         warmup_steps = 2\n[train]\nmax_steps = 60\ncheckpoint_every = 60\neval_every = 60\n\
-         output = \"{}\"\n",
-        s(dataset),
-        s(&tmp.join("run"))
-    );
-    std::fs::write(&recipe, text).unwrap();
-    ok(&clintune(&["train", "-q", &s(&recipe)], None));
-    let root = tmp.join("exports");
-    ok(&clintune(
-        &[
-            "export",
-            &s(&tmp.join("run")),
-            "--name",
-            "canary",
-            "--root",
-            &s(&root),
-        ],
-        None,
-    ));
-    root.join("canary/v1")
-}
 
 fn audit(model: &Path, dataset: &Path, out: &Path) -> Value {
     ok(&clintune(
@@ -98,7 +45,7 @@ fn exposure(report: &Value, id: &str) -> f64 {
 #[test]
 fn a_canary_trained_on_is_exposed_and_one_never_seen_is_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let dataset = curated_with_canaries(tmp.path());
+    let dataset = curated_with_canaries(tmp.path(), MODEL);
     // The secrets stay in the dataset's audit file; the manifest holds hashes.
     let secrets: Value = serde_json::from_str(
         &std::fs::read_to_string(dataset.join("audit/canaries.json")).unwrap(),
@@ -110,7 +57,7 @@ fn a_canary_trained_on_is_exposed_and_one_never_seen_is_not() {
         assert!(!manifest.contains(secret));
         assert!(manifest.contains(c["sha256"].as_str().unwrap()));
     }
-    let model = trained(tmp.path(), &dataset);
+    let model = trained_and_exported(tmp.path(), MODEL, &dataset, "canary");
     let after = audit(&model, &dataset, &tmp.path().join("audit-trained"));
     let before = audit(Path::new(MODEL), &dataset, &tmp.path().join("audit-base"));
     let max = (1001f64).log2();

@@ -19,49 +19,8 @@ struct Setup {
 /// The sample's chat traces with two canaries, a short full fine-tune of
 /// the fixture on them, exported, evaluated against the fixture, audited.
 fn setup(tmp: &Path) -> Setup {
-    let deid = deid_sample(tmp);
-    let config = tmp.join("curate.toml");
-    std::fs::write(
-        &config,
-        "[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n\
-         [audit]\ncanaries = 2\nrepeats = [1, 48]\n",
-    )
-    .unwrap();
-    let data = tmp.join("curated");
-    curate_ok(&[
-        "--input",
-        &s(&deid),
-        "--tokenizer",
-        MODEL,
-        "--config",
-        &s(&config),
-        "--out",
-        &s(&data),
-    ]);
-    let recipe = tmp.join("recipe.toml");
-    let text = format!(
-        "[model]\nbase = \"{MODEL}\"\n[data]\ndataset = \"{}\"\nseq_len = 256\nmicro_batch = 2\n\
-         grad_accum = 2\n[method]\nkind = \"full\"\n[optimizer]\nlr = 5e-3\n[schedule]\n\
-         warmup_steps = 2\n[train]\nmax_steps = 60\ncheckpoint_every = 60\neval_every = 60\n\
-         output = \"{}\"\n",
-        s(&data),
-        s(&tmp.join("run"))
-    );
-    std::fs::write(&recipe, text).unwrap();
-    ok(&clintune(&["train", "-q", &s(&recipe)], None));
-    let root = tmp.join("exports");
-    ok(&clintune(
-        &[
-            "export",
-            &s(&tmp.join("run")),
-            "--name",
-            "site",
-            "--root",
-            &s(&root),
-        ],
-        None,
-    ));
-    let export = root.join("site/v1");
+    let data = curated_with_canaries(tmp, MODEL);
+    let export = trained_and_exported(tmp, MODEL, &data, "site");
     let eval = tmp.join("eval");
     ok(&clintune(
         &[

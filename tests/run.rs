@@ -5,14 +5,14 @@ mod common;
 
 use common::*;
 
-#[test]
-fn the_pipeline_runs_end_to_end_and_verifies() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = |name: &str| s(&tmp.path().join(name));
-    // A copy of the sample, changed below.
-    let sample = tmp.path().join("sample");
-    copy_dir(&common::sample(), &sample);
-    let recipe = tmp.path().join("pipeline.toml");
+/// A pipeline recipe in `dir` on the records in `sample`: a one-layer model,
+/// two training steps; `extra` tables appended.
+fn pipeline_recipe(
+    dir: &std::path::Path,
+    sample: &std::path::Path,
+    extra: &str,
+) -> std::path::PathBuf {
+    let t = |name: &str| s(&dir.join(name));
     let text = format!(
         r#"[deid]
 input = ["{sample}"]
@@ -38,15 +38,27 @@ output = "{run}"
 [export]
 name = "pipeline"
 root = "{root}"
-"#,
-        sample = t("sample"),
+{extra}"#,
+        sample = s(sample),
         deid = t("deid"),
         base = t("base"),
         data = t("curated"),
         run = t("run"),
         root = t("checkpoints"),
     );
+    let recipe = dir.join("pipeline.toml");
     std::fs::write(&recipe, text).unwrap();
+    recipe
+}
+
+#[test]
+fn the_pipeline_runs_end_to_end_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| s(&tmp.path().join(name));
+    // A copy of the sample, changed below.
+    let sample = tmp.path().join("sample");
+    copy_dir(&common::sample(), &sample);
+    let recipe = pipeline_recipe(tmp.path(), &sample, "");
     let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
@@ -100,48 +112,9 @@ root = "{root}"
 #[test]
 fn the_pipeline_validates_what_it_exports() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = |name: &str| s(&tmp.path().join(name));
-    let recipe = tmp.path().join("pipeline.toml");
-    let text = format!(
-        r#"[deid]
-input = ["{sample}"]
-out = "{deid}"
-[curate.tokenizer]
-vocab_size = 1024
-[curate.audit]
-canaries = 2
-[model]
-base = "{base}"
-[model.init]
-layers = 1
-hidden = 64
-heads = 4
-kv_heads = 2
-max_positions = 256
-[data]
-dataset = "{data}"
-seq_len = 256
-micro_batch = 2
-[method]
-kind = "full"
-[train]
-max_steps = 2
-eval_batches = 1
-output = "{run}"
-[export]
-name = "pipeline"
-root = "{root}"
-[validate]
-candidates = 100
-"#,
-        sample = s(&common::sample()),
-        deid = t("deid"),
-        base = t("base"),
-        data = t("curated"),
-        run = t("run"),
-        root = t("checkpoints"),
-    );
-    std::fs::write(&recipe, text).unwrap();
+    let extra =
+        "[curate.audit]\ncanaries = 2\n[method]\nkind = \"full\"\n[validate]\ncandidates = 100\n";
+    let recipe = pipeline_recipe(tmp.path(), &common::sample(), extra);
     let o = clintune(&["run", &s(&recipe)], Some(KEY_A));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");

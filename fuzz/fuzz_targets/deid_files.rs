@@ -9,39 +9,17 @@
 use clintune_deid::audit::Audit;
 use clintune_deid::input::route::{RouteOptions, Spill, route_all};
 use clintune_deid::input::{InputFile, detect};
-use clintune_deid::policy::LoadedPolicy;
 use clintune_deid::process::{ProcessOptions, process_partition};
-use clintune_deid::pseudonym::Pseudonymizer;
-use clintune_deid::resource::Deidentifier;
-use clintune_deid::scrub::Scrubber;
 use clintune_deid::DeidError;
 use clintune_core::progress::Silent;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::OnceLock;
 
-struct Setup {
-    policy: LoadedPolicy,
-    scrubber: Scrubber,
-    pseudonymizer: Pseudonymizer,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let policy = clintune_fuzz::builtin_policy();
-        Setup {
-            scrubber: policy.scrubber().expect("scrubber"),
-            policy,
-            pseudonymizer: clintune_fuzz::pseudonymizer(),
-        }
-    })
-}
 
 /// Rows written and records counted as invalid.
 fn deidentify(input: &InputFile, skip_invalid: bool) -> Result<(usize, u64), DeidError> {
-    let s = setup();
+    let s = clintune_fuzz::Deid::get();
     let work = clintune_fuzz::temp_dir().join("work");
     let _ = std::fs::remove_dir_all(&work);
     // Two partitions: patients are split across work files as in a real run.
@@ -50,13 +28,7 @@ fn deidentify(input: &InputFile, skip_invalid: bool) -> Result<(usize, u64), Dei
     let opts = RouteOptions { skip_invalid };
     let (mut audit, _) = route_all(inputs, &s.policy.policy, &spill, opts, &Silent)?;
     let path_words = BTreeSet::new();
-    let d = Deidentifier {
-        policy: &s.policy.policy,
-        scrubber: &s.scrubber,
-        pseudonymizer: &s.pseudonymizer,
-        as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
-        path_words: &path_words,
-    };
+    let d = s.deidentifier(&path_words);
     let mut rows = 0;
     for part in spill.finish()? {
         let p = process_partition(&d, &part, inputs, ProcessOptions { skip_invalid })?;

@@ -6,46 +6,20 @@
 
 use clintune_deid::audit::Audit;
 use clintune_deid::identity::KnownIdentifiers;
-use clintune_deid::policy::LoadedPolicy;
-use clintune_deid::pseudonym::Pseudonymizer;
-use clintune_deid::resource::{Applier, Deidentifier, Location, PatientCtx};
-use clintune_deid::scrub::{KnownMatcher, Scrubber};
+use clintune_deid::resource::{Applier, Location, PatientCtx};
+use clintune_deid::scrub::KnownMatcher;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
-struct Setup {
-    policy: LoadedPolicy,
-    scrubber: Scrubber,
-    pseudonymizer: Pseudonymizer,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let policy = clintune_fuzz::builtin_policy();
-        Setup {
-            scrubber: policy.scrubber().expect("scrubber"),
-            policy,
-            pseudonymizer: clintune_fuzz::pseudonymizer(),
-        }
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let s = setup();
+    let s = clintune_fuzz::Deid::get();
     let path_words = BTreeSet::new();
-    let d = Deidentifier {
-        policy: &s.policy.policy,
-        scrubber: &s.scrubber,
-        pseudonymizer: &s.pseudonymizer,
-        as_of: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
-        path_words: &path_words,
-    };
+    let d = s.deidentifier(&path_words);
     let known = KnownIdentifiers::from_patient(&value);
     let p = PatientCtx {
         patient_key: "p".into(),

@@ -252,3 +252,52 @@ pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// The sample's chat traces curated into `dir/curated` with `model`'s
+/// tokenizer and two canaries, planted once and 48 times.
+pub fn curated_with_canaries(dir: &Path, model: &str) -> PathBuf {
+    let deid = deid_sample(dir);
+    let config = dir.join("curate-canaries.toml");
+    std::fs::write(
+        &config,
+        "[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n\
+         [audit]\ncanaries = 2\nrepeats = [1, 48]\n",
+    )
+    .unwrap();
+    let out = dir.join("curated");
+    curate_ok(&[
+        "--input",
+        &s(&deid),
+        "--tokenizer",
+        model,
+        "--config",
+        &s(&config),
+        "--out",
+        &s(&out),
+    ]);
+    out
+}
+
+/// A short full fine-tune of `model` on `dataset` (60 steps at lr 5e-3:
+/// enough for the fixture to memorize a canary planted 48 times), exported
+/// as `dir/exports/NAME/v1`.
+pub fn trained_and_exported(dir: &Path, model: &str, dataset: &Path, name: &str) -> PathBuf {
+    let recipe = dir.join(format!("{name}.toml"));
+    let run = dir.join(format!("run-{name}"));
+    let text = format!(
+        "[model]\nbase = \"{model}\"\n[data]\ndataset = \"{}\"\nseq_len = 256\nmicro_batch = 2\n\
+         grad_accum = 2\n[method]\nkind = \"full\"\n[optimizer]\nlr = 5e-3\n[schedule]\n\
+         warmup_steps = 2\n[train]\nmax_steps = 60\ncheckpoint_every = 60\neval_every = 60\n\
+         output = \"{}\"\n",
+        s(dataset),
+        s(&run)
+    );
+    std::fs::write(&recipe, text).unwrap();
+    ok(&clintune(&["train", "-q", &s(&recipe)], None));
+    let root = dir.join("exports");
+    ok(&clintune(
+        &["export", &s(&run), "--name", name, "--root", &s(&root)],
+        None,
+    ));
+    root.join(name).join("v1")
+}
