@@ -110,6 +110,12 @@ fn eval<B: Backend>(a: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
         generate: !a.no_generate,
     };
     let context = config.max_position_embeddings;
+    if cfg.seq_len > context {
+        bail!(
+            "--seq-len {} is longer than the model's context ({context} positions)",
+            cfg.seq_len
+        );
+    }
     let scores = score(&model, context, &a.dataset, &cfg, "model")?;
     drop(model);
     let baseline = match &a.baseline {
