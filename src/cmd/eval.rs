@@ -90,12 +90,17 @@ impl OnDevice for Eval {
 
 fn eval<B: Backend>(a: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
     // Manifests first: a wrong directory fails before minutes of scoring.
-    let (subjects, parents) = subjects(
+    let (subjects, mut parents) = subjects(
         &a.model,
         a.adapter.as_deref(),
         a.baseline.as_deref(),
         &a.dataset,
     )?;
+    if let Some(dir) = &a.baseline_adapter
+        && let Some(m) = manifest_of(dir)?
+    {
+        parents.push((m, dir.clone()));
+    }
     let (config, model) = load::<B>(&a.model, a.adapter.as_deref(), device)?;
     let cfg = EvalConfig {
         split: a.split.clone(),
