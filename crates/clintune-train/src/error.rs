@@ -46,9 +46,12 @@ pub enum TrainError {
     /// TensorBoard events could not be written.
     #[error(transparent)]
     Tensorboard(#[from] crate::tensorboard::TensorboardError),
-    /// Workers could not exchange gradients, or do not agree on the run.
+    /// Workers could not exchange gradients.
     #[error("{0}")]
     Collective(#[source] Cause),
+    /// The workers exchanged where they start, and do not agree.
+    #[error("{0}")]
+    Disagreement(String),
     /// Something the recipe asks for is not available in this build or
     /// on this machine.
     #[error("{0}")]

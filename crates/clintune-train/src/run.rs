@@ -163,7 +163,18 @@ fn worker<B: AutodiffBackend>(
             register,
         )
         .map_err(TrainError::exchange)?;
-        trainer.check_agreement()?;
+        match trainer.check_agreement() {
+            Ok(()) => {}
+            Err(e @ TrainError::Disagreement(_)) => {
+                // Every worker sees the disagreement. Finishing together
+                // keeps one from leaving while another still reads its share
+                // of the exchange, which burn reports as a panic instead.
+                let finish = || collective::finish_collective::<B::InnerBackend>(id);
+                let _ = w.exchange(|| "stopping together".into(), finish);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
     }
     // Opened once the workers agree on where the run starts: opening cuts
     // metrics.jsonl back to the checkpoint and starts an event file.

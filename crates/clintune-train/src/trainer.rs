@@ -20,7 +20,7 @@
 
 use crate::checkpoint::{self, Optim, TrainState};
 use crate::data::{Dataset, Inputs, reader, trained_tokens, validation_reader};
-use crate::error::{Cause, TrainError};
+use crate::error::TrainError;
 use crate::metrics::Metrics;
 use crate::params::{clip_grad_norm, count, ids_from_paths};
 use crate::recipe::{Method, Recipe};
@@ -240,12 +240,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         if sums.iter().all(|&s| s == 0.0 || s == count) {
             return Ok(());
         }
-        Err(TrainError::Collective(Cause::from(format!(
+        Err(TrainError::Disagreement(format!(
             "the {} workers do not start from the same point (this one: step {}, {} tokens, recipe {}): \
              every node needs the same recipe, dataset and run directory (train.output on a filesystem \
              all nodes share), and --resume on all of them or none",
             self.peer.count, self.state.step, self.state.tokens, self.state.recipe_hash
-        ))))
+        )))
     }
 
     /// Trains to the end (or early stop), evaluating, checkpointing and
