@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole pipeline from one recipe: de-identify, curate, train, export, verify.
+    /// Run the whole pipeline from one recipe: de-identify, curate, train, export, verify, validate.
     Run(cmd::run::RunArgs),
     /// De-identify FHIR R4 records and chat traces (HIPAA Safe Harbor) into Parquet.
     Deid(cmd::deid::DeidArgs),
