@@ -116,3 +116,32 @@ fn a_dataset_without_canaries_is_refused_with_what_to_do() {
     );
     assert!(!out.exists());
 }
+
+/// The same records curated on two machines (here: from two folders) get the
+/// same canaries, so the quickstart's audit reads the same everywhere.
+#[test]
+fn canaries_follow_the_records_not_the_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("curate.toml");
+    std::fs::write(&config, "[audit]\ncanaries = 3\n").unwrap();
+    let mut secrets = Vec::new();
+    for site in ["a", "b"] {
+        let sample = tmp.path().join(site).join("records");
+        copy_dir(&common::sample(), &sample);
+        let deid = tmp.path().join(site).join("deid");
+        ok(&common::deid(&[&sample], &deid, KEY_A, &[]));
+        let out = tmp.path().join(site).join("curated");
+        curate_ok(&[
+            "--input",
+            &s(&deid),
+            "--tokenizer",
+            MODEL,
+            "--config",
+            &s(&config),
+            "--out",
+            &s(&out),
+        ]);
+        secrets.push(std::fs::read_to_string(out.join("audit/canaries.json")).unwrap());
+    }
+    assert_eq!(secrets[0], secrets[1]);
+}

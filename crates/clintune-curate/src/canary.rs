@@ -126,10 +126,11 @@ pub fn format_bits() -> f64 {
     (GROUP * GROUPS) as f64 * (ALPHABET.len() as f64).log2()
 }
 
-/// The canaries `cfg` asks for, drawn from its seed and `parent_id` (the
-/// de-identified input), so the same curation plants the same secrets.
-pub fn draw(cfg: &AuditConfig, parent_id: &str) -> Vec<Canary> {
-    let salt = sha256_hex(parent_id.as_bytes());
+/// The canaries `cfg` asks for, drawn from its seed and `data` (what
+/// identifies the de-identified input), so the same curation plants the same
+/// secrets and other data other ones.
+pub fn draw(cfg: &AuditConfig, data: &str) -> Vec<Canary> {
+    let salt = sha256_hex(data.as_bytes());
     let salt = u64::from_str_radix(&salt[..16], 16).unwrap_or_default();
     let mut rng = SplitMix64(mix64(cfg.seed ^ salt));
     (0..cfg.canaries)

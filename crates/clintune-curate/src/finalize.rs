@@ -40,8 +40,13 @@ pub fn write(
     mut ctx: Context<'_>,
 ) -> Result<Manifest, CurateError> {
     let mut kept = deduplicate(candidates, &ctx.config.dedup, &mut ctx.tallies)?;
-    // Planted after deduplication, which would keep one copy of each.
-    let canaries = canary::draw(&ctx.config.audit, &ctx.parent.id);
+    // Planted after deduplication, which would keep one copy of each. Drawn
+    // from the records read (their hashes), not from the parent's id, which
+    // holds the machine's paths: the same data gets the same canaries
+    // anywhere, other data other ones.
+    let mut read: Vec<&str> = ctx.inputs.iter().map(|e| e.sha256.as_str()).collect();
+    read.sort_unstable();
+    let canaries = canary::draw(&ctx.config.audit, &read.join("\n"));
     if !canaries.is_empty() {
         let tokenizer = Tokenizer::load(dir)?;
         kept.extend(canary::examples(&canaries, &tokenizer)?);
