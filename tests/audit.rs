@@ -117,8 +117,8 @@ fn a_dataset_without_canaries_is_refused_with_what_to_do() {
     assert!(!out.exists());
 }
 
-/// The same records curated on two machines (here: from two folders) get the
-/// same canaries, so the quickstart's audit reads the same everywhere.
+/// The same records curated on two machines (here: from two folders), or in
+/// shards, get the same canaries, so an audit reads the same everywhere.
 #[test]
 fn canaries_follow_the_records_not_the_paths() {
     let tmp = tempfile::tempdir().unwrap();
@@ -143,5 +143,28 @@ fn canaries_follow_the_records_not_the_paths() {
         ]);
         secrets.push(std::fs::read_to_string(out.join("audit/canaries.json")).unwrap());
     }
-    assert_eq!(secrets[0], secrets[1]);
+    // Curated in two shards and merged: the same canaries again.
+    let deid = tmp.path().join("a/deid");
+    let mut shards = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let out = tmp.path().join(format!("shard-{}", &shard[..1]));
+        curate_ok(&[
+            "--input",
+            &s(&deid),
+            "--tokenizer",
+            MODEL,
+            "--config",
+            &s(&config),
+            "--shard",
+            shard,
+            "--out",
+            &s(&out),
+        ]);
+        shards.push(s(&out));
+    }
+    let merged = tmp.path().join("merged");
+    curate_ok(&["merge", "--out", &s(&merged), &shards[0], &shards[1]]);
+    secrets.push(std::fs::read_to_string(merged.join("audit/canaries.json")).unwrap());
+    assert_eq!(secrets[0], secrets[1], "two folders");
+    assert_eq!(secrets[0], secrets[2], "shards merged");
 }

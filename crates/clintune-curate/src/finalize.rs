@@ -29,6 +29,10 @@ pub struct Context<'a> {
     pub parent: ParentRef,
     /// Files read.
     pub inputs: Vec<FileEntry>,
+    /// SHA-256 of each de-identified record file the dataset is made from:
+    /// what the canaries are drawn from, the same whether curated at once or
+    /// in shards, on any machine.
+    pub records: Vec<String>,
     /// Counts so far (before deduplication).
     pub tallies: Tallies,
 }
@@ -41,12 +45,12 @@ pub fn write(
 ) -> Result<Manifest, CurateError> {
     let mut kept = deduplicate(candidates, &ctx.config.dedup, &mut ctx.tallies)?;
     // Planted after deduplication, which would keep one copy of each. Drawn
-    // from the records read (their hashes), not from the parent's id, which
-    // holds the machine's paths: the same data gets the same canaries
-    // anywhere, other data other ones.
-    let mut read: Vec<&str> = ctx.inputs.iter().map(|e| e.sha256.as_str()).collect();
-    read.sort_unstable();
-    let canaries = canary::draw(&ctx.config.audit, &read.join("\n"));
+    // from the records' hashes, not from the parent's id, which holds the
+    // machine's paths: the same data gets the same canaries anywhere.
+    let mut records = ctx.records.clone();
+    records.sort_unstable();
+    records.dedup();
+    let canaries = canary::draw(&ctx.config.audit, &records.join("\n"));
     if !canaries.is_empty() {
         let tokenizer = Tokenizer::load(dir)?;
         kept.extend(canary::examples(&canaries, &tokenizer)?);

@@ -42,7 +42,12 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool) -> Result<CurateSummar
     let mut tallies = Tallies::default();
     let mut candidates = Vec::new();
     let mut inputs = Vec::new();
+    let mut records = Vec::new();
     for shard in &shards {
+        // Every shard reads every record file (and keeps its own patients).
+        let read = shard.manifest.inputs.iter();
+        let read = read.filter(|e| e.kind.as_deref() != Some("tokenizer"));
+        records.extend(read.map(|e| e.sha256.clone()));
         let counts = Tallies::from_counts(&shard.manifest.counts)
             .ok_or_else(|| shard_err(&shard.dir, "manifest counts are not a curation's"))?;
         tallies.absorb(&counts);
@@ -55,6 +60,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool) -> Result<CurateSummar
         config: &config,
         parent,
         inputs,
+        records,
         tallies,
     };
     let manifest = finalize::write(staging.path(), candidates, ctx)?;

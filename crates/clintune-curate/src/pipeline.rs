@@ -88,6 +88,7 @@ pub fn run_with_progress(
                 config: &opts.config,
                 parent,
                 inputs,
+                records: source.files.iter().map(|f| f.sha256.clone()).collect(),
                 tallies,
             };
             finalize::write(staging.path(), candidates, ctx)?
