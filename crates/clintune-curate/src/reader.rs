@@ -259,6 +259,15 @@ pub enum ReaderError {
         /// Its folder.
         path: PathBuf,
     },
+    /// Two reads of one split found other examples (it was written to
+    /// between them).
+    #[error("split `{split}` in {} changed while it was read; read it again", path.display())]
+    SplitChanged {
+        /// The split.
+        split: String,
+        /// The dataset.
+        path: PathBuf,
+    },
     /// [`PackedReader::from_documents`] was given no documents.
     #[error("no documents given")]
     NoDocuments,
@@ -370,7 +379,7 @@ pub enum ReaderError {
 /// All documents of a split, flat, so that millions of small documents cost
 /// three allocations rather than millions.
 #[derive(Default)]
-struct Documents {
+pub(crate) struct Documents {
     tokens: Vec<u32>,
     mask: Vec<u8>,
     /// `offsets[d]..offsets[d + 1]` are document `d`'s tokens.
@@ -388,12 +397,18 @@ impl Documents {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.offsets.len() - 1
     }
 
     fn doc_len(&self, doc: usize) -> u64 {
         self.offsets[doc + 1] - self.offsets[doc]
+    }
+
+    /// Document `doc`'s token ids and loss mask.
+    pub(crate) fn document(&self, doc: usize) -> (&[u32], &[u8]) {
+        let range = self.range(doc, 0, self.doc_len(doc) as usize);
+        (&self.tokens[range.clone()], &self.mask[range])
     }
 
     fn range(&self, doc: usize, from: u64, len: usize) -> Range<usize> {
@@ -447,7 +462,7 @@ impl Documents {
         self.id_ends.push(self.ids.len());
     }
 
-    fn example_id(&self, doc: usize) -> Option<&str> {
+    pub(crate) fn example_id(&self, doc: usize) -> Option<&str> {
         let end = *self.id_ends.get(doc)?;
         let start = if doc == 0 { 0 } else { self.id_ends[doc - 1] };
         self.ids.get(start..end)
@@ -485,15 +500,11 @@ impl PackedReader {
     /// documents; and a split without documents.
     pub fn open(dir: &Path, split: &str, cfg: PackConfig) -> Result<Self, ReaderError> {
         cfg.validate()?;
-        let split_dir = dir.join(split);
-        let mut docs = Documents::new();
-        for path in part_files(&split_dir, split)? {
-            read_part(&path, &mut docs)?;
-        }
+        let docs = read_documents(dir, split)?;
         if docs.len() == 0 {
             return Err(ReaderError::EmptySplit {
                 split: split.to_owned(),
-                path: split_dir,
+                path: dir.join(split),
             });
         }
         Ok(Self::new(docs, cfg))
@@ -737,8 +748,25 @@ const READ_COLUMNS: [&str; 4] = [
     col::NUM_TOKENS,
 ];
 
-/// Appends every row of one part file to `docs`.
-fn read_part(path: &Path, docs: &mut Documents) -> Result<(), ReaderError> {
+/// Every document of `dir/split/`, checked, in file and row order.
+pub(crate) fn read_documents(dir: &Path, split: &str) -> Result<Documents, ReaderError> {
+    let mut docs = Documents::new();
+    for path in part_files(&dir.join(split), split)? {
+        for_each_batch(&path, &READ_COLUMNS, &mut |batch, first_row| {
+            append_batch(&path, first_row, batch, &mut docs)
+        })?;
+    }
+    Ok(docs)
+}
+
+/// Calls `each` with every record batch of the part file `path` and the
+/// file row of its first row, reading only `columns`, whose types are
+/// checked against the dataset schema first.
+pub(crate) fn for_each_batch(
+    path: &Path,
+    columns: &[&'static str],
+    each: &mut dyn FnMut(&RecordBatch, usize) -> Result<(), ReaderError>,
+) -> Result<(), ReaderError> {
     let file = File::open(path).map_err(|source| ReaderError::Io {
         path: path.to_owned(),
         source,
@@ -748,7 +776,7 @@ fn read_part(path: &Path, docs: &mut Documents) -> Result<(), ReaderError> {
         source,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-    let roots = column_roots(path, builder.schema())?;
+    let roots = column_roots(path, builder.schema(), columns)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let batches = builder.with_projection(mask).build().map_err(parquet_err)?;
     let mut first_row = 0;
@@ -757,18 +785,22 @@ fn read_part(path: &Path, docs: &mut Documents) -> Result<(), ReaderError> {
             path: path.to_owned(),
             source,
         })?;
-        append_batch(path, first_row, &batch, docs)?;
+        each(&batch, first_row)?;
         first_row += batch.num_rows();
     }
     Ok(())
 }
 
-/// Indices in `found` of [`READ_COLUMNS`], after checking their types against
-/// the dataset schema.
-fn column_roots(path: &Path, found: &Schema) -> Result<Vec<usize>, ReaderError> {
+/// Indices in `found` of `columns`, after checking their types against the
+/// dataset schema.
+fn column_roots(
+    path: &Path,
+    found: &Schema,
+    columns: &[&'static str],
+) -> Result<Vec<usize>, ReaderError> {
     let expected = schema();
     let mut roots = Vec::new();
-    for name in READ_COLUMNS {
+    for &name in columns {
         let (index, field) =
             found
                 .column_with_name(name)
@@ -865,7 +897,7 @@ pub(crate) fn typed<'a, T: ?Sized>(
     })
 }
 
-pub(crate) fn list_column<'a>(
+fn list_column<'a>(
     path: &Path,
     batch: &'a RecordBatch,
     name: &'static str,
@@ -873,7 +905,7 @@ pub(crate) fn list_column<'a>(
     typed(path, batch, name, |a| a.as_list_opt::<i32>())
 }
 
-pub(crate) fn values_of<'a, T: ArrowPrimitiveType>(
+fn values_of<'a, T: ArrowPrimitiveType>(
     path: &Path,
     list: &'a ListArray,
     name: &'static str,
@@ -889,7 +921,7 @@ pub(crate) fn values_of<'a, T: ArrowPrimitiveType>(
 }
 
 /// One row's values of a list column; `None` if the row or any item is null.
-pub(crate) fn row_values<'a, T: ArrowPrimitiveType>(
+fn row_values<'a, T: ArrowPrimitiveType>(
     list: &ListArray,
     values: &'a PrimitiveArray<T>,
     row: usize,
