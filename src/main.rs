@@ -144,23 +144,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes joined by ": ", as anyhow's `{:#}` does, but a
-/// cause whose text the message already holds is not repeated: library
-/// errors keep their cause as `source()` and may also show it in their own
-/// message.
+/// The error and its causes, each once ([`clintune_core::with_causes`]).
 fn chain_message(e: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
+    clintune_core::with_causes(e.as_ref())
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

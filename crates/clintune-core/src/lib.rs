@@ -41,6 +41,23 @@ impl WithContext {
     }
 }
 
+/// An error and its causes joined by ": ", as anyhow's `{:#}` does, but a
+/// cause whose text the message already holds is not repeated: errors here
+/// keep their cause as `source()` and may also show it in their own message.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}
+
 /// Name of the tool as recorded in lineage manifests.
 pub const TOOL_NAME: &str = "clintune";
 

@@ -212,7 +212,10 @@ fn lineage(export: &Path) -> Check {
                 r.lineage.manifests, r.lineage.files_checked, r.tensors
             ),
         ),
-        Err(e) => (false, format!("does not verify: {}", chain(&e))),
+        Err(e) => (
+            false,
+            format!("does not verify: {}", clintune_core::with_causes(&e)),
+        ),
     };
     Check {
         name: "lineage",
@@ -225,7 +228,10 @@ fn lineage(export: &Path) -> Check {
 fn scan(policy: &ReleasePolicy, inputs: &GateInputs<'_>) -> Check {
     let found = clintune_deid::scan::scan(inputs.export, inputs.scrubber);
     let (passed, detail) = match found {
-        Err(e) => (false, format!("could not scan: {}", chain(&e))),
+        Err(e) => (
+            false,
+            format!("could not scan: {}", clintune_core::with_causes(&e)),
+        ),
         Ok(report) => {
             let forbidden: Vec<String> = report
                 .findings
@@ -258,7 +264,13 @@ fn scan(policy: &ReleasePolicy, inputs: &GateInputs<'_>) -> Check {
 /// A validation output's report, after its manifest chain verifies and it
 /// is shown to concern `export_id`.
 fn report_of(dir: &Path, file: &str, export_id: Option<&str>) -> Result<(Value, Evidence), String> {
-    verify_chain(dir).map_err(|e| format!("{} does not verify: {}", dir.display(), chain(&e)))?;
+    verify_chain(dir).map_err(|e| {
+        format!(
+            "{} does not verify: {}",
+            dir.display(),
+            clintune_core::with_causes(&e)
+        )
+    })?;
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let report: Value =
@@ -406,20 +418,6 @@ fn evidence(files: &[PathBuf]) -> Vec<Evidence> {
                 .unwrap_or_default(),
         })
         .collect()
-}
-
-/// An error with its causes, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// Who decided, and why.
