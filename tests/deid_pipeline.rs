@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -669,4 +669,100 @@ fn quiet_deid_prints_no_summary() {
         help.contains("Usage: clintune deid --input <PATH>... --out <DIR>"),
         "{help}"
     );
+}
+
+#[test]
+fn preference_pairs_of_both_formats_are_scrubbed_into_one_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deid");
+    ok(&deid(&[&sample().join("preference")], &out, KEY_A, &[]));
+    let rows: Vec<OutRow> = read_rows(&out);
+    assert_eq!(rows.len(), 120);
+    let raw = std::fs::read_to_string(sample().join("preference/azure-dpo.jsonl")).unwrap()
+        + &std::fs::read_to_string(sample().join("preference/trl.jsonl")).unwrap();
+    for phi in [
+        "Okafor",
+        "Lindqvist",
+        "Ferreira",
+        "Haddad",
+        "555-201-",
+        "03/14/2024",
+    ] {
+        assert!(raw.contains(phi), "the sample should mention {phi}");
+    }
+    let mut formats = BTreeSet::new();
+    for r in &rows {
+        assert_eq!(r.resource_type, "PreferencePair");
+        let f = &r.fields;
+        formats.insert(f["format"].as_str().unwrap().to_string());
+        let text = f.to_string();
+        for phi in [
+            "Okafor",
+            "Lindqvist",
+            "Ferreira",
+            "Haddad",
+            "555-201-",
+            "03/14/2024",
+        ] {
+            assert!(!text.contains(phi), "{phi} left in a de-identified pair");
+        }
+        for part in ["prompt", "chosen", "rejected"] {
+            assert!(f[part].as_array().is_some_and(|m| !m.is_empty()), "{part}");
+        }
+        assert_eq!(f["chosen"][0]["role"], "assistant");
+        assert_ne!(f["chosen"], f["rejected"]);
+    }
+    assert_eq!(
+        formats,
+        BTreeSet::from(["azure-dpo".to_string(), "trl-conversational".to_string()])
+    );
+}
+
+/// A preference file with the given lines, alone in `dir/in/`.
+fn pairs_file(dir: &Path, lines: &[serde_json::Value]) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(input.join("pairs.jsonl"), text.join("\n") + "\n").unwrap();
+    input
+}
+
+#[test]
+fn bad_preference_pairs_are_named_and_skip_invalid_counts_them() {
+    use serde_json::json;
+    let azure = json!({
+        "input": {"messages": [{"role": "user", "content": "BP 90/60, dizzy. Dose?"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hold it; recheck lying and standing."}],
+        "non_preferred_output": [{"role": "assistant", "content": "Give it."}]
+    });
+    let trl = json!({
+        "prompt": [{"role": "user", "content": "Dizzy on metoprolol?"}],
+        "chosen": [{"role": "assistant", "content": "What are the vitals?"}],
+        "rejected": [{"role": "assistant", "content": "Normal."}]
+    });
+    let mut same = azure.clone();
+    same["non_preferred_output"] = same["preferred_output"].clone();
+    let mut no_answer = trl.clone();
+    no_answer["rejected"] = json!([{"role": "tool", "content": "{}"}]);
+    let cases = [
+        (vec![azure.clone(), trl.clone()], "line 2", "mixes formats"),
+        (vec![azure.clone(), same], "line 2", "non_preferred_output"),
+        (vec![trl.clone(), no_answer], "line 2", "rejected"),
+    ];
+    for (lines, record, field) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let input = pairs_file(dir.path(), &lines);
+        let out = dir.path().join("out");
+        assert_bad_input(&input, &out, "pairs.jsonl", record, field);
+        ok(&deid(&[&input], &out, KEY_A, &["--skip-invalid"]));
+        let audit = read_audit(&out);
+        let skipped: u64 = audit["invalid_records_skipped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(skipped, 1, "{field}: {audit}");
+        assert_eq!(read_rows(&out).len(), 1);
+    }
 }

@@ -225,6 +225,9 @@ fn process_patient(
         };
         let result = match r.kind {
             RecordKind::Chat => applier.chat(&value, &format!("{}:{}", r.file, r.record)),
+            RecordKind::Preference => {
+                applier.preference(&value, &format!("{}:{}", r.file, r.record))
+            }
             _ => applier.resource(&value),
         };
         match result {

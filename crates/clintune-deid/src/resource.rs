@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::dates::{FhirDate, age_years};
 use crate::error::RecordError;
+use crate::input::preference::read_pair;
 use crate::input::route::patient_id_from_reference;
 use crate::output::Row;
 use crate::policy::{FieldKind, Policy};
@@ -436,34 +437,94 @@ impl Applier<'_> {
 
     /// De-identifies a chat trace: message contents scrubbed, other roles and keys dropped.
     pub fn chat(&mut self, value: &Value, record_id: &str) -> Result<Row, RecordError> {
+        const RT: &str = "ChatTrace";
         let obj = value
             .as_object()
             .ok_or_else(|| self.loc.err("(record)", "expected a JSON object"))?;
-        let mut messages = Vec::new();
         for key in obj.keys().filter(|k| *k != "messages") {
-            self.audit.drop_field("ChatTrace", key);
+            self.audit.drop_field(RT, key);
         }
         let list = obj
             .get("messages")
-            .and_then(Value::as_array)
             .ok_or_else(|| self.loc.err("messages", "expected an array"))?;
+        let messages = self.messages(list, "messages", RT)?;
+        let mut fields = Map::new();
+        fields.insert("messages".into(), messages);
+        Ok(self.trace_row(RT, record_id, fields))
+    }
+
+    /// De-identifies a preference pair (checked when it was routed) into one
+    /// layout whatever its format: `format`, and `prompt`, `chosen` and
+    /// `rejected`, each a list of messages or, for plain-text pairs, a
+    /// string; every text scrubbed, other keys dropped and counted.
+    pub fn preference(&mut self, value: &Value, record_id: &str) -> Result<Row, RecordError> {
+        const RT: &str = "PreferencePair";
+        let pair = read_pair(value).map_err(|(field, problem)| self.loc.err(&field, &problem))?;
+        let names = pair.format.fields();
+        let known: Vec<&str> = names
+            .iter()
+            .map(|n| n.split('.').next().unwrap_or(n))
+            .collect();
+        for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !known.contains(&key.as_str()) {
+                self.audit.drop_field(RT, key);
+            }
+        }
+        let mut fields = Map::new();
+        fields.insert("format".into(), Value::String(pair.format.as_str().into()));
+        let parts = [pair.prompt, pair.chosen, pair.rejected];
+        for ((part, name), key) in parts
+            .into_iter()
+            .zip(names)
+            .zip(["prompt", "chosen", "rejected"])
+        {
+            let scrubbed = match part {
+                Value::String(text) => Value::String(self.scrub(text)),
+                list => self.messages(list, name, RT)?,
+            };
+            fields.insert(key.into(), scrubbed);
+        }
+        Ok(self.trace_row(RT, record_id, fields))
+    }
+
+    fn trace_row(&self, rt: &str, record_id: &str, fields: Map<String, Value>) -> Row {
+        Row {
+            patient_key: self.p.patient_key.clone(),
+            source: "chat",
+            resource_type: rt.into(),
+            record_key: self.d.pseudonymizer.record_key(rt, record_id),
+            timestamp: None,
+            age_years: None,
+            fields: crate::output::fields_json(fields),
+            text: None,
+        }
+    }
+
+    /// A list of messages with their contents scrubbed; roles outside the
+    /// policy and keys other than `role` and `content` dropped and counted
+    /// under `rt`. `field` names the list in errors.
+    fn messages(&mut self, list: &Value, field: &str, rt: &str) -> Result<Value, RecordError> {
+        let list = list
+            .as_array()
+            .ok_or_else(|| self.loc.err(field, "expected an array"))?;
+        let mut messages = Vec::new();
         for (i, m) in list.iter().enumerate() {
-            let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
-                self.loc
-                    .err(&format!("messages[{i}].role"), "expected a string")
-            })?;
+            let at = format!("{field}[{i}]");
+            let role = m
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or_else(|| self.loc.err(&format!("{at}.role"), "expected a string"))?;
             if !self.d.policy.chat.roles.contains(role) {
-                self.audit
-                    .drop_field("ChatTrace", "messages.role_not_in_policy");
+                self.audit.drop_field(rt, "messages.role_not_in_policy");
                 continue;
             }
             let content = match m.get("content") {
                 Some(Value::String(s)) => Value::String(self.scrub(s)),
-                Some(Value::Array(parts)) => Value::Array(self.content_parts(i, parts)?),
+                Some(Value::Array(parts)) => Value::Array(self.content_parts(&at, parts, rt)?),
                 Some(Value::Null) | None => Value::Null,
                 Some(_) => {
                     return Err(self.loc.err(
-                        &format!("messages[{i}].content"),
+                        &format!("{at}.content"),
                         "expected a string or an array of parts",
                     ));
                 }
@@ -474,28 +535,22 @@ impl Applier<'_> {
                 .flat_map(|o| o.keys())
                 .filter(|k| *k != "role" && *k != "content")
             {
-                self.audit.drop_field("ChatTrace", &format!("messages.{k}"));
+                self.audit.drop_field(rt, &format!("messages.{k}"));
             }
             let mut out = Map::new();
             out.insert("role".into(), Value::String(role.to_string()));
             out.insert("content".into(), content);
             messages.push(Value::Object(out));
         }
-        let mut fields = Map::new();
-        fields.insert("messages".into(), Value::Array(messages));
-        Ok(Row {
-            patient_key: self.p.patient_key.clone(),
-            source: "chat",
-            resource_type: "ChatTrace".into(),
-            record_key: self.d.pseudonymizer.record_key("ChatTrace", record_id),
-            timestamp: None,
-            age_years: None,
-            fields: crate::output::fields_json(fields),
-            text: None,
-        })
+        Ok(Value::Array(messages))
     }
 
-    fn content_parts(&mut self, i: usize, parts: &[Value]) -> Result<Vec<Value>, RecordError> {
+    fn content_parts(
+        &mut self,
+        at: &str,
+        parts: &[Value],
+        rt: &str,
+    ) -> Result<Vec<Value>, RecordError> {
         let mut out = Vec::new();
         for (j, part) in parts.iter().enumerate() {
             match (part.get("type").and_then(Value::as_str), part.get("text")) {
@@ -506,14 +561,11 @@ impl Applier<'_> {
                     out.push(Value::Object(p));
                 }
                 (Some("text"), _) => {
-                    return Err(self.loc.err(
-                        &format!("messages[{i}].content[{j}].text"),
-                        "expected a string",
-                    ));
+                    return Err(self
+                        .loc
+                        .err(&format!("{at}.content[{j}].text"), "expected a string"));
                 }
-                _ => self
-                    .audit
-                    .drop_field("ChatTrace", "messages.content.not_text_part"),
+                _ => self.audit.drop_field(rt, "messages.content.not_text_part"),
             }
         }
         Ok(out)

@@ -1,10 +1,12 @@
 //! Input discovery: which files are records, and of which format.
 //!
 //! Formats are detected by content, not by name: a FHIR Bulk Data NDJSON
-//! file (one resource per line), a FHIR Bundle JSON file, or a chat-format
-//! JSONL file (`{"messages": [...]}` per line). Other files are skipped and
-//! counted.
+//! file (one resource per line), a FHIR Bundle JSON file, a chat-format
+//! JSONL file (`{"messages": [...]}` per line), or a preference-pair JSONL
+//! file (Azure AI Foundry DPO or TRL, see [`preference`]). Other files are
+//! skipped and counted.
 
+pub mod preference;
 pub mod route;
 
 use crate::error::DeidError;
@@ -21,6 +23,8 @@ pub enum InputKind {
     Bundle,
     /// Chat-format JSONL traces.
     ChatJsonl,
+    /// Preference pairs, one per line.
+    PreferenceJsonl,
 }
 
 impl InputKind {
@@ -30,6 +34,7 @@ impl InputKind {
             InputKind::BulkNdjson => "fhir-bulk-ndjson",
             InputKind::Bundle => "fhir-bundle",
             InputKind::ChatJsonl => "chat-jsonl",
+            InputKind::PreferenceJsonl => "preference-jsonl",
         }
     }
 }
@@ -128,6 +133,9 @@ pub fn detect(path: &Path) -> Result<Option<InputKind>, DeidError> {
         if obj.contains_key("resourceType") {
             return Ok(Some(InputKind::BulkNdjson));
         }
+        if preference::looks_like_pair(&obj) {
+            return Ok(Some(InputKind::PreferenceJsonl));
+        }
         if obj.contains_key("messages") {
             return Ok(Some(InputKind::ChatJsonl));
         }
@@ -161,7 +169,7 @@ pub(crate) fn json_problem(e: &serde_json::Error) -> String {
     if too_deep(e) {
         format!(
             "nested deeper than JSON records go (the parser stops at 128 levels: {e}); \
-             not a FHIR resource or a chat trace"
+             not a FHIR resource, a chat trace or a preference pair"
         )
     } else if e.is_eof() {
         format!("not valid JSON ({e}); a truncated file ends this way")

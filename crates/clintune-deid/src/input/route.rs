@@ -6,6 +6,7 @@
 //! patient id; each partition then holds whole patients and is processed on
 //! its own, which bounds memory by the partition size, not the input size.
 
+use super::preference::{PairFormat, read_pair};
 use super::{InputFile, InputKind, json_problem};
 use crate::audit::Audit;
 use crate::error::{DeidError, RecordError};
@@ -28,6 +29,8 @@ pub enum RecordKind {
     Resource,
     /// A chat trace.
     Chat,
+    /// A preference pair.
+    Preference,
 }
 
 impl RecordKind {
@@ -36,6 +39,7 @@ impl RecordKind {
             RecordKind::Patient => 'P',
             RecordKind::Resource => 'R',
             RecordKind::Chat => 'C',
+            RecordKind::Preference => 'Q',
         }
     }
 
@@ -45,6 +49,7 @@ impl RecordKind {
             "P" => Some(RecordKind::Patient),
             "R" => Some(RecordKind::Resource),
             "C" => Some(RecordKind::Chat),
+            "Q" => Some(RecordKind::Preference),
             _ => None,
         }
     }
@@ -187,10 +192,13 @@ fn route_file(
         audit: &mut audit,
         opts,
         aliases: HashMap::new(),
+        pair_format: None,
     };
     let (count, digest) = match input.kind {
         InputKind::Bundle => router.bundle()?,
-        InputKind::BulkNdjson | InputKind::ChatJsonl => router.lines()?,
+        InputKind::BulkNdjson | InputKind::ChatJsonl | InputKind::PreferenceJsonl => {
+            router.lines()?
+        }
     };
     Ok((audit, count, digest))
 }
@@ -205,6 +213,9 @@ struct Router<'a> {
     /// In a Bundle: the id in a Patient entry's `fullUrl` -> the Patient's
     /// own `id`, where they differ, so references by `fullUrl` find it.
     aliases: HashMap<String, String>,
+    /// In a preference file: the format of its first pair and where it was,
+    /// which every other pair must share.
+    pair_format: Option<(PairFormat, String)>,
 }
 
 impl Router<'_> {
@@ -264,6 +275,7 @@ impl Router<'_> {
             };
             let routed = match self.input.kind {
                 InputKind::ChatJsonl => self.chat(&record, &value, text),
+                InputKind::PreferenceJsonl => self.preference(&record, &value, text),
                 _ => self.resource(&record, &value, text),
             };
             self.settle(routed)?;
@@ -378,28 +390,57 @@ impl Router<'_> {
             }
             None => return Err(self.err(record, "messages", "missing").into()),
         }
-        let mut patient = None;
+        let patient = self.trace_patient(record, value, json)?;
+        self.emit(record, &patient, RecordKind::Chat, json)
+    }
+
+    fn preference(&mut self, record: &str, value: &Value, json: &str) -> Result<(), Fault> {
+        *self
+            .audit
+            .records_in
+            .entry("PreferencePair".into())
+            .or_default() += 1;
+        let pair =
+            read_pair(value).map_err(|(field, problem)| self.err(record, &field, problem))?;
+        match &self.pair_format {
+            None => self.pair_format = Some((pair.format, record.to_string())),
+            Some((first, at)) if *first != pair.format => {
+                let problem = format!(
+                    "this file mixes formats: {at} is {}, this record is {}; keep one format per file",
+                    first.as_str(),
+                    pair.format.as_str()
+                );
+                return Err(self.err(record, "(record)", problem).into());
+            }
+            Some(_) => {}
+        }
+        let patient = self.trace_patient(record, value, json)?;
+        self.emit(record, &patient, RecordKind::Preference, json)
+    }
+
+    /// The patient of a chat trace or preference pair, from the policy's
+    /// patient fields; a record with none is its own pseudo-patient.
+    fn trace_patient(
+        &self,
+        record: &str,
+        value: &Value,
+        json: &str,
+    ) -> Result<String, RecordError> {
         for path in &self.policy.chat.patient_fields {
             match dotted(value, path) {
+                // "Patient/123" and "123" are one patient.
                 Some(Value::String(s)) if !s.trim().is_empty() => {
-                    // "Patient/123" and "123" are one patient.
                     let s = s.trim();
-                    patient = Some(patient_id_from_reference(s).unwrap_or_else(|| s.to_string()))
+                    return Ok(patient_id_from_reference(s).unwrap_or_else(|| s.to_string()));
                 }
-                Some(Value::Number(n)) => patient = Some(n.to_string()),
+                Some(Value::Number(n)) => return Ok(n.to_string()),
                 Some(Value::Null) | None => continue,
                 Some(_) => {
-                    return Err(self
-                        .err(record, path, "expected a string or number patient id")
-                        .into());
+                    return Err(self.err(record, path, "expected a string or number patient id"));
                 }
             }
-            break;
         }
-        // A trace with no patient is its own pseudo-patient.
-        let patient =
-            patient.unwrap_or_else(|| format!("chat-trace:{}", sha256_hex(json.as_bytes())));
-        self.emit(record, &patient, RecordKind::Chat, json)
+        Ok(format!("chat-trace:{}", sha256_hex(json.as_bytes())))
     }
 
     fn emit(
