@@ -116,13 +116,7 @@ fn corpus(root: &Path) -> (String, Vec<Draft>) {
 
 /// The texts a draft says: the note, or each message's content.
 fn texts(drafts: &[Draft]) -> Vec<&str> {
-    drafts
-        .iter()
-        .flat_map(|d| match &d.content {
-            Content::Text(t) => vec![t.as_str()],
-            Content::Chat(m) => m.iter().map(|m| m.content.as_str()).collect(),
-        })
-        .collect()
+    drafts.iter().flat_map(|d| d.content.texts()).collect()
 }
 
 fn encode_all(encoder: &Encoder<'_>, drafts: &[Draft]) -> Vec<Example> {

@@ -125,7 +125,7 @@ fn the_sample_is_split_by_patient_and_every_row_is_consistent() {
     let tasks: BTreeSet<&str> = rows.iter().map(|r| r.task.as_str()).collect();
     assert_eq!(
         tasks,
-        BTreeSet::from(["chat", "next-diagnosis", "timeline"])
+        BTreeSet::from(["chat", "next-diagnosis", "preference", "timeline"])
     );
     // Every record key names a de-identified record.
     let known: BTreeSet<String> = read_rows(&deid).into_iter().map(|r| r.record_key).collect();
@@ -565,4 +565,67 @@ fn the_reader_streams_a_curated_split_and_resumes_exactly() {
     for (_, expected) in &batches[batches.len() / 2 + 1..] {
         assert_eq!(&resumed.next_batch(), expected);
     }
+}
+
+#[test]
+fn preference_pairs_hold_their_prompt_once_and_each_answer_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (deid, out) = curated(tmp.path());
+    let tok = Tokenizer::load(&out).unwrap();
+    let records: BTreeMap<String, Value> = read_rows(&deid)
+        .into_iter()
+        .filter(|r| r.resource_type == "PreferencePair")
+        .map(|r| (r.record_key, r.fields))
+        .collect();
+    let rows: BTreeMap<String, Row> = all_rows(&out)
+        .into_iter()
+        .filter(|r| r.task == "preference")
+        .map(|r| (r.example_id.clone(), r))
+        .collect();
+    let turns = |messages: &Value| -> String {
+        let list = messages.as_array().unwrap();
+        list.iter()
+            .map(|m| format!("{}<|im_end|>\n", m["content"].as_str().unwrap()))
+            .collect()
+    };
+    let scored = |ids: &[u32], mask: &[u8]| -> String {
+        let kept: Vec<u32> = ids
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m == 1)
+            .map(|(t, _)| *t)
+            .collect();
+        tok.decode(&kept).unwrap()
+    };
+    let mut seen = 0;
+    for split in ["train", "validation", "test"] {
+        for pair in clintune_curate::pairs::read_pairs(&out, split).unwrap() {
+            let row = &rows[&pair.example_id];
+            assert_eq!(row.split, split);
+            let fields = &records[&row.record_keys[0]];
+            assert_eq!(
+                scored(&pair.chosen, &pair.chosen_mask),
+                turns(&fields["chosen"])
+            );
+            assert_eq!(
+                scored(&pair.rejected, &pair.rejected_mask),
+                turns(&fields["rejected"])
+            );
+            let prompt = tok.decode(&pair.prompt).unwrap();
+            let question = fields["prompt"][1]["content"].as_str().unwrap();
+            assert!(prompt.contains(question), "{prompt}");
+            assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+            // The row is also an ordinary example of the preferred answer.
+            let whole: Vec<i32> = pair
+                .prompt
+                .iter()
+                .chain(&pair.chosen)
+                .map(|&t| t as i32)
+                .collect();
+            assert_eq!(row.input_ids, whole);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 120);
+    assert_eq!(rows.len(), 120);
 }

@@ -172,6 +172,7 @@ pub fn examples(canaries: &[Canary], tokenizer: &Tokenizer) -> Result<Vec<Exampl
                 record_keys: Vec::new(),
                 exact_key: 0,
                 signature: Vec::new(),
+                ..Example::default()
             });
         }
     }

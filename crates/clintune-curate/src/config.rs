@@ -44,6 +44,11 @@ pub struct TasksConfig {
     pub next_diagnosis: NextDiagnosisConfig,
     /// De-identified chat traces, as they are.
     pub chat: ChatConfig,
+    /// De-identified preference pairs, for preference tuning (DPO). On by
+    /// default; left out of the config hash while it is, so datasets curated
+    /// before the task keep their ids.
+    #[serde(skip_serializing_if = "ChatConfig::is_on")]
+    pub preference: ChatConfig,
 }
 
 /// The `timeline` task.
@@ -94,17 +99,24 @@ impl Default for NextDiagnosisConfig {
     }
 }
 
-/// The `chat` task.
+/// The `chat` and `preference` tasks: records passed through as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChatConfig {
-    /// Pass de-identified chat traces through.
+    /// Build the task's examples.
     pub enabled: bool,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+impl ChatConfig {
+    /// True when the task is on (its default).
+    pub fn is_on(&self) -> bool {
+        self.enabled
     }
 }
 
@@ -234,10 +246,14 @@ impl CurateConfig {
             return Err(Invalid::new("output.rows_per_file", "must be at least 1"));
         }
         let t = &self.tasks;
-        if !(t.timeline.enabled || t.next_diagnosis.enabled || t.chat.enabled) {
+        if !(t.timeline.enabled
+            || t.next_diagnosis.enabled
+            || t.chat.enabled
+            || t.preference.enabled)
+        {
             return Err(Invalid::new(
                 "tasks",
-                "needs at least one of tasks.timeline, tasks.next-diagnosis, tasks.chat enabled",
+                "needs at least one of tasks.timeline, tasks.next-diagnosis, tasks.chat, tasks.preference enabled",
             ));
         }
         self.dedup.validate()?;
@@ -302,7 +318,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("dedup.threshold"), "{err}");
-        let err = CurateConfig::parse("[tasks.timeline]\nenabled = false\n[tasks.next-diagnosis]\nenabled = false\n[tasks.chat]\nenabled = false\n").unwrap_err().to_string();
+        let none = ["timeline", "next-diagnosis", "chat", "preference"]
+            .map(|t| format!("[tasks.{t}]\nenabled = false\n"))
+            .concat();
+        let err = CurateConfig::parse(&none).unwrap_err().to_string();
         assert!(err.contains("at least one"), "{err}");
     }
 

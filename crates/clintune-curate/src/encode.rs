@@ -2,14 +2,14 @@
 
 use crate::dedup::{DedupConfig, MinHasher, exact_key_of_normalized, normalize};
 use crate::error::CurateError;
-use crate::tasks::{Content, Draft};
+use crate::tasks::{Content, Draft, Message, Pair};
 use crate::template::{ChatTemplate, Rendered};
 use crate::tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
 
 /// A tokenized example, with what dedup and the split need.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Example {
     /// `ex-` and 32 hex digits of a SHA-256 over task, patient key and text.
     pub example_id: String,
@@ -21,10 +21,16 @@ pub struct Example {
     pub task: String,
     /// Rendered text.
     pub text: String,
-    /// Token ids.
+    /// Token ids (of a pair: its prompt, then the chosen answer).
     pub input_ids: Vec<u32>,
     /// 1 where the token is trained on.
     pub loss_mask: Vec<u8>,
+    /// Of a pair: how many leading `input_ids` are its prompt; 0 otherwise.
+    pub prompt_tokens: usize,
+    /// Of a pair: the rejected answer's ids, after the prompt; empty otherwise.
+    pub rejected_ids: Vec<u32>,
+    /// Of a pair: 1 where the rejected answer's token is scored.
+    pub rejected_mask: Vec<u8>,
     /// Records it was built from.
     pub record_keys: Vec<String>,
     /// Exact-dedup key of the text.
@@ -75,33 +81,166 @@ impl<'a> Encoder<'a> {
                 })
             }
             Content::Chat(messages) => self.template.render_with_answers(messages),
+            Content::Pair(_) => Err(CurateError::Template {
+                detail: "a preference pair renders as two conversations".into(),
+                source: None,
+            }),
         }
     }
 
     /// Renders, tokenizes and keys one draft.
     pub fn encode(&self, draft: Draft, split: &str) -> Result<Example, CurateError> {
-        let rendered = self.render(&draft.content)?;
-        let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
-        let loss_mask = mask(&offsets, &rendered.answers);
+        let encoded = match &draft.content {
+            Content::Pair(pair) => self.encode_pair(pair)?,
+            content => {
+                let rendered = self.render(content)?;
+                let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
+                let loss_mask = mask(&offsets, &rendered.answers);
+                let key_text = rendered.text.clone();
+                Encoded {
+                    id_text: rendered.text.clone(),
+                    text: rendered.text,
+                    key_text,
+                    input_ids,
+                    loss_mask,
+                    prompt_tokens: 0,
+                    rejected_ids: Vec::new(),
+                    rejected_mask: Vec::new(),
+                }
+            }
+        };
         let task = draft.task.as_str();
-        // Both dedup keys start from the same normalised text.
-        let norm = normalize(&rendered.text);
+        // Both dedup keys start from the same normalised text: a pair's is
+        // its prompt's, so one prompt is kept once.
+        let norm = normalize(&encoded.key_text);
         let signature = match &self.minhash {
             Some((m, tasks)) if tasks.iter().any(|t| t == task) => m.signature_of_normalized(&norm),
             _ => Vec::new(),
         };
         Ok(Example {
-            example_id: example_id(task, &draft.patient_key, &rendered.text),
+            example_id: example_id(task, &draft.patient_key, &encoded.id_text),
             exact_key: exact_key_of_normalized(&norm),
             signature,
             patient_key: draft.patient_key,
             split: split.to_string(),
             task: task.to_string(),
-            text: rendered.text,
-            input_ids,
-            loss_mask,
+            text: encoded.text,
+            input_ids: encoded.input_ids,
+            loss_mask: encoded.loss_mask,
+            prompt_tokens: encoded.prompt_tokens,
+            rejected_ids: encoded.rejected_ids,
+            rejected_mask: encoded.rejected_mask,
             record_keys: draft.record_keys,
         })
+    }
+
+    /// A pair's prompt, rendered once, and its two answers after it. Each
+    /// answer is tokenized with the prompt (as a model reads it), and the
+    /// prompt's tokens must come out the same both times: the prompt ends
+    /// where the template starts the answer, after a special token or a
+    /// newline, where byte-level pre-tokenization always splits.
+    fn encode_pair(&self, pair: &Pair) -> Result<Encoded, CurateError> {
+        let (prompt, chosen, rejected) = self.render_pair(pair)?;
+        let split = |rendered: &Rendered| -> Result<(Vec<u32>, Vec<u8>, usize), CurateError> {
+            let (ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
+            let answer_mask = mask(&offsets, &rendered.answers);
+            let cut = offsets
+                .iter()
+                .take_while(|(start, _)| *start < prompt.len())
+                .count();
+            if offsets[..cut]
+                .last()
+                .is_some_and(|&(_, end)| end > prompt.len())
+            {
+                return Err(pair_error("a token runs across the end of the prompt"));
+            }
+            Ok((ids, answer_mask, cut))
+        };
+        let (input_ids, loss_mask, cut) = split(&chosen)?;
+        let (ids_r, mask_r, cut_r) = split(&rejected)?;
+        if cut != cut_r || input_ids[..cut] != ids_r[..cut] {
+            return Err(pair_error(
+                "the prompt tokenizes differently before the two answers",
+            ));
+        }
+        if cut == 0 || cut == input_ids.len() || cut == ids_r.len() {
+            return Err(pair_error("the prompt or an answer has no tokens"));
+        }
+        Ok(Encoded {
+            id_text: format!("{}\0{}", chosen.text, rejected.text),
+            key_text: prompt,
+            text: chosen.text,
+            input_ids,
+            loss_mask,
+            prompt_tokens: cut,
+            rejected_ids: ids_r[cut..].to_vec(),
+            rejected_mask: mask_r[cut..].to_vec(),
+        })
+    }
+
+    /// The prompt as the model sees it before answering, and the whole text
+    /// with each answer, whose spans lie after the prompt: a chat prompt's
+    /// own assistant turns are context, not scored.
+    fn render_pair(&self, pair: &Pair) -> Result<(String, Rendered, Rendered), CurateError> {
+        match pair {
+            Pair::Text {
+                prompt,
+                chosen,
+                rejected,
+            } => {
+                let eos = self.tokenizer.eos_token().unwrap_or("");
+                let whole = |answer: &str| {
+                    let text = format!("{prompt}{answer}{eos}");
+                    let answer = prompt.len()..text.len();
+                    Rendered {
+                        text,
+                        answers: std::iter::once(answer).collect(),
+                    }
+                };
+                Ok((prompt.clone(), whole(chosen), whole(rejected)))
+            }
+            Pair::Chat {
+                prompt,
+                chosen,
+                rejected,
+            } => {
+                let head = self.template.render(prompt, true)?;
+                let whole = |answer: &[Message]| -> Result<Rendered, CurateError> {
+                    let messages: Vec<Message> = prompt.iter().chain(answer).cloned().collect();
+                    let mut r = self.template.render_with_answers(&messages)?;
+                    if !r.text.starts_with(&head) {
+                        return Err(pair_error(
+                            "the template renders the prompt differently once answered",
+                        ));
+                    }
+                    r.answers.retain(|a| a.start >= head.len());
+                    Ok(r)
+                };
+                Ok((head.clone(), whole(chosen)?, whole(rejected)?))
+            }
+        }
+    }
+}
+
+/// What encoding one draft gives.
+struct Encoded {
+    /// The `text` column: the rendered example (of a pair: prompt and chosen).
+    text: String,
+    /// What the example id hashes (of a pair: both answers).
+    id_text: String,
+    /// What the dedup keys hash (of a pair: its prompt).
+    key_text: String,
+    input_ids: Vec<u32>,
+    loss_mask: Vec<u8>,
+    prompt_tokens: usize,
+    rejected_ids: Vec<u32>,
+    rejected_mask: Vec<u8>,
+}
+
+fn pair_error(detail: &str) -> CurateError {
+    CurateError::Template {
+        detail: format!("preference pair: {detail}"),
+        source: None,
     }
 }
 
@@ -130,7 +269,7 @@ pub fn example_id(task: &str, patient_key: &str, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::{Message, Task};
+    use crate::tasks::Task;
     use crate::tokenizer::TrainConfig;
 
     fn tokenizer() -> Tokenizer {

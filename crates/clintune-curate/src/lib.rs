@@ -8,7 +8,7 @@
 //! Parquet shards with a lineage manifest and a dataset card.
 //!
 //! The trainer reads a split back as packed fixed-length sequences with a
-//! resumable cursor through [`reader`].
+//! resumable cursor through [`reader`], and preference pairs through [`pairs`].
 
 pub mod bytelevel;
 pub mod canary;
@@ -21,6 +21,7 @@ pub mod events;
 pub mod finalize;
 pub mod labels;
 pub mod merge;
+pub mod pairs;
 pub mod pipeline;
 pub mod reader;
 pub mod schema;

@@ -166,10 +166,7 @@ pub fn train_tokenizer(
 }
 
 fn training_texts(content: &Content) -> Vec<String> {
-    match content {
-        Content::Text(t) => vec![t.clone()],
-        Content::Chat(messages) => messages.iter().map(|m| m.content.clone()).collect(),
-    }
+    content.texts().into_iter().map(String::from).collect()
 }
 
 /// Renders and tokenizes every draft in parallel; drops those out of the
@@ -195,7 +192,11 @@ fn encode_all(
     let f = &cfg.filter;
     let mut out = Vec::with_capacity(encoded.len());
     for ex in encoded {
-        let n = ex.input_ids.len();
+        // A pair is as long as its longer answer after the prompt.
+        let n = ex
+            .input_ids
+            .len()
+            .max(ex.prompt_tokens + ex.rejected_ids.len());
         if n < f.min_tokens {
             tallies.filtered("min_tokens");
         } else if n > f.max_tokens {
@@ -370,6 +371,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            ..Example::default()
         }
     }
 

@@ -366,6 +366,14 @@ pub enum ReaderError {
         /// The value.
         value: i64,
     },
+    /// A preference row whose parts do not fit together.
+    #[error("{at}: preference pair {reason}")]
+    InvalidPair {
+        /// Where.
+        at: Location,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A cursor does not point into this reader's documents.
     #[error("cursor {cursor:?} is out of range: {reason}")]
     CursorOutOfRange {
@@ -702,7 +710,7 @@ fn pack_row(
 
 /// Document order of one epoch: a permutation that depends on
 /// `(seed, epoch)` only, so a cursor stays valid across processes and machines.
-fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
+pub(crate) fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if shuffle {
         let mut rng = SplitMix64(mix64(seed ^ mix64(epoch.wrapping_add(GOLDEN_GAMMA))));
@@ -897,7 +905,7 @@ pub(crate) fn typed<'a, T: ?Sized>(
     })
 }
 
-fn list_column<'a>(
+pub(crate) fn list_column<'a>(
     path: &Path,
     batch: &'a RecordBatch,
     name: &'static str,
@@ -905,7 +913,7 @@ fn list_column<'a>(
     typed(path, batch, name, |a| a.as_list_opt::<i32>())
 }
 
-fn values_of<'a, T: ArrowPrimitiveType>(
+pub(crate) fn values_of<'a, T: ArrowPrimitiveType>(
     path: &Path,
     list: &'a ListArray,
     name: &'static str,
@@ -921,7 +929,7 @@ fn values_of<'a, T: ArrowPrimitiveType>(
 }
 
 /// One row's values of a list column; `None` if the row or any item is null.
-fn row_values<'a, T: ArrowPrimitiveType>(
+pub(crate) fn row_values<'a, T: ArrowPrimitiveType>(
     list: &ListArray,
     values: &'a PrimitiveArray<T>,
     row: usize,
@@ -1355,6 +1363,14 @@ mod tests {
             ))
         };
         let num_tokens = rows.iter().map(|(i, _)| i.len() as i32);
+        let mut rejected =
+            ListBuilder::new(Int32Builder::new()).with_field(item_field(col::REJECTED_IDS));
+        let mut rejected_mask =
+            ListBuilder::new(Int8Builder::new()).with_field(item_field(col::REJECTED_MASK));
+        for _ in rows {
+            rejected.append(true);
+            rejected_mask.append(true);
+        }
         vec![
             strings("ex-"),
             strings("patient-"),
@@ -1365,6 +1381,9 @@ mod tests {
             Arc::new(mask.finish()),
             Arc::new(Int32Array::from_iter_values(num_tokens)),
             Arc::new(keys.finish()),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|_| 0))),
+            Arc::new(rejected.finish()),
+            Arc::new(rejected_mask.finish()),
         ]
     }
 

@@ -2,12 +2,19 @@
 //!
 //! One row per example. A dataset directory holds one folder per split
 //! (`train/`, `validation/`, `test/`) of `part-NNNNN.parquet` files.
+//!
+//! A `preference` row is one pair: `input_ids` and `loss_mask` hold its prompt
+//! followed by the chosen answer (so it is also an ordinary example of the
+//! preferred answer), `prompt_tokens` where the prompt ends, and
+//! `rejected_ids` / `rejected_mask` the rejected answer after that prompt.
 
 use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
 /// Version of the dataset schema, written to each file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+/// Version 2 added the preference pair columns (`prompt_tokens`,
+/// `rejected_ids`, `rejected_mask`); readers of version 1 columns read both.
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Key-value metadata key holding the dataset id.
 pub const META_DATASET_ID: &str = "clintune.dataset_id";
@@ -39,6 +46,15 @@ pub mod col {
     pub const NUM_TOKENS: &str = "num_tokens";
     /// Pseudonymous keys of the de-identified records the example was built from.
     pub const RECORD_KEYS: &str = "record_keys";
+    /// Of a `preference` row, `int32`: how many leading `input_ids` are the
+    /// prompt (the rest are the chosen answer); 0 on other rows.
+    pub const PROMPT_TOKENS: &str = "prompt_tokens";
+    /// Of a `preference` row, `list<int32>`: the rejected answer's token ids,
+    /// which continue the same prompt; empty on other rows.
+    pub const REJECTED_IDS: &str = "rejected_ids";
+    /// Of a `preference` row, `list<int8>`: 1 where a rejected answer's token
+    /// is scored; empty on other rows.
+    pub const REJECTED_MASK: &str = "rejected_mask";
 }
 
 /// The Arrow schema of a dataset file.
@@ -60,5 +76,8 @@ pub fn schema() -> Arc<Schema> {
         list(col::LOSS_MASK, DataType::Int8),
         Field::new(col::NUM_TOKENS, DataType::Int32, false),
         list(col::RECORD_KEYS, DataType::Utf8),
+        Field::new(col::PROMPT_TOKENS, DataType::Int32, false),
+        list(col::REJECTED_IDS, DataType::Int32),
+        list(col::REJECTED_MASK, DataType::Int8),
     ]))
 }

@@ -77,6 +77,7 @@ pub fn write(
         .set_column_dictionary_enabled(col::PATIENT_KEY.into(), true)
         .set_column_dictionary_enabled(col::SPLIT.into(), true)
         .set_column_dictionary_enabled(col::TASK.into(), true)
+        .set_column_dictionary_enabled(col::PROMPT_TOKENS.into(), true)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(META_STAGE.into(), stage.to_string()),
             KeyValue::new(META_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
@@ -102,11 +103,15 @@ fn columns(rows: &[&Example], layout: Layout) -> Vec<ArrayRef> {
     let mut ids = ListBuilder::new(Int32Builder::new()).with_field(item(DataType::Int32));
     let mut mask = ListBuilder::new(Int8Builder::new()).with_field(item(DataType::Int8));
     let mut keys = ListBuilder::new(StringBuilder::new()).with_field(item(DataType::Utf8));
+    let mut rejected = ListBuilder::new(Int32Builder::new()).with_field(item(DataType::Int32));
+    let mut rejected_mask = ListBuilder::new(Int8Builder::new()).with_field(item(DataType::Int8));
     for e in rows {
         // Token ids fit in i32: vocabularies are far below 2^31.
         ids.append_value(e.input_ids.iter().map(|&t| Some(t as i32)));
         mask.append_value(e.loss_mask.iter().map(|&m| Some(m as i8)));
         keys.append_value(e.record_keys.iter().map(Some));
+        rejected.append_value(e.rejected_ids.iter().map(|&t| Some(t as i32)));
+        rejected_mask.append_value(e.rejected_mask.iter().map(|&m| Some(m as i8)));
     }
     let mut out: Vec<ArrayRef> = vec![
         s(|e| &e.example_id),
@@ -122,6 +127,13 @@ fn columns(rows: &[&Example], layout: Layout) -> Vec<ArrayRef> {
                 .collect::<Int32Array>(),
         ),
         Arc::new(keys.finish()),
+        Arc::new(
+            rows.iter()
+                .map(|e| e.prompt_tokens as i32)
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(rejected.finish()),
+        Arc::new(rejected_mask.finish()),
     ];
     if layout == Layout::Candidates {
         out.push(Arc::new(StringArray::from_iter_values(
@@ -187,6 +199,10 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<Example>) -> Result<(), String>
         list(MINHASH)?,
     );
     let exact = text(EXACT_KEY)?;
+    let prompt_tokens = column(col::PROMPT_TOKENS)?
+        .as_primitive_opt::<Int32Type>()
+        .ok_or_else(|| format!("column `{}` is not int32", col::PROMPT_TOKENS))?;
+    let (rejected, rejected_mask) = (list(col::REJECTED_IDS)?, list(col::REJECTED_MASK)?);
     for row in 0..batch.num_rows() {
         let where_ = || format!("row {row} ({})", id.value(row));
         let ids_row = ids.value(row);
@@ -201,6 +217,14 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<Example>) -> Result<(), String>
         let sig_row = sig_row
             .as_primitive_opt::<UInt32Type>()
             .ok_or_else(|| format!("{}: minhash is not uint32", where_()))?;
+        let rejected_row = rejected.value(row);
+        let rejected_row = rejected_row
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| format!("{}: rejected_ids are not int32", where_()))?;
+        let rejected_mask_row = rejected_mask.value(row);
+        let rejected_mask_row = rejected_mask_row
+            .as_primitive_opt::<Int8Type>()
+            .ok_or_else(|| format!("{}: rejected_mask is not int8", where_()))?;
         let keys_row = keys.value(row);
         let keys_row = keys_row
             .as_string_opt::<i32>()
@@ -213,6 +237,13 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<Example>) -> Result<(), String>
             text: body.value(row).to_string(),
             input_ids: ids_row.values().iter().map(|&t| t as u32).collect(),
             loss_mask: mask_row.values().iter().map(|&m| m as u8).collect(),
+            prompt_tokens: prompt_tokens.value(row).max(0) as usize,
+            rejected_ids: rejected_row.values().iter().map(|&t| t as u32).collect(),
+            rejected_mask: rejected_mask_row
+                .values()
+                .iter()
+                .map(|&m| m as u8)
+                .collect(),
             record_keys: (0..keys_row.len())
                 .map(|i| keys_row.value(i).to_string())
                 .collect(),

@@ -1,13 +1,15 @@
 //! Building examples from one patient's de-identified records.
 //!
 //! Each task turns a patient's records into draft examples: plain text
-//! (`timeline`) or chat messages (`next-diagnosis`, `chat`). Drafts are
-//! rendered and tokenized later; here only what is said is decided.
+//! (`timeline`), chat messages (`next-diagnosis`, `chat`) or a prompt with a
+//! preferred and a rejected answer (`preference`). Drafts are rendered and
+//! tokenized later; here only what is said is decided.
 
 use crate::config::{NextDiagnosisConfig, TasksConfig, TimelineConfig};
 use crate::events;
 use crate::source::Record;
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The task that built an example.
@@ -19,6 +21,8 @@ pub enum Task {
     NextDiagnosis,
     /// A de-identified chat trace.
     Chat,
+    /// A de-identified preference pair.
+    Preference,
 }
 
 impl Task {
@@ -28,14 +32,20 @@ impl Task {
             Task::Timeline => "timeline",
             Task::NextDiagnosis => "next-diagnosis",
             Task::Chat => "chat",
+            Task::Preference => "preference",
         }
     }
 
     /// The task of a name.
     pub fn parse(name: &str) -> Option<Self> {
-        [Task::Timeline, Task::NextDiagnosis, Task::Chat]
-            .into_iter()
-            .find(|t| t.as_str() == name)
+        [
+            Task::Timeline,
+            Task::NextDiagnosis,
+            Task::Chat,
+            Task::Preference,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
     }
 }
 
@@ -64,15 +74,69 @@ pub enum Content {
     Text(String),
     /// A conversation, trained on the assistant's turns.
     Chat(Vec<Message>),
+    /// One prompt and two answers to it, the first preferred.
+    Pair(Box<Pair>),
+}
+
+/// A preference pair: plain text (the answers continue the prompt's text) or
+/// chat (the answers are assistant turns after the prompt's messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pair {
+    /// Plain-text prompt and continuations.
+    Text {
+        /// The prompt.
+        prompt: String,
+        /// The preferred continuation.
+        chosen: String,
+        /// The continuation not preferred.
+        rejected: String,
+    },
+    /// Messages.
+    Chat {
+        /// The conversation so far.
+        prompt: Vec<Message>,
+        /// The preferred turns.
+        chosen: Vec<Message>,
+        /// The turns not preferred.
+        rejected: Vec<Message>,
+    },
+}
+
+impl Pair {
+    /// Every text of the pair, prompt first.
+    pub fn texts(&self) -> Vec<&str> {
+        match self {
+            Pair::Text {
+                prompt,
+                chosen,
+                rejected,
+            } => vec![prompt, chosen, rejected],
+            Pair::Chat {
+                prompt,
+                chosen,
+                rejected,
+            } => [prompt, chosen, rejected]
+                .into_iter()
+                .flatten()
+                .map(|m| m.content.as_str())
+                .collect(),
+        }
+    }
 }
 
 impl Content {
+    /// What it says: the text, or each message's content.
+    pub fn texts(&self) -> Vec<&str> {
+        match self {
+            Content::Text(t) => vec![t.as_str()],
+            Content::Chat(m) => m.iter().map(|m| m.content.as_str()).collect(),
+            Content::Pair(p) => p.texts(),
+        }
+    }
+
     /// Characters of content (message text only, for chats).
     pub fn chars(&self) -> usize {
-        match self {
-            Content::Text(t) => t.chars().count(),
-            Content::Chat(m) => m.iter().map(|m| m.content.chars().count()).sum(),
-        }
+        self.texts().iter().map(|t| t.chars().count()).sum()
     }
 }
 
@@ -118,6 +182,9 @@ pub fn build(
     }
     if cfg.chat.enabled {
         drafts.extend(chat(patient_key, records, tally));
+    }
+    if cfg.preference.enabled {
+        drafts.extend(preference(patient_key, records, tally));
     }
     drafts
 }
@@ -370,17 +437,88 @@ fn chat(patient_key: &str, records: &[Record], tally: &mut Tally) -> Vec<Draft> 
 /// The trace's messages; `None` when one has a role other than
 /// system/user/assistant or a content that is not a string.
 fn chat_messages(record: &Record) -> Option<Vec<Message>> {
-    record
-        .fields
-        .get("messages")?
+    chat_list(record.fields.get("messages")?, &ROLES)
+}
+
+/// A list of messages whose roles are all in `roles` and whose contents are
+/// strings; `None` otherwise.
+fn chat_list(value: &Value, roles: &[&str]) -> Option<Vec<Message>> {
+    value
         .as_array()?
         .iter()
         .map(|m| {
             let role = m.get("role")?.as_str()?;
             let content = m.get("content")?.as_str()?;
-            ROLES
+            roles
                 .contains(&role)
                 .then(|| Message::new(role, content.to_string()))
         })
         .collect()
+}
+
+/// Roles an answer of a pair may hold.
+const ANSWER_ROLES: [&str; 2] = ["assistant", "tool"];
+
+/// The patient's de-identified preference pairs.
+fn preference(patient_key: &str, records: &[Record], tally: &mut Tally) -> Vec<Draft> {
+    records
+        .iter()
+        .filter(|r| r.resource_type == "PreferencePair")
+        .filter_map(|r| {
+            let pair = pair_of(r, tally)?;
+            Some(Draft {
+                patient_key: patient_key.to_string(),
+                task: Task::Preference,
+                content: Content::Pair(Box::new(pair)),
+                record_keys: vec![r.record_key.clone()],
+            })
+        })
+        .collect()
+}
+
+/// The pair a de-identified record holds; `None`, counted, when
+/// de-identification left it without an answer (a policy that drops the
+/// assistant role) or made its answers equal.
+fn pair_of(record: &Record, tally: &mut Tally) -> Option<Pair> {
+    let get = |k: &str| record.fields.get(k);
+    let pair = match (get("prompt")?, get("chosen")?, get("rejected")?) {
+        (Value::String(p), Value::String(c), Value::String(r)) => Pair::Text {
+            prompt: p.clone(),
+            chosen: c.clone(),
+            rejected: r.clone(),
+        },
+        (p, c, r) => {
+            let messages = |v: &Value, roles: &[&str]| chat_list(v, roles);
+            let pair = messages(p, &ROLES)
+                .zip(messages(c, &ANSWER_ROLES))
+                .zip(messages(r, &ANSWER_ROLES));
+            let Some(((prompt, chosen), rejected)) = pair else {
+                bump(tally, "preference_invalid_messages");
+                return None;
+            };
+            let answered = |m: &[Message]| m.iter().any(|m| m.role == "assistant");
+            if prompt.is_empty() || !answered(&chosen) || !answered(&rejected) {
+                bump(tally, "preference_without_answer");
+                return None;
+            }
+            Pair::Chat {
+                prompt,
+                chosen,
+                rejected,
+            }
+        }
+    };
+    let same = match &pair {
+        Pair::Text {
+            chosen, rejected, ..
+        } => chosen == rejected,
+        Pair::Chat {
+            chosen, rejected, ..
+        } => chosen == rejected,
+    };
+    if same {
+        bump(tally, "preference_answers_equal_after_deid");
+        return None;
+    }
+    Some(pair)
 }
