@@ -135,3 +135,51 @@ fn the_pipeline_validates_what_it_exports() {
     let run = read_manifest(&tmp.path().join("run"));
     assert!(run["config"]["recipe"].get("validate").is_none());
 }
+
+/// `recipes/dpo.toml` with its paths moved into `dir`.
+fn dpo_recipe(dir: &std::path::Path) -> std::path::PathBuf {
+    let t = |name: &str| s(&dir.join(name));
+    let text = std::fs::read_to_string(repo().join("recipes/dpo.toml"))
+        .unwrap()
+        .replace(
+            "\"datasets/sample/preference\"",
+            &format!("\"{}\"", s(&sample().join("preference"))),
+        )
+        .replace("\"datasets/deid-dpo\"", &format!("\"{}\"", t("deid")))
+        .replace("\"datasets/curated-dpo\"", &format!("\"{}\"", t("curated")))
+        .replace("\"runs/dpo-base\"", &format!("\"{}\"", t("base")))
+        .replace("\"runs/dpo\"", &format!("\"{}\"", t("run")))
+        .replace(
+            "name = \"dpo\"",
+            &format!("name = \"dpo\"\nroot = \"{}\"", t("checkpoints")),
+        );
+    let recipe = dir.join("dpo.toml");
+    std::fs::write(&recipe, text).unwrap();
+    recipe
+}
+
+#[test]
+fn the_dpo_recipe_learns_the_sample_preferences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = clintune(&["run", &s(&dpo_recipe(tmp.path()))], Some(KEY_A));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let metrics = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["split"] == "eval")
+        .collect();
+    let accuracy = |v: &serde_json::Value| v["rewards/accuracies"].as_f64().unwrap();
+    let last = evals.last().unwrap();
+    assert!(accuracy(last) > 0.5, "validation reward accuracy {last}");
+    assert!(last["rewards/margins"].as_f64().unwrap() > 0.0, "{last}");
+    let first_loss = evals[0]["loss"].as_f64().unwrap();
+    assert!(last["loss"].as_f64().unwrap() < first_loss, "{evals:?}");
+    let card = std::fs::read_to_string(tmp.path().join("checkpoints/dpo/v1/README.md")).unwrap();
+    assert!(
+        card.contains("Objective: DPO (sigmoid loss, beta 0.1"),
+        "{card}"
+    );
+    assert!(card.contains("validation preference pairs"), "{card}");
+}

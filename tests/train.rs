@@ -699,3 +699,84 @@ fn bench_prints_a_throughput_table_for_a_model_config() {
         "{err}"
     );
 }
+
+/// The objective table of the DPO runs below.
+const DPO: &str = "[objective]\nkind = \"dpo\"\nbeta = 0.1\n";
+
+#[test]
+fn dpo_starts_at_log_2_under_a_fresh_adapter_and_resumes_bit_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let whole = recipe(tmp.path(), "dpo-whole", &data, 6, DPO);
+    ok(train(&whole, &[]));
+    let split = recipe(tmp.path(), "dpo-split", &data, 6, DPO);
+    ok(train(&split, &["--stop-after", "3"]));
+    ok(train(&split, &["--resume"]));
+    same_result(&tmp.path().join("dpo-whole"), &tmp.path().join("dpo-split"));
+    // A fresh adapter adds exactly zero: the policy is its reference.
+    let lines = curve(&tmp.path().join("dpo-whole"));
+    let first = &lines[0];
+    assert_eq!(first["loss"], f64::from(std::f32::consts::LN_2), "{first}");
+    for figure in ["rewards/chosen", "rewards/rejected", "rewards/margins"] {
+        assert_eq!(first[figure], 0.0, "{figure}: {first}");
+    }
+    assert!(first["logps/chosen"].as_f64().unwrap() < 0.0, "{first}");
+    let eval = lines.iter().find(|l| l["split"] == "eval").unwrap();
+    for figure in [
+        "loss",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/rejected",
+    ] {
+        assert!(eval[figure].is_f64(), "{figure} missing: {eval}");
+    }
+}
+
+#[test]
+fn dpo_on_two_workers_trains_like_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let one = alike_recipe(tmp.path(), "dpo-one", &data, 2, DPO);
+    let two_workers = format!("{DPO}[hardware]\ndevices = \"cpu:2\"\n");
+    let two = alike_recipe(tmp.path(), "dpo-two", &data, 1, &two_workers);
+    ok(train(&one, &[]));
+    ok(train(&two, &[]));
+    assert_trained_alike(&tmp.path().join("dpo-one"), &tmp.path().join("dpo-two"));
+}
+
+#[test]
+fn dpo_needs_preference_pairs_and_says_how_to_get_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = tmp.path().join("deid");
+    ok(deid(&[&sample().join("chat")], &records, KEY_A, &[]));
+    let data = tmp.path().join("curated");
+    curate_ok(&[
+        "--input",
+        &s(&records),
+        "--tokenizer",
+        MODEL,
+        "--out",
+        &s(&data),
+    ]);
+    let r = recipe(tmp.path(), "no-pairs", &data, 2, DPO);
+    let o = train(&r, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("holds no preference pairs") && err.contains("train"),
+        "{err}"
+    );
+    let bad = recipe(
+        tmp.path(),
+        "bad",
+        &data,
+        2,
+        "[objective]\nkind = \"dpo\"\nloss = \"ipo\"\nlabel_smoothing = 0.1\n",
+    );
+    let o = clintune(&["recipe", "check", &s(&bad)], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("objective.label_smoothing"),
+        "{err}"
+    );
+}

@@ -191,13 +191,17 @@ fn report(s: &RunSummary, writer: bool) {
         s.params.0,
         s.last_loss
     );
-    if let Some(e) = s.eval {
+    if let Some(e) = &s.eval {
+        let figures: Vec<String> = e
+            .figures
+            .iter()
+            .map(|(name, value)| format!("{name} {value:.4}"))
+            .collect();
         tracing::info!(
-            "validation: loss {:.4}, perplexity {:.2}, token accuracy {:.3} over {} tokens",
-            e.loss,
-            e.perplexity,
-            e.accuracy,
-            e.tokens
+            "validation: {} over {} {}",
+            figures.join(", "),
+            e.units,
+            e.unit
         );
     }
     if s.stopped_early {

@@ -3,7 +3,7 @@
 
 use clintune_lineage::Manifest;
 use clintune_train::Recipe;
-use clintune_train::recipe::Method;
+use clintune_train::recipe::{Method, ObjectiveKind};
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::Path;
@@ -47,6 +47,36 @@ fn count(m: Option<&Manifest>, key: &str) -> String {
     }
 }
 
+/// What the run learnt from, in words.
+fn objective(recipe: &Recipe, data: Option<&Manifest>) -> String {
+    let o = &recipe.objective;
+    match o.kind {
+        ObjectiveKind::Sft => {
+            "supervised fine-tuning (next-token likelihood of the trained tokens)".into()
+        }
+        ObjectiveKind::Dpo => {
+            let reference = match recipe.method.kind {
+                Method::Lora => "the base model (the adapter switched off)",
+                Method::Full => "the base model, frozen",
+            };
+            let pairs = |split: &str| {
+                data.and_then(|m| m.counts.get("examples"))
+                    .and_then(|e| e.get(split))
+                    .and_then(|e| e.get("preference"))
+                    .map_or("n/a".to_string(), Value::to_string)
+            };
+            format!(
+                "DPO ({} loss, beta {}, label smoothing {}) against {reference}, on {} training and {} validation preference pairs",
+                o.loss.as_str(),
+                o.beta,
+                o.label_smoothing,
+                pairs("train"),
+                pairs("validation")
+            )
+        }
+    }
+}
+
 /// Renders the card of version `version` of `name`.
 pub fn render(name: &str, version: u32, recipe: &Recipe, chain: &Chain, adapter: bool) -> String {
     let mut s = String::new();
@@ -82,6 +112,7 @@ pub fn render(name: &str, version: u32, recipe: &Recipe, chain: &Chain, adapter:
     if !adapter && recipe.method.kind == Method::Lora {
         let _ = writeln!(s, "- (adapter not written)");
     }
+    let _ = writeln!(s, "- Objective: {}", objective(recipe, data));
     let _ = writeln!(s, "\n## Training\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(
@@ -97,21 +128,34 @@ pub fn render(name: &str, version: u32, recipe: &Recipe, chain: &Chain, adapter:
     let _ = writeln!(s, "| steps | {} |", count(run, "steps"));
     let _ = writeln!(s, "| trained tokens | {} |", count(run, "tokens"));
     let _ = writeln!(s, "| peak learning rate | {} |", recipe.optimizer.lr);
+    let rows = match recipe.objective.kind {
+        ObjectiveKind::Sft => format!("{} rows", recipe.data.micro_batch),
+        ObjectiveKind::Dpo => format!("{} pairs (2 rows each)", recipe.data.micro_batch),
+    };
     let _ = writeln!(
         s,
-        "| batch | {} rows × {} tokens × {} accumulation |",
-        recipe.data.micro_batch, recipe.data.seq_len, recipe.data.grad_accum
+        "| batch | {rows} × {} tokens × {} accumulation |",
+        recipe.data.seq_len, recipe.data.grad_accum
     );
     let _ = writeln!(s, "| seed | {} |", recipe.train.seed);
     let _ = writeln!(s, "\n## Evaluation (validation split)\n");
-    let _ = writeln!(s, "| loss | perplexity | token accuracy |\n|---|---|---|");
-    let _ = writeln!(
-        s,
-        "| {} | {} | {} |",
-        count(run, "eval_loss"),
-        count(run, "eval_perplexity"),
-        count(run, "eval_accuracy")
-    );
+    let figures: &[&str] = match recipe.objective.kind {
+        ObjectiveKind::Sft => &["loss", "perplexity", "accuracy"],
+        ObjectiveKind::Dpo => &[
+            "loss",
+            "rewards/accuracies",
+            "rewards/margins",
+            "rewards/chosen",
+            "rewards/rejected",
+        ],
+    };
+    let _ = writeln!(s, "| {} |", figures.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(figures.len()));
+    let values: Vec<String> = figures
+        .iter()
+        .map(|f| count(run, &format!("eval_{f}")))
+        .collect();
+    let _ = writeln!(s, "| {} |", values.join(" | "));
     let _ = writeln!(s, "\n## Data\n");
     let _ = writeln!(
         s,

@@ -251,6 +251,18 @@ impl<B: Backend> Llama<B> {
         self
     }
 
+    /// The same model with every adapter dropped: the frozen base the
+    /// adapters sit on, sharing its weights, so a reference model under LoRA
+    /// costs no memory.
+    pub fn without_lora(mut self) -> Self {
+        for layer in 0..self.model.layers.len() {
+            for target in Target::ALL {
+                self.linear_mut(layer, target).lora = None;
+            }
+        }
+        self
+    }
+
     /// Whether any map carries an adapter.
     pub fn has_lora(&self) -> bool {
         (0..self.model.layers.len()).any(|l| {

@@ -19,6 +19,19 @@ pub enum TrainError {
         /// What is wrong.
         source: Cause,
     },
+    /// A DPO run's dataset split holds no preference pairs.
+    #[error(
+        "dataset {}: its {split} split holds no preference pairs; DPO (objective.kind = \"dpo\") \
+         trains on pairs: de-identify Azure AI Foundry DPO or TRL preference files and curate \
+         with the preference task on",
+        dataset.display()
+    )]
+    NoPairs {
+        /// The dataset directory.
+        dataset: PathBuf,
+        /// The split.
+        split: String,
+    },
     /// The model or its weights cannot be used.
     #[error("model {path}: {source}")]
     Model {

@@ -1,7 +1,8 @@
 //! Recipe-driven fine-tuning of Llama-family models.
 //!
 //! A [`recipe`] (TOML, strictly parsed) names the base model, the curated
-//! dataset and every training choice.
+//! dataset and every training choice; the [`objective`] (supervised
+//! fine-tuning or DPO) decides what the weights learn from.
 
 pub mod backend;
 pub mod bench;
@@ -11,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod memory;
 pub mod metrics;
+pub mod objective;
 pub mod params;
 pub mod recipe;
 pub mod run;

@@ -7,6 +7,7 @@
 //! them with their defaults (a test keeps the two in step with this file).
 //! Relative paths are relative to the directory the command runs in.
 
+pub use crate::objective::config::{DpoLoss, ObjectiveKind, ObjectiveSection};
 use clintune_core::{ConfigError, Invalid};
 use clintune_curate::config::CurateConfig;
 use clintune_model::LoraConfig;
@@ -25,6 +26,9 @@ pub struct Recipe {
     /// Full fine-tuning or LoRA.
     #[serde(default)]
     pub method: MethodSection,
+    /// What is learnt: supervised fine-tuning or DPO.
+    #[serde(default, skip_serializing_if = "ObjectiveSection::is_default")]
+    pub objective: ObjectiveSection,
     /// LoRA settings (with `method.kind = "lora"`).
     #[serde(default)]
     pub lora: LoraConfig,
@@ -412,6 +416,7 @@ impl Recipe {
             ));
         }
         self.check_optimizer()?;
+        self.objective.validate()?;
         if self.method.kind == Method::Lora {
             self.lora.validate()?;
         }

@@ -284,10 +284,10 @@ fn counts(recipe: &Recipe, s: &RunSummary) -> Map<String, Value> {
     c.insert("params".into(), s.params.0.into());
     c.insert("trainable_params".into(), s.params.1.into());
     c.insert("last_train_loss".into(), json!(s.last_loss));
-    if let Some(e) = s.eval {
-        c.insert("eval_loss".into(), json!(e.loss));
-        c.insert("eval_perplexity".into(), json!(e.perplexity));
-        c.insert("eval_accuracy".into(), json!(e.accuracy));
+    if let Some(e) = &s.eval {
+        for (name, value) in &e.figures {
+            c.insert(format!("eval_{name}"), json!(value));
+        }
     }
     c.insert("stopped_early".into(), s.stopped_early.into());
     if recipe.method.kind == Method::Lora {

@@ -1,9 +1,11 @@
 //! The training loop: micro-batches → one optimizer step, evaluation,
 //! checkpoints, metrics.
 //!
-//! Each step's loss is the negative log-likelihood summed over every trained
-//! token of its micro-batches, divided by that count: `grad_accum` micro-
-//! batches make exactly the update of one batch that many times larger. The
+//! What a step learns from is the recipe's [`Objective`] (SFT or DPO), which
+//! owns the data and the loss. Each step's loss is summed over its
+//! micro-batches and divided by the step's size (trained tokens under SFT,
+//! pairs under DPO): `grad_accum` micro-batches make exactly the update of
+//! one batch that many times larger. The
 //! backend's random generator is reseeded from `(seed, step, micro-batch)`
 //! before each micro-batch, so dropout draws do not depend on where a run was
 //! interrupted.
@@ -12,29 +14,28 @@
 //!
 //! With several workers ([`Peer`]), every worker reads the same sequence of
 //! micro-batches and takes every `count`-th, starting at its rank: a step
-//! covers `grad_accum × count` micro-batches. Each worker counts the trained
-//! tokens of all of them (reading is cheap), so its share of the loss is
-//! already divided by the step's total; the gradients are then summed across
-//! workers with burn-collective, and every worker applies the same update.
+//! covers `grad_accum × count` micro-batches. Each worker sizes all of them
+//! (reading is cheap), so its share of the loss is already divided by the
+//! step's total; the gradients and figures are then summed across workers
+//! with burn-collective, and every worker applies the same update.
 //! Only rank 0 writes metrics and checkpoints.
 
 use crate::checkpoint::{self, Optim, TrainState};
-use crate::data::{Dataset, Inputs, reader, trained_tokens, validation_reader};
+use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::Metrics;
+use crate::objective::{self, Objective};
 use crate::params::{clip_grad_norm, count, ids_from_paths};
 use crate::recipe::{Method, Recipe};
 use crate::schedule::Schedule;
 use crate::watchdog::Watchdog;
 use burn::collective::{PeerId, ReduceOperation};
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use clintune_core::rng::mix64;
-use clintune_curate::reader::PackedReader;
-use clintune_model::loss::token_nll;
 use clintune_model::{Llama, ModelConfig, WeightFiles};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,18 +53,8 @@ pub struct RunOptions {
     pub cluster: Option<crate::cluster::Cluster>,
 }
 
-/// Validation metrics.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EvalMetrics {
-    /// Mean negative log-likelihood per trained token.
-    pub loss: f64,
-    /// `exp(loss)`.
-    pub perplexity: f64,
-    /// Share of trained tokens the model ranks first.
-    pub accuracy: f64,
-    /// Tokens evaluated.
-    pub tokens: u64,
-}
+pub use crate::objective::EvalMetrics;
+pub use crate::objective::sft::gradients;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -103,9 +94,16 @@ struct Seen {
 
 /// One step's figures.
 struct StepStats {
-    loss: f64,
+    /// The objective's, `loss` first.
+    figures: Vec<(&'static str, f64)>,
     grad_norm: f64,
     tokens: usize,
+}
+
+impl StepStats {
+    fn loss(&self) -> f64 {
+        self.figures.first().map_or(f64::NAN, |f| f.1)
+    }
 }
 
 /// One worker of a data-parallel run.
@@ -133,8 +131,7 @@ pub struct Trainer<B: AutodiffBackend> {
     device: B::Device,
     model: Llama<B>,
     optim: Optim<B>,
-    train: PackedReader,
-    validation: Option<PackedReader>,
+    objective: Box<dyn Objective<B>>,
     state: TrainState,
     schedule: Schedule,
     total_steps: u64,
@@ -154,9 +151,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         peer: Peer,
     ) -> Result<Self, TrainError> {
         let run_dir = recipe.train.output.clone();
-        let pad = dataset.pad_id();
-        let mut train = reader(&recipe.data.dataset, "train", recipe, pad)?;
-        let validation = validation_reader(&recipe.data.dataset, recipe, pad)?;
+        let mut objective = objective::build::<B>(recipe, dataset, &device)?;
         let resume_from = resume_point(&run_dir, resume)?;
         let mut state = match &resume_from {
             Some(dir) => checkpoint::load_state(dir)?,
@@ -168,7 +163,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         check_same_run(&state, recipe, &dataset.manifest.id, &run_dir)?;
         state.dataset_id.clone_from(&dataset.manifest.id);
-        train
+        objective
             .seek(state.cursor)
             .map_err(|e| TrainError::dataset(&recipe.data.dataset, e))?;
         let model = ids_from_paths(load_model::<B>(recipe, resume_from.as_deref(), &device)?)
@@ -177,7 +172,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         if let Some(dir) = &resume_from {
             optim = checkpoint::load_optimizer(dir, optim, &device)?;
         }
-        let total_steps = total_steps(recipe, &train, peer.count);
+        let total_steps = total_steps(recipe, objective.as_ref(), peer.count);
         Ok(Self {
             peer,
             schedule: Schedule::new(recipe.optimizer.lr, &recipe.schedule, total_steps),
@@ -185,8 +180,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             device,
             model,
             optim,
-            train,
-            validation,
+            objective,
             state,
             total_steps,
             run_dir,
@@ -267,14 +261,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             let stats = self.train_step()?;
             self.state.step += 1;
             self.state.tokens += stats.tokens as u64;
-            seen.loss = stats.loss;
+            seen.loss = stats.loss();
             seen.steps += 1;
             if let Some(m) = metrics.as_deref_mut() {
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 let rate = (self.state.tokens - first_tokens) as f64 / secs;
                 self.log_step(m, &stats, rate)?;
             }
-            on_step(self.state.step, stats.loss, stats.tokens as f64);
+            on_step(self.state.step, stats.loss(), stats.tokens as f64);
             self.evaluate_and_checkpoint(metrics.as_deref_mut(), stop_at, &mut seen)?;
             if seen.stopped_early {
                 break;
@@ -288,17 +282,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !(step.is_multiple_of(self.recipe.train.log_every) || step == self.total_steps) {
             return Ok(());
         }
-        metrics.log(
-            "train",
-            step,
-            &[
-                ("loss", s.loss),
-                ("lr", self.schedule.lr(step - 1)),
-                ("grad_norm", s.grad_norm),
-                ("tokens", self.state.tokens as f64),
-                ("tokens_per_s", rate),
-            ],
-        )
+        let mut figures = vec![
+            ("loss", s.loss()),
+            ("lr", self.schedule.lr(step - 1)),
+            ("grad_norm", s.grad_norm),
+            ("tokens", self.state.tokens as f64),
+            ("tokens_per_s", rate),
+        ];
+        figures.extend(s.figures.iter().skip(1).copied());
+        metrics.log("train", step, &figures)
     }
 
     /// Evaluates and checkpoints when the recipe says so after a step.
@@ -359,88 +351,48 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// One optimizer step over `grad_accum` micro-batches of every worker.
     fn train_step(&mut self) -> Result<StepStats, TrainError> {
         let step = self.state.step;
-        let Peer { rank, count } = self.peer;
-        let batches: Vec<_> = (0..self.recipe.data.grad_accum * count)
-            .map(|_| {
-                let batch = self.train.next_batch();
-                self.state.cursor = batch.cursor_after;
-                batch
-            })
-            .collect();
-        let tokens: usize = batches.iter().map(trained_tokens).sum();
-        let micro: Vec<(u64, Inputs<B>)> = batches
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| j % count == rank)
-            .map(|(j, b)| (j as u64, Inputs::new(b, &self.device)))
-            .collect();
+        let peer = self.peer;
         let seed = mix64(self.recipe.train.seed ^ mix64(step));
         let device = self.device.clone();
-        let (mut grads, mut loss) = gradients(&self.model, micro, tokens, |j| {
+        let micro = self.recipe.data.grad_accum * peer.count;
+        let out = self.objective.step(&self.model, micro, peer, &mut |j| {
             B::seed(&device, mix64(seed ^ j))
         });
-        if count > 1 {
+        self.state.cursor = self.objective.cursor();
+        let (mut grads, mut figures) = (out.grads, out.figures);
+        if peer.count > 1 {
             let what = || format!("the gradients of step {}", step + 1);
-            let (peer, device) = (self.peer, &self.device);
-            (grads, loss) = self
+            let values: Vec<f32> = figures.iter().map(|f| f.1 as f32).collect();
+            let (reduced, sums) = self
                 .exchange(what, || {
                     let grads =
                         grads.all_reduce::<B::InnerBackend>(peer.id(), ReduceOperation::Sum)?;
-                    let loss = all_reduce_sum::<B>(peer, vec![loss as f32], device)?[0];
-                    Ok::<_, burn::collective::CollectiveError>((grads, f64::from(loss)))
+                    let sums = all_reduce_sum::<B>(peer, values, &device)?;
+                    Ok::<_, burn::collective::CollectiveError>((grads, sums))
                 })
                 .map_err(TrainError::exchange)?;
+            grads = reduced;
+            for (f, sum) in figures.iter_mut().zip(sums) {
+                f.1 = f64::from(sum);
+            }
         }
         let grad_norm = clip_grad_norm(&self.model, &mut grads, self.recipe.optimizer.grad_clip);
-        if tokens > 0 {
+        if out.units > 0 {
             let lr = self.schedule.lr(step);
             self.model = self.optim.step(lr, self.model.clone(), grads);
         }
         Ok(StepStats {
-            loss,
+            figures,
             grad_norm,
-            tokens,
+            tokens: out.tokens,
         })
     }
 
-    /// Loss, perplexity and token accuracy on the validation split.
+    /// The objective's figures on the validation split.
     pub fn evaluate(&mut self) -> Option<EvalMetrics> {
-        let reader = self.validation.as_mut()?;
-        reader.seek(Default::default()).ok()?;
-        let batches = match self.recipe.train.eval_batches {
-            0 => reader.batches_in_epoch(0),
-            n => n.min(reader.batches_in_epoch(0)),
-        };
         let model = self.model.valid();
-        let device = model.device();
-        let (mut nll, mut correct, mut tokens) = (0.0f64, 0u64, 0u64);
-        for _ in 0..batches {
-            let m = Inputs::<B::InnerBackend>::new(&reader.next_batch(), &device);
-            let logits = model.forward(&m.batch);
-            let hits = logits
-                .clone()
-                .argmax(2)
-                .squeeze_dim::<2>(2)
-                .equal(m.targets.clone())
-                .float()
-                * m.weights.clone();
-            correct += hits.sum().into_scalar().elem::<f64>() as u64;
-            nll += f64::from(
-                token_nll(logits, m.targets, m.weights)
-                    .into_scalar()
-                    .elem::<f32>(),
-            );
-            tokens += m.trained as u64;
-        }
-        (tokens > 0).then(|| {
-            let loss = nll / tokens as f64;
-            EvalMetrics {
-                loss,
-                perplexity: loss.exp(),
-                accuracy: correct as f64 / tokens as f64,
-                tokens,
-            }
-        })
+        self.objective
+            .evaluate(&model, self.recipe.train.eval_batches)
     }
 
     fn evaluate_and_log(
@@ -451,15 +403,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             return Ok(None);
         };
         if let Some(metrics) = metrics {
-            metrics.log(
-                "eval",
-                self.state.step,
-                &[
-                    ("loss", e.loss),
-                    ("perplexity", e.perplexity),
-                    ("accuracy", e.accuracy),
-                ],
-            )?;
+            metrics.log("eval", self.state.step, &e.figures)?;
         }
         if self.state.best_eval_loss.is_none_or(|best| e.loss < best) {
             self.state.best_eval_loss = Some(e.loss);
@@ -484,31 +428,6 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.recipe,
         )
     }
-}
-
-/// The gradients of `micro` micro-batches (each with its index in the step)
-/// and their share of the step's loss: the summed token negative
-/// log-likelihood divided by `step_tokens`, the trained tokens of the whole
-/// step. Splitting a step's batch into micro-batches, or across workers,
-/// therefore changes nothing but rounding. `before` runs ahead of each
-/// micro-batch with its index (to seed dropout).
-pub fn gradients<B: AutodiffBackend>(
-    model: &Llama<B>,
-    micro: Vec<(u64, Inputs<B>)>,
-    step_tokens: usize,
-    mut before: impl FnMut(u64),
-) -> (GradientsParams, f64) {
-    let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
-    let mut loss = 0.0;
-    for (index, m) in micro {
-        before(index);
-        let logits = model.forward(&m.batch);
-        let nll = token_nll(logits, m.targets, m.weights) / step_tokens.max(1) as f64;
-        loss += f64::from(nll.clone().into_scalar().elem::<f32>());
-        let grads = GradientsParams::from_grads(nll.backward(), model);
-        accumulator.accumulate(model, grads);
-    }
-    (accumulator.grads(), loss)
 }
 
 /// Sums `values` element-wise across the workers.
@@ -641,12 +560,16 @@ fn optimizer<B: AutodiffBackend>(recipe: &Recipe) -> Optim<B> {
 }
 
 /// `max_steps`, or the steps of `epochs` passes over the training split.
-fn total_steps(recipe: &Recipe, train: &PackedReader, workers: usize) -> u64 {
+fn total_steps<B: AutodiffBackend>(
+    recipe: &Recipe,
+    objective: &dyn Objective<B>,
+    workers: usize,
+) -> u64 {
     if recipe.train.max_steps > 0 {
         return recipe.train.max_steps;
     }
     let batches: u64 = (0..recipe.train.epochs)
-        .map(|e| train.batches_in_epoch(e))
+        .map(|e| objective.batches_in_epoch(e))
         .sum();
     batches.div_ceil((recipe.data.grad_accum * workers) as u64)
 }

@@ -93,7 +93,7 @@ fn step(model: &Llama<Ad>, micro_batch: usize, accum: usize) -> (Vec<f32>, f64, 
         .map(|j| (j as u64, Inputs::new(&r.next_batch(), &Default::default())))
         .collect();
     let tokens = micro.iter().map(|(_, m)| m.trained).sum();
-    let (grads, loss) = gradients(model, micro, tokens, |_| {});
+    let (grads, loss) = gradients(model, micro, tokens, &mut |_| {});
     (flat(model, &grads), loss, tokens)
 }
 
