@@ -4,7 +4,7 @@
 //! The goal is at least 10 MB/s per core end to end (`encode_and_write`),
 //! shown beside what the `tokenizers` crate alone reaches on the same text
 //! (`tokenizers_alone`) and what clintune's tokenization reaches through its
-//! faster byte-level route (`tokenize`, see `clintune_curate::bytelevel`), so
+//! faster byte-level route (`tokenize`, see `clintune_text::bytelevel`), so
 //! that the cost of rendering, masking, dedup keys and Parquet is visible. Every loop runs on the calling thread: the
 //! pipeline spreads drafts over one rayon worker per core, and a single
 //! `tokenizers` `encode` call never uses rayon (only batch encoding and
@@ -25,7 +25,7 @@ use clintune_curate::dedup::DedupConfig;
 use clintune_curate::encode::{Encoder, Example};
 use clintune_curate::store::{self, Layout};
 use clintune_curate::tasks::{Content, Draft, Message, Task};
-use clintune_curate::tokenizer::{Tokenizer, TrainConfig};
+use clintune_text::tokenizer::{Tokenizer, TrainConfig};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use std::path::Path;

@@ -5,7 +5,7 @@
 mod common;
 
 use clintune_curate::reader::{PackConfig, PackedReader};
-use clintune_curate::tokenizer::Tokenizer;
+use clintune_text::tokenizer::Tokenizer;
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;

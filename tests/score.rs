@@ -39,7 +39,7 @@ fn scores_token_ids_and_text_with_transformers_losses() {
     let want = golden["loss_batch"].as_f64().unwrap();
     assert!((sum / n - want).abs() < 1e-5, "{} vs {want}", sum / n);
     assert!(out[0]["logprobs"][0].is_null());
-    let tok = clintune_curate::tokenizer::Tokenizer::load(&model).unwrap();
+    let tok = clintune_text::tokenizer::Tokenizer::load(&model).unwrap();
     let ids: Vec<u32> = serde_json::from_value(out[2]["tokens"].clone()).unwrap();
     assert_eq!(ids, tok.encode(text).unwrap());
 

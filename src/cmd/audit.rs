@@ -5,8 +5,8 @@ use crate::progress::bar;
 use anyhow::Context;
 use burn::tensor::backend::Backend;
 use clap::{Args, Subcommand};
-use clintune_curate::tokenizer::Tokenizer;
 use clintune_model::{Device, OnDevice, on_device};
+use clintune_text::tokenizer::Tokenizer;
 use clintune_validate::memorization::{
     AuditConfig, AuditReport, exposures, extraction, read_canaries, write_report,
 };

@@ -3,12 +3,12 @@
 use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use clintune_curate::tasks::Message;
-use clintune_curate::template::ChatTemplate;
-use clintune_curate::tokenizer::Tokenizer;
 use clintune_model::{
     Device, GenerateConfig, Generation, ModelConfig, OnDevice, Sampling, on_device,
 };
+use clintune_text::Message;
+use clintune_text::template::ChatTemplate;
+use clintune_text::tokenizer::Tokenizer;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -229,7 +229,7 @@ fn stop_tokens(
     stops.extend(generation_config_eos(&a.model)?);
     stops.extend(tokenizer.eos_id());
     if a.chat {
-        stops.extend(clintune_curate::template::end_of_turn(tokenizer)?);
+        stops.extend(clintune_text::template::end_of_turn(tokenizer)?);
     }
     for token in &a.stop {
         let id = tokenizer

@@ -4,10 +4,10 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use clintune_curate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use clintune_model::init::DEFAULT_STD;
 use clintune_model::save::{SaveDtype, write_safetensors};
 use clintune_model::{Cpu, Llama, ModelConfig};
+use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

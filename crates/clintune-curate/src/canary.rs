@@ -9,10 +9,10 @@
 
 use crate::encode::{Example, example_id};
 use crate::error::CurateError;
-use crate::tokenizer::Tokenizer;
 use clintune_core::Invalid;
 use clintune_core::hash::sha256_hex;
 use clintune_core::rng::{SplitMix64, mix64};
+use clintune_text::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 /// Where the canaries are written, inside the dataset.

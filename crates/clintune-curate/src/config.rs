@@ -6,8 +6,8 @@ use crate::canary::AuditConfig;
 use crate::dedup::DedupConfig;
 use crate::error::CurateError;
 use crate::tasks::Task;
-use crate::tokenizer::TrainConfig;
 use clintune_core::{ConfigError, Invalid};
+use clintune_text::tokenizer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 use crate::dedup::{DedupConfig, MinHasher, exact_key_of_normalized, normalize};
 use crate::error::CurateError;
 use crate::tasks::{Content, Draft, Message, Pair};
-use crate::template::{ChatTemplate, Rendered};
-use crate::tokenizer::Tokenizer;
+use clintune_text::template::{ChatTemplate, Rendered, TemplateError};
+use clintune_text::tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
 
@@ -80,11 +80,8 @@ impl<'a> Encoder<'a> {
                     answers: vec![whole],
                 })
             }
-            Content::Chat(messages) => self.template.render_with_answers(messages),
-            Content::Pair(_) => Err(CurateError::Template {
-                detail: "a preference pair renders as two conversations".into(),
-                source: None,
-            }),
+            Content::Chat(messages) => Ok(self.template.render_with_answers(messages)?),
+            Content::Pair(_) => Err(pair_error("renders as two conversations, not one")),
         }
     }
 
@@ -238,10 +235,10 @@ struct Encoded {
 }
 
 fn pair_error(detail: &str) -> CurateError {
-    CurateError::Template {
+    CurateError::Template(TemplateError {
         detail: format!("preference pair: {detail}"),
         source: None,
-    }
+    })
 }
 
 /// 1 for each token that starts inside an answer span. A byte-level token
@@ -270,7 +267,7 @@ pub fn example_id(task: &str, patient_key: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use crate::tasks::Task;
-    use crate::tokenizer::TrainConfig;
+    use clintune_text::tokenizer::TrainConfig;
 
     fn tokenizer() -> Tokenizer {
         let texts = [

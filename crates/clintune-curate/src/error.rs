@@ -35,19 +35,14 @@ pub enum CurateError {
         source: clintune_core::Cause,
     },
     /// A chat template failed to render.
-    #[error("chat template: {detail}")]
-    Template {
-        /// What went wrong, with the template line when the engine gives it.
-        detail: String,
-        /// The template engine's error, when it raised one.
-        source: Option<minijinja::Error>,
-    },
+    #[error(transparent)]
+    Template(#[from] clintune_text::template::TemplateError),
     /// Deduplication could not decide.
     #[error("dedup: {0}")]
     Dedup(#[from] crate::dedup::DedupError),
     /// Tokenizing failed.
     #[error(transparent)]
-    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    Tokenizer(#[from] clintune_text::tokenizer::TokenizerError),
     /// Parquet or Arrow failure on a file.
     #[error("{path}: {source}")]
     Parquet {

@@ -11,9 +11,9 @@ use crate::pipeline::{STAGE, deduplicate, output_entry};
 use crate::schema::{SCHEMA_VERSION, SPLITS};
 use crate::stats::Tallies;
 use crate::store::{self, Layout};
-use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use clintune_core::hash::{file_digest, sha256_hex};
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
+use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use serde_json::json;
 use std::path::Path;
 

@@ -4,13 +4,13 @@
 //! manifest) become training examples by configurable tasks (a patient's
 //! timeline, next-diagnosis chat examples, chat traces as they are). Examples
 //! are filtered, deduplicated exactly and approximately ([`dedup`]), split by
-//! patient ([`split`]), tokenized ([`tokenizer`], [`encode`]) and written as
+//! patient ([`split`]), tokenized ([`encode`], with `clintune-text`'s tokenizer and
+//! chat template) and written as
 //! Parquet shards with a lineage manifest and a dataset card.
 //!
 //! The trainer reads a split back as packed fixed-length sequences with a
 //! resumable cursor through [`reader`], and preference pairs through [`pairs`].
 
-pub mod bytelevel;
 pub mod canary;
 pub mod card;
 pub mod config;
@@ -30,7 +30,5 @@ pub mod split;
 pub mod stats;
 pub mod store;
 pub mod tasks;
-pub mod template;
-pub mod tokenizer;
 
 pub use clintune_core::rng;

@@ -11,11 +11,11 @@ use crate::finalize;
 use crate::pipeline::{CANDIDATES_FILE, CurateSummary, SHARD_STAGE};
 use crate::stats::Tallies;
 use crate::store;
-use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use clintune_core::staging::StagingDir;
 use clintune_core::{Cause, WithContext};
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ParentRef, verify_chain};
+use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
 use std::path::{Path, PathBuf};
 
 /// One verified shard.

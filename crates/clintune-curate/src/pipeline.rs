@@ -17,11 +17,11 @@ use crate::split::{Shard, shard_of, split_of};
 use crate::stats::Tallies;
 use crate::store::{self, Layout};
 use crate::tasks::{self, Content, Draft};
-use crate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use clintune_core::progress::{Progress, Silent};
 use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
+use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 

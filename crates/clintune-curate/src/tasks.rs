@@ -8,7 +8,6 @@
 use crate::config::{NextDiagnosisConfig, TasksConfig, TimelineConfig};
 use crate::events;
 use crate::source::Record;
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -49,23 +48,7 @@ impl Task {
     }
 }
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Message {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// What was said.
-    pub content: String,
-}
-
-impl Message {
-    pub(crate) fn new(role: &str, content: String) -> Self {
-        Self {
-            role: role.to_string(),
-            content,
-        }
-    }
-}
+pub use clintune_text::Message;
 
 /// What an example says, before rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use crate::recipe::Recipe;
 use burn::prelude::*;
 use clintune_core::WithContext;
 use clintune_curate::reader::{PackConfig, PackedBatch, PackedReader, ReaderError};
-use clintune_curate::tokenizer::Tokenizer;
 use clintune_lineage::{Manifest, verify_chain};
 use clintune_model::Batch;
+use clintune_text::tokenizer::Tokenizer;
 use std::path::Path;
 
 /// A curated dataset, checked before any example is read.

@@ -463,7 +463,7 @@ fn fingerprint_bits(data: &[u8]) -> Vec<f32> {
 /// The base model and the tokenizer the dataset was encoded with must be
 /// the same, or every id means something else.
 pub fn check_tokenizer(recipe: &Recipe) -> Result<(), TrainError> {
-    let file = |dir: &Path| dir.join(clintune_curate::tokenizer::TOKENIZER_FILE);
+    let file = |dir: &Path| dir.join(clintune_text::tokenizer::TOKENIZER_FILE);
     let hash = |path: PathBuf| {
         clintune_core::hash::file_digest(&path)
             .map(|d| d.sha256)

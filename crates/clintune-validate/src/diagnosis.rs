@@ -7,8 +7,8 @@ use crate::summary::{Bootstrap, Difference, Tally, bootstrap, pairs};
 use burn::prelude::Backend;
 use clintune_core::Cause;
 use clintune_curate::labels::Example;
-use clintune_curate::tokenizer::Tokenizer;
 use clintune_model::{GenerateConfig, Llama, Sampling};
+use clintune_text::tokenizer::Tokenizer;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -177,7 +177,7 @@ pub fn answer<B: Backend>(
 
 /// Where an answer ends: the end of the assistant's turn, or of the text.
 fn stop_tokens(tokenizer: &Tokenizer) -> Result<Vec<u32>, EvalError> {
-    let turn = clintune_curate::template::end_of_turn(tokenizer).map_err(tokenizer_err)?;
+    let turn = clintune_text::template::end_of_turn(tokenizer).map_err(tokenizer_err)?;
     let stops: BTreeSet<u32> = turn.into_iter().chain(tokenizer.eos_id()).collect();
     Ok(stops.into_iter().collect())
 }

@@ -23,7 +23,7 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use clintune_curate::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer, TrainConfig};
+use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer, TrainConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -6,12 +6,33 @@
 /// the text ends with `<|im_start|>assistant\n`.
 pub const DEFAULT_CHAT_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
-use crate::error::CurateError;
-use crate::tasks::Message;
-use crate::tokenizer::Tokenizer;
+use crate::Message;
+use crate::tokenizer::{Tokenizer, TokenizerError};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, context};
 use std::ops::Range;
+
+/// A chat template that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("chat template: {detail}")]
+pub struct TemplateError {
+    /// What went wrong, with the template line when the engine gives it.
+    pub detail: String,
+    /// The template engine's error, when it raised one.
+    #[source]
+    pub source: Option<minijinja::Error>,
+}
+
+/// A template or tokenizer failure.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// The chat template failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The tokenizer failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
 
 /// Name of the one template in the environment.
 const NAME: &str = "chat";
@@ -42,7 +63,7 @@ impl ChatTemplate {
         source: &str,
         bos_token: Option<&str>,
         eos_token: Option<&str>,
-    ) -> Result<Self, CurateError> {
+    ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
@@ -72,7 +93,7 @@ impl ChatTemplate {
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
-    ) -> Result<String, CurateError> {
+    ) -> Result<String, TemplateError> {
         let template = self.env.get_template(NAME).map_err(template_err)?;
         template
             .render(context! {
@@ -88,7 +109,7 @@ impl ChatTemplate {
     /// the prefixes around it: the turn is what rendering it adds after the
     /// generation prompt. Templates whose renderings of a prefix are not a
     /// prefix of the whole are refused, since their spans would be guesses.
-    pub fn render_with_answers(&self, messages: &[Message]) -> Result<Rendered, CurateError> {
+    pub fn render_with_answers(&self, messages: &[Message]) -> Result<Rendered, TemplateError> {
         let text = self.render(messages, false)?;
         let mut answers = Vec::new();
         for (i, m) in messages.iter().enumerate() {
@@ -98,7 +119,7 @@ impl ChatTemplate {
             let prompt = self.render(&messages[..i], true)?;
             let through = self.render(&messages[..=i], false)?;
             if !through.starts_with(&prompt) || !text.starts_with(&through) {
-                return Err(CurateError::Template {
+                return Err(TemplateError {
                     detail: format!(
                         "rendering message {i} is not a prefix of rendering the whole conversation; \
                      the assistant turns cannot be located, so no loss mask can be made"
@@ -115,7 +136,7 @@ impl ChatTemplate {
 /// The first token a tokenizer's chat template writes after an assistant's
 /// words, when it is a special token (`<|im_end|>` for ChatML): where a
 /// generated answer ends.
-pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, CurateError> {
+pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, TextError> {
     const PROBE: &str = "PROBE";
     let template = ChatTemplate::new(
         tokenizer.chat_template(),
@@ -139,9 +160,9 @@ pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, CurateError> {
     Ok(first.filter(|id| special.get(id).is_some_and(|t| t.special)))
 }
 
-fn template_err(e: minijinja::Error) -> CurateError {
+fn template_err(e: minijinja::Error) -> TemplateError {
     // The alternate form adds the template's source around the fault.
-    CurateError::Template {
+    TemplateError {
         detail: format!("{e:#}"),
         source: Some(e),
     }
