@@ -4,6 +4,7 @@
 use crate::config::CurateConfig;
 use crate::schema::{SCHEMA_VERSION, SPLITS};
 use crate::stats::Tallies;
+use crate::tasks::Task;
 use clintune_lineage::ParentRef;
 use std::fmt::Write;
 
@@ -108,11 +109,32 @@ fn composition(f: &CardFacts<'_>, s: &mut String) -> std::fmt::Result {
     }
     writeln!(
         s,
-        "\nColumns: `example_id` (content hash), `patient_key` (pseudonym), `split`, `task`, `text` (as rendered), `input_ids` (list<int32>), `loss_mask` (list<int8>, 1 on trained tokens: all of a text, the assistant turns of a chat), `num_tokens` (int32), `record_keys` (pseudonymous keys of the de-identified records used).\n"
+        "\nColumns: `example_id` (content hash), `patient_key` (pseudonym), `split`, `task`, `text` (as rendered), `input_ids` (list<int32>), `loss_mask` (list<int8>, 1 on trained tokens: all of a text, the assistant turns of a chat), `num_tokens` (int32), `record_keys` (pseudonymous keys of the de-identified records used), `prompt_tokens` (int32), `rejected_ids` (list<int32>), `rejected_mask` (list<int8>).\n"
+    )?;
+    pairs(f, s)
+}
+
+/// What a preference row holds, when the dataset has any.
+fn pairs(f: &CardFacts<'_>, s: &mut String) -> std::fmt::Result {
+    let task = Task::Preference.as_str();
+    let by_split: Vec<String> = SPLITS
+        .iter()
+        .map(|split| {
+            let n = f.tallies.examples.get(*split).and_then(|c| c.get(task));
+            format!("{} {split}", n.copied().unwrap_or(0))
+        })
+        .collect();
+    if !f.tallies.examples.values().any(|c| c.contains_key(task)) {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "Preference pairs ({}): one row per pair. `input_ids` holds the prompt, rendered once with the chat template up to where the assistant's answer starts, then the chosen answer (`loss_mask` 1 on its assistant tokens), so supervised fine-tuning reads the row as an example of the preferred answer; `prompt_tokens` says where the prompt ends; `rejected_ids` and `rejected_mask` hold the rejected answer after the same prompt. Pairs were deduplicated on the prompt and split with their patient. DPO (`[objective] kind = \"dpo\"`) trains on them.\n",
+        by_split.join(", ")
     )
 }
 
-const TASKS: [(&str, &str); 3] = [
+const TASKS: [(&str, &str); 4] = [
     (
         "timeline",
         "a patient's history as dated text (encounters, diagnoses, medications, procedures, observations, notes), in chunks",
@@ -122,6 +144,10 @@ const TASKS: [(&str, &str); 3] = [
         "chat: the structured history before an encounter → the diagnoses recorded at it",
     ),
     ("chat", "a de-identified workflow trace, as it was"),
+    (
+        "preference",
+        "a prompt with a preferred and a rejected answer (a clinician's preference)",
+    ),
 ];
 
 fn collection(_: &CardFacts<'_>, s: &mut String) -> std::fmt::Result {
