@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use clintune_model::ModelConfig;
 use clintune_train::Recipe;
-use clintune_train::recipe::Method;
+use clintune_train::recipe::{Method, ObjectiveKind};
 use std::path::PathBuf;
 
 /// `clintune recipe …`.
@@ -42,14 +42,33 @@ pub fn run(c: RecipeCommand) -> anyhow::Result<()> {
             recipe.lora.rank, recipe.lora.targets
         ),
     };
+    let d = &recipe.data;
+    let o = &recipe.objective;
+    let (objective, step) = match o.kind {
+        ObjectiveKind::Sft => (
+            "SFT".to_string(),
+            format!("{} tokens", d.seq_len * d.micro_batch * d.grad_accum),
+        ),
+        ObjectiveKind::Dpo => (
+            format!(
+                "DPO ({} loss, beta {}, against the base)",
+                o.loss.as_str(),
+                o.beta
+            ),
+            format!(
+                "{} preference pairs of up to {} tokens each",
+                d.micro_batch * d.grad_accum,
+                d.seq_len
+            ),
+        ),
+    };
     eprintln!(
-        "{}: valid. {} of a {}-layer {} model (vocabulary {}), {} tokens per optimizer step.",
+        "{}: valid. {}, objective {objective}, of a {}-layer {} model (vocabulary {}), {step} per optimizer step.",
         a.recipe.display(),
         method,
         model.num_hidden_layers,
         model.model_type,
         model.vocab_size,
-        recipe.data.seq_len * recipe.data.micro_batch * recipe.data.grad_accum
     );
     Ok(())
 }

@@ -88,7 +88,17 @@ fn train(recipe: &Recipe, path: &std::path::Path, opts: &RunOptions) -> anyhow::
         } = *r;
         tokens += r.tokens;
         let rate = tokens / started.elapsed().as_secs_f64().max(1e-9);
-        let message = format!("loss {loss:.4} | {rate:.0} tok/s");
+        let mut message = format!("loss {loss:.4}");
+        // DPO's step line shows whether the preferred answer wins, and by how much.
+        for (name, label) in [
+            ("rewards/accuracies", "reward acc"),
+            ("rewards/margins", "margin"),
+        ] {
+            if let Some((_, v)) = r.figures.iter().find(|(n, _)| *n == name) {
+                message.push_str(&format!(" | {label} {v:.2}"));
+            }
+        }
+        message.push_str(&format!(" | {rate:.0} tok/s"));
         if terminal {
             let b = bar.get_or_insert_with(|| {
                 let b = crate::progress::bar(total, "training", "steps");

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One finished optimizer step, as [`train`] reports it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
     /// The step's number, from 1.
     pub step: u64,
@@ -28,6 +28,9 @@ pub struct StepReport {
     pub loss: f64,
     /// Trained tokens in the step.
     pub tokens: f64,
+    /// The objective's other figures of the step (DPO's rewards and
+    /// log-probabilities, under TRL's names); none under SFT.
+    pub figures: Vec<(&'static str, f64)>,
 }
 
 /// Progress of a run, as it goes.
@@ -186,16 +189,21 @@ fn worker<B: AutodiffBackend>(
         _ => None,
     };
     let total = trainer.total_steps();
-    let summary = trainer.run(metrics.as_mut(), opts.stop_after, |step, loss, tokens| {
-        if let Some(f) = on_step.as_mut() {
-            f(&StepReport {
-                step,
-                total,
-                loss,
-                tokens,
-            })
-        }
-    })?;
+    let summary = trainer.run(
+        metrics.as_mut(),
+        opts.stop_after,
+        |step, figures, tokens| {
+            if let Some(f) = on_step.as_mut() {
+                f(&StepReport {
+                    step,
+                    total,
+                    loss: figures.first().map_or(f64::NAN, |f| f.1),
+                    tokens,
+                    figures: figures.iter().skip(1).copied().collect(),
+                })
+            }
+        },
+    )?;
     if let Some(w) = &watchdog {
         let finish = || collective::finish_collective::<B::InnerBackend>(id);
         w.exchange(|| "the end of the run".into(), finish)

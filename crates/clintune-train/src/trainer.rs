@@ -243,12 +243,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// Trains to the end (or early stop), evaluating, checkpointing and
-    /// logging as the recipe says; `on_step` sees each step's number and loss.
+    /// logging as the recipe says; `on_step` sees each step's number, its
+    /// figures (`loss` first) and its trained tokens.
     pub fn run(
         mut self,
         mut metrics: Option<&mut Metrics>,
         stop_after: Option<u64>,
-        mut on_step: impl FnMut(u64, f64, f64),
+        mut on_step: impl FnMut(u64, &[(&'static str, f64)], f64),
     ) -> Result<RunSummary, TrainError> {
         let started = Instant::now();
         let first_tokens = self.state.tokens;
@@ -268,7 +269,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let rate = (self.state.tokens - first_tokens) as f64 / secs;
                 self.log_step(m, &stats, rate)?;
             }
-            on_step(self.state.step, stats.loss(), stats.tokens as f64);
+            on_step(self.state.step, &stats.figures, stats.tokens as f64);
             self.evaluate_and_checkpoint(metrics.as_deref_mut(), stop_at, &mut seen)?;
             if seen.stopped_early {
                 break;
