@@ -273,11 +273,26 @@ fn bf16_mixed_precision_trains_like_f32_within_bf16_rounding() {
     }
 }
 
-/// A free TCP port on the loopback interface.
+/// A free TCP port on the loopback interface, never the same twice in this
+/// process. Asking the kernel for port 0 and closing it can hand the same
+/// port to two tests running at once (or to a connection's source port
+/// before a node binds it); a node of one test then talks to another's.
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Below Linux's ephemeral range (32768–60999), apart per test process.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
+
+/// Held by each multi-node run: two at once on 2 cores starve each other's
+/// exchanges of time.
+static MULTI_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A child process killed when the test ends, passing or not.
 struct Child(std::process::Child);
@@ -315,6 +330,7 @@ fn train_on_nodes_with(
     orchestrator: &str,
     nodes: &[(&Path, &[&str])],
 ) -> Vec<std::process::Output> {
+    let _alone = MULTI_NODE.lock().unwrap_or_else(|e| e.into_inner());
     let children: Vec<_> = nodes
         .iter()
         .enumerate()
