@@ -354,3 +354,120 @@ mod tests {
         assert_ne!(ex.example_id, example_id("timeline", "pt-2", &ex.text));
     }
 }
+
+#[cfg(test)]
+mod pair_tests {
+    use super::*;
+    use crate::tasks::Task;
+    use clintune_text::tokenizer::TrainConfig;
+
+    fn tokenizer() -> Tokenizer {
+        let texts = [
+            "Blood pressure and heart rate, lying and standing, please.",
+            "It is probably fine; give the next dose as usual.",
+            "The patient on metoprolol feels dizzy this morning.",
+        ];
+        let cfg = TrainConfig {
+            vocab_size: 400,
+            min_frequency: 1,
+        };
+        Tokenizer::train(texts.iter().cycle().take(30), &cfg).unwrap()
+    }
+
+    fn encode(tok: &Tokenizer, pair: Pair) -> Example {
+        let draft = Draft {
+            patient_key: "pt-1".into(),
+            task: Task::Preference,
+            content: Content::Pair(Box::new(pair)),
+            record_keys: vec!["rec-1".into()],
+        };
+        Encoder::new(tok, &DedupConfig::default())
+            .unwrap()
+            .encode(draft, "train")
+            .unwrap()
+    }
+
+    fn scored(tok: &Tokenizer, ids: &[u32], mask: &[u8]) -> String {
+        let kept: Vec<u32> = ids
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m == 1)
+            .map(|(t, _)| *t)
+            .collect();
+        tok.decode(&kept).unwrap()
+    }
+
+    #[test]
+    fn a_text_pair_continues_its_prompt_with_each_answer_and_the_end_of_text() {
+        let tok = tokenizer();
+        let ex = encode(
+            &tok,
+            Pair::Text {
+                prompt: "The patient on metoprolol feels dizzy.".into(),
+                chosen: " Blood pressure and heart rate, please.".into(),
+                rejected: " It is probably fine.".into(),
+            },
+        );
+        let cut = ex.prompt_tokens;
+        assert_eq!(
+            tok.decode(&ex.input_ids[..cut]).unwrap(),
+            "The patient on metoprolol feels dizzy."
+        );
+        assert!(ex.loss_mask[..cut].iter().all(|&m| m == 0));
+        let eos = tok.eos_token().unwrap();
+        assert_eq!(
+            scored(&tok, &ex.input_ids, &ex.loss_mask),
+            format!(" Blood pressure and heart rate, please.{eos}")
+        );
+        assert_eq!(
+            scored(&tok, &ex.rejected_ids, &ex.rejected_mask),
+            format!(" It is probably fine.{eos}")
+        );
+    }
+
+    #[test]
+    fn a_chat_pair_scores_its_answers_only_not_the_prompts_own_assistant_turns() {
+        let tok = tokenizer();
+        let msg = |role: &str, text: &str| Message::new(role, text.into());
+        let ex = encode(
+            &tok,
+            Pair::Chat {
+                prompt: vec![
+                    msg("user", "Dizzy on metoprolol?"),
+                    msg("assistant", "Since when?"),
+                    msg("user", "This morning."),
+                ],
+                chosen: vec![msg(
+                    "assistant",
+                    "Blood pressure lying and standing, please.",
+                )],
+                rejected: vec![msg("assistant", "Give the next dose as usual.")],
+            },
+        );
+        assert_eq!(
+            scored(&tok, &ex.input_ids, &ex.loss_mask),
+            "Blood pressure lying and standing, please.<|im_end|>\n"
+        );
+        assert_eq!(
+            scored(&tok, &ex.rejected_ids, &ex.rejected_mask),
+            "Give the next dose as usual.<|im_end|>\n"
+        );
+        let prompt = tok.decode(&ex.input_ids[..ex.prompt_tokens]).unwrap();
+        assert!(prompt.contains("Since when?") && prompt.ends_with("<|im_start|>assistant\n"));
+        // Dedup looks at the prompt: the same prompt with other answers is a duplicate.
+        let other = encode(
+            &tok,
+            Pair::Chat {
+                prompt: vec![
+                    msg("user", "Dizzy on metoprolol?"),
+                    msg("assistant", "Since when?"),
+                    msg("user", "This morning."),
+                ],
+                chosen: vec![msg("assistant", "Heart rate, please.")],
+                rejected: vec![msg("assistant", "Fine.")],
+            },
+        );
+        assert_eq!(other.exact_key, ex.exact_key);
+        assert_ne!(other.example_id, ex.example_id);
+    }
+}
