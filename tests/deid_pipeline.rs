@@ -671,6 +671,16 @@ fn quiet_deid_prints_no_summary() {
     );
 }
 
+/// Identifiers the sample's preference pairs mention (made up).
+const SAMPLE_PAIR_PHI: [&str; 6] = [
+    "Okafor",
+    "Lindqvist",
+    "Ferreira",
+    "Haddad",
+    "555-201-",
+    "03/14/2024",
+];
+
 #[test]
 fn preference_pairs_of_both_formats_are_scrubbed_into_one_layout() {
     let dir = tempfile::tempdir().unwrap();
@@ -680,14 +690,7 @@ fn preference_pairs_of_both_formats_are_scrubbed_into_one_layout() {
     assert_eq!(rows.len(), 120);
     let raw = std::fs::read_to_string(sample().join("preference/azure-dpo.jsonl")).unwrap()
         + &std::fs::read_to_string(sample().join("preference/trl.jsonl")).unwrap();
-    for phi in [
-        "Okafor",
-        "Lindqvist",
-        "Ferreira",
-        "Haddad",
-        "555-201-",
-        "03/14/2024",
-    ] {
+    for phi in SAMPLE_PAIR_PHI {
         assert!(raw.contains(phi), "the sample should mention {phi}");
     }
     let mut formats = BTreeSet::new();
@@ -696,14 +699,7 @@ fn preference_pairs_of_both_formats_are_scrubbed_into_one_layout() {
         let f = &r.fields;
         formats.insert(f["format"].as_str().unwrap().to_string());
         let text = f.to_string();
-        for phi in [
-            "Okafor",
-            "Lindqvist",
-            "Ferreira",
-            "Haddad",
-            "555-201-",
-            "03/14/2024",
-        ] {
+        for phi in SAMPLE_PAIR_PHI {
             assert!(!text.contains(phi), "{phi} left in a de-identified pair");
         }
         for part in ["prompt", "chosen", "rejected"] {

@@ -353,28 +353,8 @@ mod tests {
         assert_eq!(ex.example_id, example_id("timeline", "pt-1", &ex.text));
         assert_ne!(ex.example_id, example_id("timeline", "pt-2", &ex.text));
     }
-}
 
-#[cfg(test)]
-mod pair_tests {
-    use super::*;
-    use crate::tasks::Task;
-    use clintune_text::tokenizer::TrainConfig;
-
-    fn tokenizer() -> Tokenizer {
-        let texts = [
-            "Blood pressure and heart rate, lying and standing, please.",
-            "It is probably fine; give the next dose as usual.",
-            "The patient on metoprolol feels dizzy this morning.",
-        ];
-        let cfg = TrainConfig {
-            vocab_size: 400,
-            min_frequency: 1,
-        };
-        Tokenizer::train(texts.iter().cycle().take(30), &cfg).unwrap()
-    }
-
-    fn encode(tok: &Tokenizer, pair: Pair) -> Example {
+    fn encode_pair(tok: &Tokenizer, pair: Pair) -> Example {
         let draft = Draft {
             patient_key: "pt-1".into(),
             task: Task::Preference,
@@ -400,7 +380,7 @@ mod pair_tests {
     #[test]
     fn a_text_pair_continues_its_prompt_with_each_answer_and_the_end_of_text() {
         let tok = tokenizer();
-        let ex = encode(
+        let ex = encode_pair(
             &tok,
             Pair::Text {
                 prompt: "The patient on metoprolol feels dizzy.".into(),
@@ -429,7 +409,7 @@ mod pair_tests {
     fn a_chat_pair_scores_its_answers_only_not_the_prompts_own_assistant_turns() {
         let tok = tokenizer();
         let msg = |role: &str, text: &str| Message::new(role, text.into());
-        let ex = encode(
+        let ex = encode_pair(
             &tok,
             Pair::Chat {
                 prompt: vec![
@@ -455,7 +435,7 @@ mod pair_tests {
         let prompt = tok.decode(&ex.input_ids[..ex.prompt_tokens]).unwrap();
         assert!(prompt.contains("Since when?") && prompt.ends_with("<|im_start|>assistant\n"));
         // Dedup looks at the prompt: the same prompt with other answers is a duplicate.
-        let other = encode(
+        let other = encode_pair(
             &tok,
             Pair::Chat {
                 prompt: vec![
