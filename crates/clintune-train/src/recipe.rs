@@ -417,6 +417,13 @@ impl Recipe {
         }
         self.check_optimizer()?;
         self.objective.validate()?;
+        if self.objective.kind == ObjectiveKind::Dpo && d.seq_len < 2 {
+            // A pair's row holds at least one prompt and one answer token.
+            return Err(Invalid::new(
+                "data.seq_len",
+                "must be at least 2 with objective.kind = \"dpo\"",
+            ));
+        }
         if self.method.kind == Method::Lora {
             self.lora.validate()?;
         }
