@@ -7,11 +7,9 @@
 //! batch without gradients. The model is the small
 //! config below (6 layers, hidden 512), randomly initialised.
 //!
-//! `benches/model_vs_torch.py` runs this bench and PyTorch on the same
-//! config, batch and thread count, and prints the ratio. It reads the config
-//! from `model-bench/config.json`, which this bench writes under the
-//! criterion output directory. Threads: burn's CPU backend uses rayon's
-//! global pool, so `RAYON_NUM_THREADS` sets them.
+//! Whole training steps beside PyTorch (both shapes, full and LoRA) are
+//! `benches/model_vs_torch.py`'s, through `clintune bench`. Threads: burn's
+//! CPU backend uses rayon's global pool, so `RAYON_NUM_THREADS` sets them.
 
 /// The allocator and setting of the `clintune` binary's `train`, so that
 /// the figures are the ones a training run gets.
@@ -24,7 +22,6 @@ use clintune_core::rng::SplitMix64;
 use clintune_model::loss::token_nll;
 use clintune_model::{Batch, Llama, ModelConfig};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A small Llama: 6 layers, hidden 512, 8 heads, SwiGLU 1536, vocabulary 8192
@@ -37,27 +34,6 @@ fn config_text() -> &'static str {
 const BATCH: usize = 4;
 /// Tokens per row.
 const SEQ: usize = 256;
-
-fn out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("criterion").join("model-bench")
-}
-
-/// Writes the config and batch shape for `model_vs_torch.py`.
-fn publish_setup() {
-    let dir = out_dir();
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(dir.join("config.json"), config_text()))
-        .and_then(|_| {
-            let shape = format!("{{\"batch\": {BATCH}, \"seq\": {SEQ}}}\n");
-            std::fs::write(dir.join("shape.json"), shape)
-        });
-    if let Err(e) = written {
-        eprintln!("could not write {}: {e}", dir.display());
-    }
-}
 
 fn batch() -> (Batch, Vec<i64>) {
     let mut rng = SplitMix64(17);
@@ -73,7 +49,6 @@ fn batch() -> (Batch, Vec<i64>) {
 
 fn bench(c: &mut Criterion) {
     clintune_train::memory::keep_freed_memory();
-    publish_setup();
     let config = ModelConfig::parse(config_text()).expect("bench config");
     let (input, targets) = batch();
     let mut group = c.benchmark_group("model");

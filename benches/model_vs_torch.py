@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""clintune's burn decoder beside PyTorch eager, same config, batch and threads.
+"""clintune's training steps beside PyTorch eager, same config, batch and threads.
 
-Runs `cargo bench --bench model` (criterion) with RAYON_NUM_THREADS=N, then
-the same model config (read from the config.json the bench writes) through
-transformers' LlamaForCausalLM in PyTorch eager mode with
-torch.set_num_threads(N), and prints tokens/s of a forward+backward pass and
-of a forward pass for each, with clintune's ratio to the faster PyTorch
-attention (eager or sdpa).
+For each shape (the quickstart's model and the `small` preset) and each method
+(all weights, and LoRA rank 8 on q, k, v, o), this times a whole training step
+(forward, backward, AdamW) of a randomly initialised model twice:
 
-    python3 benches/model_vs_torch.py [--threads N] [--skip-rust]
+  * `clintune bench --format json` (the release build) with RAYON_NUM_THREADS=N;
+  * transformers' LlamaForCausalLM in PyTorch eager mode with
+    torch.set_num_threads(N), with eager and with sdpa attention, LoRA through
+    PEFT (same rank, alpha and dropout), AdamW from torch.optim.
 
-Needs torch and transformers (`pip install torch transformers`); without them
-it prints clintune's figures alone. Nothing here runs in CI.
+and prints one table with tokens/s and clintune's ratio to the faster PyTorch
+attention.
+
+    python3 benches/model_vs_torch.py [--threads N] [--steps 5] [--only quickstart|small]
+
+Needs torch, transformers and peft (`pip install torch transformers peft`);
+without them it prints clintune's figures alone. Nothing here runs in CI.
 """
 
 from __future__ import annotations
@@ -22,104 +27,139 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The model `clintune run recipes/quickstart.toml` initialises (its vocabulary
+# is the tokenizer curation trains on the sample), as its config.json says.
+QUICKSTART = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 1917,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 1024,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "eos_token_id": 0,
+}
 
-def target_dir() -> Path:
+# name -> (model argument, batch, seq); "quickstart" is written to a file.
+SHAPES = {
+    "quickstart": (None, 4, 512),
+    "small": ("small", 4, 256),
+}
+LORA_RANK = 8
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def clintune_binary() -> Path:
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     meta = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     )
-    return Path(json.loads(meta.stdout)["target_directory"])
+    return Path(json.loads(meta.stdout)["target_directory"]) / "release" / "clintune"
 
 
-def rust_figures(threads: int, skip: bool) -> dict:
-    criterion = target_dir() / "criterion"
-    if not skip:
-        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-        subprocess.run(
-            ["cargo", "bench", "--bench", "model", "--", "--noplot"],
-            cwd=ROOT, check=True, env=env,
-        )
-    setup = criterion / "model-bench"
-    shape = json.loads((setup / "shape.json").read_text())
-    tokens = shape["batch"] * shape["seq"]
-    out = {"setup": setup, "shape": shape}
-    for name in ("fwd_bwd", "forward"):
-        est = json.loads((criterion / "model" / name / "new" / "estimates.json").read_text())
-        seconds = est["mean"]["point_estimate"] / 1e9
-        out[name] = tokens / seconds
-    return out
+def clintune_figures(binary: Path, model: str, batch: int, seq: int, lora: bool,
+                     threads: int, steps: int) -> dict:
+    args = [str(binary), "bench", "--model", model, "--batch", str(batch), "--seq", str(seq),
+            "--steps", str(steps), "--warmup", "2", "--format", "json", "-q"]
+    if lora:
+        args += ["--lora", str(LORA_RANK)]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run(args, cwd=ROOT, check=True, env=env, capture_output=True, text=True)
+    return json.loads(out.stdout)
 
 
-def torch_figures(setup: Path, shape: dict, threads: int, attn: str) -> dict | None:
-    try:
-        import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
-    except ImportError:
-        return None
+def torch_tokens_per_s(config: dict, batch: int, seq: int, lora: bool, attn: str,
+                       threads: int, steps: int) -> float:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = LlamaConfig.from_pretrained(setup)
-    model = LlamaForCausalLM(config).float()
-    model.config._attn_implementation = attn
-    b, s = shape["batch"], shape["seq"]
-    ids = torch.randint(0, config.vocab_size, (b, s))
-    tokens = b * s
+    cfg = LlamaConfig(**{k: v for k, v in config.items() if k != "architectures"})
+    cfg._attn_implementation = attn
+    model = LlamaForCausalLM(cfg).float()
+    if lora:
+        from peft import LoraConfig, get_peft_model
 
-    def fwd_bwd():
-        model.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
+        model = get_peft_model(model, LoraConfig(
+            r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.05, target_modules=TARGETS,
+        ))
+    model.train()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq))
 
-    def forward():
-        with torch.no_grad():
-            model(input_ids=ids)
+    def step():
+        optim.zero_grad(set_to_none=True)
+        model(input_ids=ids, labels=ids).loss.backward()
+        optim.step()
 
-    out = {}
-    for name, step in (("fwd_bwd", fwd_bwd), ("forward", forward)):
-        model.train(name == "fwd_bwd")
-        for _ in range(3):
-            step()
-        times = []
-        for _ in range(10):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        out[name] = tokens / statistics.mean(times)
-    out["version"] = torch.__version__
-    return out
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return batch * seq / statistics.mean(times)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--skip-rust", action="store_true",
-                        help="reuse the last criterion results")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--only", choices=sorted(SHAPES))
     args = parser.parse_args()
-    rust = rust_figures(args.threads, args.skip_rust)
-    rows = [("clintune (burn Flex)", rust)]
-    for attn in ("eager", "sdpa"):
-        figures = torch_figures(rust["setup"], rust["shape"], args.threads, attn)
-        if figures is None:
-            print("torch/transformers not installed: clintune's figures only", file=sys.stderr)
-            break
-        rows.append((f"PyTorch {figures['version']} ({attn} attention)", figures))
-    shape = rust["shape"]
-    print(f"\nbatch {shape['batch']} x {shape['seq']} tokens, {args.threads} threads, f32, CPU\n")
-    print(f"| implementation | fwd+bwd tokens/s | forward tokens/s |")
-    print(f"|---|---:|---:|")
-    for name, fig in rows:
-        print(f"| {name} | {fig['fwd_bwd']:.0f} | {fig['forward']:.0f} |")
-    if len(rows) > 1:
-        best = {k: max(fig[k] for _, fig in rows[1:]) for k in ("fwd_bwd", "forward")}
-        print(
-            f"\nclintune / fastest PyTorch: fwd+bwd {rust['fwd_bwd'] / best['fwd_bwd']:.2f}x, "
-            f"forward {rust['forward'] / best['forward']:.2f}x (goal >= 1.0x)"
-        )
+    try:
+        import torch  # noqa: F401
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+        have_torch = True
+    except ImportError:
+        print("torch, transformers or peft not installed: clintune's figures only", file=sys.stderr)
+        have_torch = False
+    binary = clintune_binary()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        quickstart = Path(tmp) / "quickstart.json"
+        quickstart.write_text(json.dumps(QUICKSTART))
+        for name, (model, batch, seq) in SHAPES.items():
+            if args.only and name != args.only:
+                continue
+            for lora in (False, True):
+                ours = clintune_figures(binary, model or str(quickstart), batch, seq, lora,
+                                        args.threads, args.steps)
+                theirs = {}
+                if have_torch:
+                    for attn in ("eager", "sdpa"):
+                        theirs[attn] = torch_tokens_per_s(ours["config"], batch, seq, lora, attn,
+                                                          args.threads, args.steps)
+                rows.append((name, batch, seq, lora, ours, theirs))
+    version = f"PyTorch {__import__('torch').__version__}" if have_torch else "PyTorch"
+    print(f"\nTraining steps (forward, backward, AdamW), f32, CPU, {args.threads} threads, "
+          f"mean of {args.steps} steps after 2 untimed\n")
+    print(f"| shape | method | batch × seq | clintune tokens/s | {version} eager | sdpa | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for name, batch, seq, lora, ours, theirs in rows:
+        method = f"LoRA r{LORA_RANK}" if lora else "full"
+        best = max(theirs.values()) if theirs else None
+        ratio = f"{ours['tokens_per_s'] / best:.2f}x" if best else "-"
+        cells = [f"{theirs[a]:.0f}" if a in theirs else "-" for a in ("eager", "sdpa")]
+        print(f"| {name} | {method} | {batch} × {seq} | {ours['tokens_per_s']:.0f} | "
+              f"{cells[0]} | {cells[1]} | {ratio} |")
+    print("\nratio: clintune / the faster PyTorch attention (goal >= 0.9x)")
     return 0
 
 

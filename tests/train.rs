@@ -703,10 +703,20 @@ fn bench_prints_a_throughput_table_for_a_model_config() {
     );
     let row = table.lines().last().unwrap();
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-    assert_eq!(cells[3], "1 × 8", "{row}");
-    assert!(cells[9].ends_with('%'), "{row}");
-    let tokens_per_s: f64 = cells[7].parse().unwrap();
+    assert_eq!((cells[2], cells[4]), ("full", "1 × 8"), "{row}");
+    assert!(cells[10].ends_with('%'), "{row}");
+    let tokens_per_s: f64 = cells[8].parse().unwrap();
     assert!(tokens_per_s > 0.0, "{row}");
+    let lora = clintune(
+        &[
+            "bench", "--model", MODEL, "--steps", "1", "--warmup", "0", "--batch", "1", "--seq",
+            "8", "--lora", "4", "--format", "json",
+        ],
+        None,
+    );
+    let figures: Value = serde_json::from_slice(&lora.stdout).unwrap();
+    assert_eq!(figures["lora_rank"], 4, "{figures}");
+    assert!(figures["tokens_per_s"].as_f64().unwrap() > 0.0, "{figures}");
 
     let out = clintune(&["bench", "--model", "no-such-model"], None);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,6 +1,6 @@
-//! Training throughput: full fine-tuning steps (forward, backward, AdamW) of
-//! a randomly initialised model, in tokens per second and model FLOPs
-//! utilisation.
+//! Training throughput: training steps (forward, backward, AdamW) of a
+//! randomly initialised model, all weights or LoRA adapters, in tokens per
+//! second and model FLOPs utilisation.
 //!
 //! Model FLOPs follow PaLM's accounting (Chowdhery et al. 2022, appendix B),
 //! as torchtitan computes it: a trained token costs `6·N + 12·L·H·S` FLOPs,
@@ -21,7 +21,7 @@ use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use clintune_core::rng::SplitMix64;
 use clintune_model::loss::token_nll;
-use clintune_model::{Batch, Llama, ModelConfig};
+use clintune_model::{Batch, Llama, LoraConfig, ModelConfig};
 use std::time::Instant;
 
 /// Built-in model shapes, as `config.json` text: `small` (6 layers × 512,
@@ -89,6 +89,8 @@ pub struct BenchConfig {
     pub steps: usize,
     /// The dtype activations are computed in.
     pub dtype: DType,
+    /// Train these LoRA adapters instead of every weight.
+    pub lora: Option<LoraConfig>,
 }
 
 /// What was measured.
@@ -113,8 +115,10 @@ impl Throughput {
     }
 }
 
-/// PaLM's model FLOPs per trained token; see the module docs.
-pub fn flops_per_token(model: &ModelConfig, params: usize, seq: usize) -> f64 {
+/// PaLM's model FLOPs per trained token; see the module docs. Under LoRA
+/// (`frozen`), the frozen weights need no weight gradients: 4 rather than 6
+/// FLOPs per weight (the adapters' own are negligible and not counted).
+pub fn flops_per_token(model: &ModelConfig, params: usize, seq: usize, frozen: bool) -> f64 {
     let table = model.vocab_size * model.hidden_size;
     // The lookup in the embedding table is not a matrix product; a tied
     // table is still one as the output head.
@@ -124,7 +128,8 @@ pub fn flops_per_token(model: &ModelConfig, params: usize, seq: usize) -> f64 {
         params - table
     };
     let attention = 12 * model.num_hidden_layers * model.hidden_size * seq;
-    (6 * matmul_weights + attention) as f64
+    let per_weight = if frozen { 4 } else { 6 };
+    (per_weight * matmul_weights + attention) as f64
 }
 
 /// Measures training throughput on `devices` (the first one).
@@ -146,10 +151,14 @@ impl OnBackend for BenchWork<'_> {
     }
 }
 
-/// Times full fine-tuning steps of a random model on `device`.
+/// Times training steps of a random model on `device`.
 fn run<B: AutodiffBackend>(cfg: &BenchConfig, device: &B::Device) -> Throughput {
     let mut model = Llama::<B>::random(&cfg.model, 1, 0.02, device).with_compute_dtype(cfg.dtype);
+    // The base's size, before any adapter.
     let params = count(&model).0;
+    if let Some(lora) = &cfg.lora {
+        model = model.with_lora(lora, 1);
+    }
     let mut optim = AdamWConfig::new().init::<B, Llama<B>>();
     let (input, targets) = random_batch(cfg);
     let targets =
@@ -172,7 +181,7 @@ fn run<B: AutodiffBackend>(cfg: &BenchConfig, device: &B::Device) -> Throughput 
         model = step(model);
     }
     let step_seconds = started.elapsed().as_secs_f64() / cfg.steps.max(1) as f64;
-    let flops_per_token = flops_per_token(&cfg.model, params, cfg.seq);
+    let flops_per_token = flops_per_token(&cfg.model, params, cfg.seq, cfg.lora.is_some());
     let tokens_per_s = tokens / step_seconds;
     Throughput {
         params,
@@ -214,7 +223,7 @@ mod tests {
         .unwrap();
         let params = 6_738_415_616;
         let want = 6.0 * (params - 32000 * 4096) as f64 + 12.0 * 32.0 * 4096.0 * 4096.0;
-        assert_eq!(flops_per_token(&model, params, 4096), want);
+        assert_eq!(flops_per_token(&model, params, 4096, false), want);
     }
 
     #[test]
@@ -246,10 +255,22 @@ mod tests {
             warmup: 1,
             steps: 2,
             dtype: DType::F32,
+            lora: None,
         };
         let t = measure(&cfg, &Devices::Cpu(1)).unwrap();
         assert!(t.step_seconds > 0.0 && t.tokens_per_s > 0.0);
         assert!((t.tokens_per_s * t.step_seconds - 16.0).abs() < 1e-6);
         assert!((t.mfu(t.flops_per_s * 2.0) - 0.5).abs() < 1e-12);
+        // LoRA counts the base's parameters and no weight gradients for them.
+        let lora = measure(
+            &BenchConfig {
+                lora: Some(LoraConfig::default()),
+                ..cfg.clone()
+            },
+            &Devices::Cpu(1),
+        )
+        .unwrap();
+        assert_eq!(lora.params, t.params);
+        assert!(lora.flops_per_token < t.flops_per_token);
     }
 }
