@@ -93,11 +93,10 @@ impl<'a> Encoder<'a> {
                 let rendered = self.render(content)?;
                 let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
                 let loss_mask = mask(&offsets, &rendered.answers);
-                let key_text = rendered.text.clone();
                 Encoded {
-                    id_text: rendered.text.clone(),
                     text: rendered.text,
-                    key_text,
+                    prompt: None,
+                    rejected_text: None,
                     input_ids,
                     loss_mask,
                     prompt_tokens: 0,
@@ -107,15 +106,23 @@ impl<'a> Encoder<'a> {
             }
         };
         let task = draft.task.as_str();
-        // Both dedup keys start from the same normalised text: a pair's is
-        // its prompt's, so one prompt is kept once.
-        let norm = normalize(&encoded.key_text);
+        // Both dedup keys start from the same normalised text: a pair's
+        // prompt, else the text itself (borrowed: texts can be megabytes).
+        let norm = normalize(encoded.prompt.as_deref().unwrap_or(&encoded.text));
         let signature = match &self.minhash {
             Some((m, tasks)) if tasks.iter().any(|t| t == task) => m.signature_of_normalized(&norm),
             _ => Vec::new(),
         };
+        let id = match &encoded.rejected_text {
+            Some(rejected) => example_id(
+                task,
+                &draft.patient_key,
+                &format!("{}\0{rejected}", encoded.text),
+            ),
+            None => example_id(task, &draft.patient_key, &encoded.text),
+        };
         Ok(Example {
-            example_id: example_id(task, &draft.patient_key, &encoded.id_text),
+            example_id: id,
             exact_key: exact_key_of_normalized(&norm),
             signature,
             patient_key: draft.patient_key,
@@ -164,9 +171,9 @@ impl<'a> Encoder<'a> {
             return Err(pair_error("the prompt or an answer has no tokens"));
         }
         Ok(Encoded {
-            id_text: format!("{}\0{}", chosen.text, rejected.text),
-            key_text: prompt,
             text: chosen.text,
+            prompt: Some(prompt),
+            rejected_text: Some(rejected.text),
             input_ids,
             loss_mask,
             prompt_tokens: cut,
@@ -223,10 +230,12 @@ impl<'a> Encoder<'a> {
 struct Encoded {
     /// The `text` column: the rendered example (of a pair: prompt and chosen).
     text: String,
-    /// What the example id hashes (of a pair: both answers).
-    id_text: String,
-    /// What the dedup keys hash (of a pair: its prompt).
-    key_text: String,
+    /// Of a pair: its rendered prompt, which the dedup keys hash instead of
+    /// `text`, so that one prompt is kept once.
+    prompt: Option<String>,
+    /// Of a pair: the whole text with the rejected answer, which the example
+    /// id hashes after `text`.
+    rejected_text: Option<String>,
     input_ids: Vec<u32>,
     loss_mask: Vec<u8>,
     prompt_tokens: usize,
@@ -409,14 +418,15 @@ mod tests {
     fn a_chat_pair_scores_its_answers_only_not_the_prompts_own_assistant_turns() {
         let tok = tokenizer();
         let msg = |role: &str, text: &str| Message::new(role, text.into());
+        let question = vec![
+            msg("user", "Dizzy on metoprolol?"),
+            msg("assistant", "Since when?"),
+            msg("user", "This morning."),
+        ];
         let ex = encode_pair(
             &tok,
             Pair::Chat {
-                prompt: vec![
-                    msg("user", "Dizzy on metoprolol?"),
-                    msg("assistant", "Since when?"),
-                    msg("user", "This morning."),
-                ],
+                prompt: question.clone(),
                 chosen: vec![msg(
                     "assistant",
                     "Blood pressure lying and standing, please.",
@@ -438,11 +448,7 @@ mod tests {
         let other = encode_pair(
             &tok,
             Pair::Chat {
-                prompt: vec![
-                    msg("user", "Dizzy on metoprolol?"),
-                    msg("assistant", "Since when?"),
-                    msg("user", "This morning."),
-                ],
+                prompt: question,
                 chosen: vec![msg("assistant", "Heart rate, please.")],
                 rejected: vec![msg("assistant", "Fine.")],
             },
