@@ -195,22 +195,22 @@ impl<B: AutodiffBackend> Objective<B> for Dpo<B> {
         before: &mut dyn FnMut(u64),
     ) -> StepOut {
         let batches: Vec<_> = (0..micro).map(|_| self.train.next_batch()).collect();
-        let all_rows: Vec<Rows> = batches
+        // Every worker sizes the whole step; each builds the rows of its own
+        // micro-batches only.
+        let all = self.train.pairs();
+        let pairs: usize = batches.iter().map(|b| b.pairs.len()).sum();
+        let tokens: usize = batches
             .iter()
-            .map(|b| Rows::new(self.train.pairs(), &b.pairs, self.seq_len, self.pad_id))
-            .collect();
-        let pairs: usize = all_rows.iter().map(|r| r.pairs).sum();
-        let tokens: usize = all_rows
-            .iter()
-            .map(|r| r.scored.iter().sum::<usize>())
+            .map(|b| scored_tokens(all, &b.pairs, self.seq_len))
             .sum();
         let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
         let mut tally = Tally::default();
-        for (j, rows) in all_rows.iter().enumerate() {
+        for (j, batch) in batches.iter().enumerate() {
             if j % peer.count != peer.rank {
                 continue;
             }
             before(j as u64);
+            let rows = &Rows::new(all, &batch.pairs, self.seq_len, self.pad_id);
             let reference = self.reference_logps(model, rows);
             let policy = sequence_logps(model, rows, &self.device);
             let losses = pair_losses(&self.cfg, policy.clone(), &reference, &rows.scored);
@@ -320,14 +320,36 @@ impl Rows {
 /// A prompt and an answer in at most `seq_len` tokens: the answer keeps its
 /// start (at most `seq_len - 1` tokens), the prompt its end.
 fn row(prompt: &[u32], answer: &[u32], mask: &[u8], seq_len: usize) -> (Vec<u32>, Vec<u8>) {
-    let answer_keep = answer.len().min(seq_len.saturating_sub(1).max(1));
-    let prompt_keep = prompt.len().min(seq_len.saturating_sub(answer_keep).max(1));
+    let (prompt_keep, answer_keep) = kept(prompt.len(), answer.len(), seq_len);
     let prompt = &prompt[prompt.len() - prompt_keep..];
     let ids = [prompt, &answer[..answer_keep]].concat();
     let bits = std::iter::repeat_n(0, prompt.len())
         .chain(mask[..answer_keep].iter().copied())
         .collect();
     (ids, bits)
+}
+
+/// How many tokens of a prompt and of an answer [`row`] keeps.
+fn kept(prompt: usize, answer: usize, seq_len: usize) -> (usize, usize) {
+    let answer_keep = answer.min(seq_len.saturating_sub(1).max(1));
+    let prompt_keep = prompt.min(seq_len.saturating_sub(answer_keep).max(1));
+    (prompt_keep, answer_keep)
+}
+
+/// The scored tokens of both answers of the pairs `chosen` of `all`, as
+/// [`Rows::new`] counts them, without building the rows.
+fn scored_tokens(all: &[PairTokens], chosen: &[usize], seq_len: usize) -> usize {
+    let answer = |prompt: usize, mask: &[u8]| -> usize {
+        let (_, keep) = kept(prompt, mask.len(), seq_len);
+        mask[..keep].iter().map(|&m| usize::from(m)).sum()
+    };
+    chosen
+        .iter()
+        .map(|&i| {
+            let p = &all[i];
+            answer(p.prompt.len(), &p.chosen_mask) + answer(p.prompt.len(), &p.rejected_mask)
+        })
+        .sum()
 }
 
 /// A vector's values on the host.
@@ -444,5 +466,36 @@ impl Tally {
             ("logps/chosen", self.logps_chosen / over),
             ("logps/rejected", self.logps_rejected / over),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_counts_the_scored_tokens_its_rows_hold_also_when_pairs_are_cut() {
+        let pair = |prompt: usize, chosen: Vec<u8>, rejected: Vec<u8>| PairTokens {
+            example_id: String::new(),
+            prompt: vec![7; prompt],
+            chosen: vec![8; chosen.len()],
+            chosen_mask: chosen,
+            rejected: vec![9; rejected.len()],
+            rejected_mask: rejected,
+        };
+        let all = [
+            pair(3, vec![1, 0, 1], vec![1]),
+            pair(9, vec![1; 6], vec![0, 1, 1, 1, 1, 1, 1, 1]),
+        ];
+        for seq_len in [2, 4, 6, 64] {
+            let rows = Rows::new(&all, &[0, 1], seq_len, 0);
+            assert!(rows.batch.seq <= seq_len.max(2));
+            let held: usize = rows.scored.iter().sum();
+            assert_eq!(
+                scored_tokens(&all, &[0, 1], seq_len),
+                held,
+                "seq_len {seq_len}"
+            );
+        }
     }
 }
