@@ -218,7 +218,8 @@ fn check_answer(value: &Value, name: &str) -> Result<(), Problem> {
         if !ANSWER_ROLES.contains(&role) {
             return Err(problem(
                 &format!("{name}[{i}].role"),
-                format!("`{role}` in an answer; answers hold assistant (and tool) messages"),
+                // The role's value is input text and is not echoed: errors carry no content.
+                "is not assistant or tool; answers hold only the model's (and tools') messages",
             ));
         }
     }
@@ -277,6 +278,7 @@ mod tests {
             "preferred_output": [{"role": "user", "content": "a"}],
             "non_preferred_output": [{"role": "assistant", "content": "b"}]}));
         assert_eq!(user_in_answer.0, "preferred_output[0].role");
+        assert!(!user_in_answer.1.contains("user"), "{user_in_answer:?}");
         let kinds = err(json!({"prompt": "x", "chosen": [], "rejected": "b"}));
         assert_eq!(kinds.0, "chosen");
         let implicit = err(json!({"chosen": [], "rejected": []}));
