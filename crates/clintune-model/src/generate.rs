@@ -5,7 +5,7 @@
 //! then runs alone, attending to the cached keys and values, so a step costs
 //! one token's work rather than the whole sequence's.
 
-use crate::llama::Llama;
+use crate::llama::{Llama, Mask};
 use burn::prelude::*;
 use clintune_core::rng::SplitMix64;
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ impl<B: Backend> Llama<B> {
             TensorData::new(blocked, [1, 1, n, past + n]),
             &self.device(),
         );
-        let ctx = self.rotary_context(&positions, [1, n], blocked);
+        let ctx = self.rotary_context(&positions, [1, n], Mask::Dense(blocked));
         let hidden = self.hidden(tokens, [1, n], &ctx, Some(cache));
         cache.len += n;
         let logits = self.logits(hidden.narrow(1, n - 1, 1));

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod device;
+mod fused;
 pub mod generate;
 pub mod init;
 pub mod llama;

@@ -7,6 +7,7 @@
 //! restart at each document.
 
 use crate::config::ModelConfig;
+use crate::fused;
 use crate::generate::{KvCache, LayerCache};
 use crate::lora::Lora;
 use crate::rope;
@@ -16,6 +17,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation::{log_softmax, silu, softmax};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A linear map with Hugging Face's weight layout `[out, in]`.
 #[derive(Module, Debug)]
@@ -103,15 +105,47 @@ pub struct Context<B: Backend> {
     /// broadcast operands take a slow strided path on the CPU backend, so
     /// the rows are materialised once per pass instead.
     pub rotary: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
-    /// `[batch, heads, seq, seq]`, true where attention is blocked
-    /// (repeated over the query heads, for the same reason).
-    pub blocked: Tensor<B, 4, Bool>,
+    /// Which keys each query may see.
+    pub mask: Mask<B>,
+}
+
+/// Which keys each query of a forward pass may see.
+#[derive(Debug, Clone)]
+pub enum Mask<B: Backend> {
+    /// `[batch, heads, seq_q, seq_k]`, true where attention is blocked
+    /// (repeated over the query heads, as the element-wise kernels want).
+    Dense(Tensor<B, 4, Bool>),
+    /// Per token (`[batch, seq]`, row-major), the position where its
+    /// document starts: a query sees its document's keys up to itself. The
+    /// fused attention kernel reads this and builds no mask.
+    Documents(Arc<Vec<u32>>),
+}
+
+impl<B: Backend> Mask<B> {
+    /// The dense mask, over `heads` query heads.
+    fn dense(&self, [b, heads, s]: [usize; 3], device: &B::Device) -> Tensor<B, 4, Bool> {
+        match self {
+            Mask::Dense(blocked) => blocked.clone(),
+            Mask::Documents(starts) => {
+                let blocked = starts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(t, &start)| {
+                        let i = t % s;
+                        (0..s).map(move |j| j < start as usize || j > i)
+                    })
+                    .collect();
+                Tensor::<B, 4, Bool>::from_data(TensorData::new(blocked, [b, 1, s, s]), device)
+                    .repeat_dim(1, heads)
+            }
+        }
+    }
 }
 
 impl<B: Backend> Attention<B> {
-    /// `[batch, seq, heads · head_dim]` → `[batch, heads, seq, head_dim]`,
-    /// rotated first when `rotary` is given. Rotating before the heads move
-    /// to dimension 1 keeps the element-wise products on contiguous data;
+    /// `[batch, seq, heads · head_dim]` → `[batch, seq, heads, head_dim]`,
+    /// rotated when `rotary` is given. Rotating before the heads move to
+    /// dimension 1 keeps the element-wise products on contiguous data;
     /// after it they took a slow strided path.
     fn split_heads(
         &self,
@@ -121,11 +155,10 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 4> {
         let [b, s, _] = x.dims();
         let x = x.reshape([b, s, heads, self.head_dim]);
-        let x = match rotary {
+        match rotary {
             Some(ctx) => rotate(x, ctx),
             None => x,
-        };
-        x.swap_dims(1, 2)
+        }
     }
 
     /// Repeats each key/value head for its group of query heads, in
@@ -153,20 +186,44 @@ impl<B: Backend> Attention<B> {
         let q = self.split_heads(self.q_proj.forward(x.clone()), self.heads, Some(ctx));
         let k = self.split_heads(self.k_proj.forward(x.clone()), self.kv_heads, Some(ctx));
         let v = self.split_heads(self.v_proj.forward(x), self.kv_heads, None);
+        let out = match (&ctx.mask, cache) {
+            (Mask::Documents(starts), None) => match fused::attention(q, k, v, starts) {
+                Ok(out) => out,
+                Err([q, k, v]) => self.attend(q, k, v, ctx, None),
+            },
+            (_, cache) => self.attend(q, k, v, ctx, cache),
+        };
+        self.o_proj
+            .forward(out.reshape([b, s, self.heads * self.head_dim]))
+    }
+
+    /// Attention from its operations (the fused kernel's reference):
+    /// queries `[batch, seq, heads, head_dim]`, keys and values
+    /// `[batch, seq, kv_heads, head_dim]` (after those in `cache`); returns
+    /// `[batch, seq, heads, head_dim]`.
+    pub(crate) fn attend(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        ctx: &Context<B>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 4> {
+        let [q, k, v] = [q, k, v].map(|t| t.swap_dims(1, 2));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
         let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
+        let [b, _, s, _] = q.dims();
+        let blocked = ctx.mask.dense([b, self.heads, s], &q.device());
         let dtype = q.dtype();
         let scores = q.matmul(k.swap_dims(2, 3)) / (self.head_dim as f64).sqrt();
         // The softmax in f32, as transformers computes it.
-        let scores = in_dtype(scores, DType::F32).mask_fill(ctx.blocked.clone(), f32::NEG_INFINITY);
-        let out = in_dtype(softmax(scores, 3), dtype).matmul(v);
-        self.o_proj.forward(
-            out.swap_dims(1, 2)
-                .reshape([b, s, self.heads * self.head_dim]),
-        )
+        let scores = in_dtype(scores, DType::F32).mask_fill(blocked, f32::NEG_INFINITY);
+        in_dtype(softmax(scores, 3), dtype)
+            .matmul(v)
+            .swap_dims(1, 2)
     }
 }
 
@@ -415,14 +472,15 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Rotary rows for `positions` (`[batch, seq]`, row-major), with
-    /// `blocked` as the mask.
+    /// `mask` (a dense one `[batch, 1, seq_q, seq_k]`, repeated here over the
+    /// heads).
     pub(crate) fn rotary_context(
         &self,
         positions: &[u32],
         [b, s]: [usize; 2],
-        blocked: Tensor<B, 4, Bool>,
+        mask: Mask<B>,
     ) -> Context<B> {
-        let device = blocked.device();
+        let device = self.device();
         let d = self.inv_freq.len() * 2;
         let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
         let table = |v: Vec<f32>| {
@@ -447,14 +505,23 @@ impl<B: Backend> Llama<B> {
                 )
             })
             .collect();
-        Context {
-            rotary,
-            blocked: blocked.repeat_dim(1, heads),
-        }
+        let mask = match mask {
+            Mask::Dense(blocked) => Mask::Dense(blocked.repeat_dim(1, heads)),
+            documents => documents,
+        };
+        Context { rotary, mask }
     }
 
+    /// The context of a forward pass over `input`: where the fused
+    /// attention runs, the document starts; elsewhere a dense mask.
     fn context(&self, input: &Batch, device: &B::Device) -> Context<B> {
         let (b, s) = (input.batch, input.seq);
+        if fused::runs_on::<B>(self.compute)
+            && let Some(starts) = fused::attention::document_starts(&input.documents, s)
+        {
+            let mask = Mask::Documents(Arc::new(starts));
+            return self.rotary_context(&input.positions, [b, s], mask);
+        }
         let docs = Tensor::<B, 2, Int>::from_data(
             TensorData::new(input.documents.iter().map(|&x| x as i64).collect(), [b, s]),
             device,
@@ -464,7 +531,8 @@ impl<B: Backend> Llama<B> {
             .reshape([b, 1, s, 1])
             .not_equal(docs.reshape([b, 1, 1, s]));
         let future = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
-        self.rotary_context(&input.positions, [b, s], other_doc.bool_or(future))
+        let mask = Mask::Dense(other_doc.bool_or(future));
+        self.rotary_context(&input.positions, [b, s], mask)
     }
 }
 
