@@ -33,20 +33,33 @@ pub struct HfLinear<B: Backend> {
 impl<B: Backend> HfLinear<B> {
     /// `x @ weightᵀ + bias (+ adapter)` over the last dimension, computed in
     /// `x`'s dtype (the f32 weights are cast to it, as autocast does).
+    /// The leading dimensions are flattened first: one 2-D product instead
+    /// of a batch of them, whose weight gradient would then be a batch of
+    /// products summed in one more pass.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mut dims = x.dims();
+        let x = x.flatten::<2>(0, D - 2);
         let dtype = x.dtype();
-        let w = in_dtype(self.weight.val(), dtype)
-            .transpose()
-            .unsqueeze::<D>();
         let update = self.lora.as_ref().map(|l| l.forward(x.clone()));
-        let mut y = x.matmul(w);
+        let mut y = project(x, in_dtype(self.weight.val(), dtype));
         if let Some(b) = &self.bias {
-            y = y + in_dtype(b.val(), dtype).unsqueeze::<D>();
+            y = y + in_dtype(b.val(), dtype).unsqueeze::<2>();
         }
-        match update {
-            Some(u) => y + u,
-            None => y,
+        if let Some(u) = update {
+            y = y + u;
         }
+        dims[D - 1] = y.dims()[1];
+        y.reshape(dims)
+    }
+}
+
+/// `x · wᵀ` for `x` `[rows, in]` and a weight `[out, in]`: the fused kernel
+/// where it runs (its weight gradient comes back contiguous), a matmul
+/// elsewhere.
+pub(crate) fn project<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    match fused::linear(x, w) {
+        Ok(y) => y,
+        Err([x, w]) => x.matmul(w.transpose()),
     }
 }
 
@@ -69,12 +82,20 @@ impl<B: Backend> RmsNorm<B> {
     /// Normalises over the last dimension, in f32 whatever `x`'s dtype,
     /// which the result has.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let dtype = x.dtype();
-        let x = in_dtype(x, DType::F32);
-        let var = x.clone().square().mean_dim(2);
-        let x = in_dtype(x * (var + self.eps).sqrt().recip(), dtype);
-        x * in_dtype(self.weight.val(), dtype).unsqueeze::<3>()
+        match fused::rms_norm(x, self.weight.val(), self.eps) {
+            Ok(y) => y,
+            Err((x, w)) => rms_norm(x, w, self.eps),
+        }
     }
+}
+
+/// RMSNorm from its operations (the fused kernel's reference).
+pub(crate) fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
+    let dtype = x.dtype();
+    let x = in_dtype(x, DType::F32);
+    let var = x.clone().square().mean_dim(2);
+    let x = in_dtype(x * (var + eps).sqrt().recip(), dtype);
+    x * in_dtype(w, dtype).unsqueeze::<3>()
 }
 
 /// Grouped-query self-attention.
@@ -253,8 +274,15 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `down(silu(gate(x)) * up(x))`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gated = silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x);
-        self.down_proj.forward(gated)
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let [b, s, width] = gate.dims();
+        let flat = |t: Tensor<B, 3>| t.reshape([b * s, width]);
+        let gated = match fused::swiglu(flat(gate), flat(up)) {
+            Ok(gated) => gated,
+            Err([gate, up]) => silu(gate) * up,
+        };
+        self.down_proj.forward(gated.reshape([b, s, width]))
     }
 }
 
@@ -444,8 +472,11 @@ impl<B: Backend> Llama<B> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => {
+                let [b, s, width] = hidden.dims();
                 let table = in_dtype(self.model.embed_tokens.weight.val(), dtype);
-                hidden.matmul(table.transpose().unsqueeze())
+                let logits = project(hidden.reshape([b * s, width]), table);
+                let vocab = logits.dims()[1];
+                logits.reshape([b, s, vocab])
             }
         };
         in_dtype(logits, DType::F32)

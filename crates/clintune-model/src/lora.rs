@@ -6,7 +6,7 @@
 //! starts uniform in `±1/√in` (PEFT's Kaiming init) and `B` at zero, so a
 //! freshly attached adapter leaves the model's outputs unchanged.
 
-use crate::llama::{HfLinear, Llama, in_dtype};
+use crate::llama::{HfLinear, Llama, in_dtype, project};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
@@ -174,13 +174,13 @@ impl<B: Backend> Lora<B> {
         }
     }
 
-    /// The update for `x` `[…, in]`.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+    /// The update for `x` `[rows, in]`.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let dtype = x.dtype();
         let x = self.dropout.forward(x);
-        let a = in_dtype(self.a.val(), dtype);
-        let down = x.matmul(a.transpose().unsqueeze::<D>());
-        down.matmul(in_dtype(self.b.val(), dtype).transpose().unsqueeze::<D>()) * self.scale
+        // Scaled at rank width, the narrowest point.
+        let down = project(x, in_dtype(self.a.val(), dtype)) * self.scale;
+        project(down, in_dtype(self.b.val(), dtype))
     }
 
     /// `scale · B A`, the `[out, in]` change to the base weight.

@@ -1,7 +1,24 @@
 //! The causal language-modelling loss.
 
+use crate::fused;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+
+/// The log-probability of each target `[batch, seq]` under `logits`
+/// `[batch, seq, vocab]`: one fused kernel on the CPU backend, the
+/// log-softmax and a gather elsewhere.
+pub fn token_log_probs<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
+    let [b, s, _] = logits.dims();
+    match fused::token_logps(logits, &targets) {
+        Ok(logp) => logp,
+        Err(logits) => log_softmax(logits, 2)
+            .gather(2, targets.reshape([b, s, 1]))
+            .reshape([b, s]),
+    }
+}
 
 /// The summed negative log-likelihood of `targets` `[batch, seq]` under
 /// `logits` `[batch, seq, vocab]`, each position weighted by `weights`
@@ -13,9 +30,7 @@ pub fn token_nll<B: Backend>(
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
-    let [b, s, _] = logits.dims();
-    let picked = log_softmax(logits, 2).gather(2, targets.reshape([b, s, 1]));
-    (picked.reshape([b, s]) * weights).sum().neg()
+    (token_log_probs(logits, targets) * weights).sum().neg()
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! Layouts are the model's, so no head is copied out: queries, keys, values
 //! and the output are `[batch, seq, heads, head_dim]`, row-major.
 
-use super::exp::exp_shifted;
 use super::gemm::{Mat, matmul};
+use super::vector::{exp_shifted, max};
 use rayon::prelude::*;
 
 /// Query rows per block: the block's scores (`BLOCK × seq` f32) stay in
@@ -150,13 +150,13 @@ fn forward_head(dims: Dims, starts: &[u32], q: Mat, k: Mat, v: Mat) -> (Vec<f32>
 /// log-sum-exp of `row[lo..=hi]`.
 fn softmax_in_place(row: &mut [f32], lo: usize, hi: usize) -> f32 {
     let seen = &mut row[lo..=hi];
-    let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum = exp_shifted(seen, max);
+    let top = max(seen);
+    let sum = exp_shifted(seen, top);
     let inv = 1.0 / sum;
     seen.iter_mut().for_each(|x| *x *= inv);
     row[..lo].fill(0.0);
     row[hi + 1..].fill(0.0);
-    max + sum.ln()
+    top + sum.ln()
 }
 
 /// The gradients of the forward pass's inputs.

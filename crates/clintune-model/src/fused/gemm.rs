@@ -1,6 +1,6 @@
 //! Strided matrix products on f32 slices, through the `gemm` crate that
-//! burn-flex's own matmul uses, single-threaded: the fused kernels run one
-//! product per rayon task and parallelise across tasks instead.
+//! burn-flex's own matmul uses: single-threaded inside the attention
+//! kernel's rayon tasks, on every thread for the linear maps.
 
 /// A read-only matrix view: element `(r, c)` is `data[r * rs + c * cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +66,24 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst = (dst if accumulate, else 0) + scale · lhs · rhs`, `dst` row-major
-/// `lhs.rows × rhs.cols`.
+/// `lhs.rows × rhs.cols`, on the calling thread.
 pub(crate) fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, scale: f32, accumulate: bool) {
+    product(dst, lhs, rhs, scale, accumulate, gemm::Parallelism::None);
+}
+
+/// `dst = lhs · rhs` on every rayon thread.
+pub(crate) fn matmul_threaded(dst: &mut [f32], lhs: Mat, rhs: Mat) {
+    product(dst, lhs, rhs, 1.0, false, gemm::Parallelism::Rayon(0));
+}
+
+fn product(
+    dst: &mut [f32],
+    lhs: Mat,
+    rhs: Mat,
+    scale: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(k, rhs.rows, "inner dimensions differ");
     assert!(dst.len() >= m * n, "destination too small");
@@ -103,7 +119,7 @@ pub(crate) fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, scale: f32, accumulate
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -17,8 +17,12 @@
 
 pub(crate) mod attention;
 mod autodiff;
-mod exp;
 mod gemm;
+mod linear;
+mod logprob;
+mod norm;
+mod swiglu;
+mod vector;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
@@ -84,6 +88,99 @@ pub(crate) fn attention<B: Backend>(
             )))
         }
         None => Err([q, k, v]),
+    }
+}
+
+/// `x · wᵀ` for `x` `[rows, in]` and `w` `[out, in]`; or the inputs back
+/// when the kernels do not run on `B` or these dtypes.
+pub(crate) fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 2]> {
+    if !runs_on::<B>(x.dtype()) || w.dtype() != DType::F32 {
+        return Err([x, w]);
+    }
+    match kind::<B>() {
+        Some(Kind::Autodiff) => Ok(same(autodiff::linear(same(x), same(w)))),
+        Some(Kind::Flex) => {
+            let [x, w] = [x, w].map(|t| flex(same::<_, Tensor<Flex, 2>>(t)));
+            let (y, _) = autodiff::linear_forward(&x, &w);
+            Ok(same(Tensor::<Flex, 2>::from_primitive(
+                TensorPrimitive::Float(y),
+            )))
+        }
+        None => Err([x, w]),
+    }
+}
+
+/// RMSNorm of `x` `[batch, seq, width]` with weight `w` `[width]`; or the
+/// inputs back when the kernels do not run on `B` or these dtypes.
+pub(crate) fn rms_norm<B: Backend>(
+    x: Tensor<B, 3>,
+    w: Tensor<B, 1>,
+    eps: f64,
+) -> Result<Tensor<B, 3>, (Tensor<B, 3>, Tensor<B, 1>)> {
+    if !runs_on::<B>(x.dtype()) || w.dtype() != DType::F32 {
+        return Err((x, w));
+    }
+    match kind::<B>() {
+        Some(Kind::Autodiff) => Ok(same(autodiff::rms_norm(same(x), same(w), eps as f32))),
+        Some(Kind::Flex) => {
+            let x = flex(same::<_, Tensor<Flex, 3>>(x));
+            let w = flex(same::<_, Tensor<Flex, 1>>(w));
+            let (y, _) = autodiff::rms_norm_forward(&x, &w, eps as f32);
+            Ok(same(Tensor::<Flex, 3>::from_primitive(
+                TensorPrimitive::Float(y),
+            )))
+        }
+        None => Err((x, w)),
+    }
+}
+
+/// `silu(gate) · up` for two `[rows, width]` tensors; or the inputs back
+/// when the kernels do not run on `B` or these dtypes.
+pub(crate) fn swiglu<B: Backend>(
+    gate: Tensor<B, 2>,
+    up: Tensor<B, 2>,
+) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 2]> {
+    if !runs_on::<B>(gate.dtype()) || up.dtype() != DType::F32 {
+        return Err([gate, up]);
+    }
+    match kind::<B>() {
+        Some(Kind::Autodiff) => Ok(same(autodiff::swiglu(same(gate), same(up)))),
+        Some(Kind::Flex) => {
+            let [gate, up] = [gate, up].map(|t| flex(same::<_, Tensor<Flex, 2>>(t)));
+            let (out, _) = autodiff::swiglu_forward(&gate, &up);
+            Ok(same(Tensor::<Flex, 2>::from_primitive(
+                TensorPrimitive::Float(out),
+            )))
+        }
+        None => Err([gate, up]),
+    }
+}
+
+/// Each position's log-probability of its target, `[batch, seq]`, from
+/// logits `[batch, seq, vocab]`; or the logits back when the kernels do not
+/// run on `B` or this dtype.
+pub(crate) fn token_logps<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: &Tensor<B, 2, Int>,
+) -> Result<Tensor<B, 2>, Tensor<B, 3>> {
+    if !runs_on::<B>(logits.dtype()) {
+        return Err(logits);
+    }
+    let targets: Arc<Vec<u32>> =
+        Arc::new(targets.to_data().iter::<i64>().map(|t| t as u32).collect());
+    match kind::<B>() {
+        Some(Kind::Autodiff) => Ok(same(autodiff::token_logps(same(logits), targets))),
+        Some(Kind::Flex) => {
+            let logits = flex(same::<_, Tensor<Flex, 3>>(logits));
+            let (logp, _) = autodiff::token_logps_forward(&logits, targets);
+            Ok(same(Tensor::<Flex, 2>::from_primitive(
+                TensorPrimitive::Float(logp),
+            )))
+        }
+        None => Err(logits),
     }
 }
 

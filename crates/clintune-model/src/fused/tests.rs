@@ -137,3 +137,106 @@ fn other_dtypes_get_their_inputs_back() {
     let starts = Arc::new(vec![0; 4]);
     assert!(super::attention(q, k.clone(), k, &starts).is_err());
 }
+
+#[test]
+fn fused_target_log_probs_match_log_softmax_and_gather_in_values_and_gradients() {
+    use burn::tensor::activation::log_softmax;
+    let (b, s, vocab) = (3, 7, 37);
+    let mut rng = SplitMix64(5);
+    let targets: Vec<i64> = (0..b * s).map(|_| rng.below(vocab as u64) as i64).collect();
+    let targets =
+        Tensor::<Ad, 2, Int>::from_data(TensorData::new(targets, [b, s]), &Default::default());
+    // Some positions weigh nothing, as untrained tokens do.
+    let weights = random::<Ad, 2>([b, s], 8).clamp_min(0.0);
+    let run = |fused: bool| {
+        let logits = (random::<Ad, 3>([b, s, vocab], 4) * 6.0).require_grad();
+        let logp = if fused {
+            super::token_logps(logits.clone(), &targets)
+                .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
+        } else {
+            log_softmax(logits.clone(), 2)
+                .gather(2, targets.clone().reshape([b, s, 1]))
+                .reshape([b, s])
+        };
+        let grads = (logp.clone() * weights.clone()).sum().backward();
+        (logp.inner(), logits.grad(&grads).expect("a gradient"))
+    };
+    let (fused, fused_grad) = run(true);
+    let (plain, plain_grad) = run(false);
+    assert_close(fused, plain, "log-probabilities");
+    assert_close(fused_grad, plain_grad, "logits' gradient");
+}
+
+#[test]
+fn fused_linear_matches_a_transposed_matmul_and_its_weight_gradient_is_contiguous() {
+    let weights = random::<Ad, 2>([9, 5], 3);
+    let run = |fused: bool| {
+        let x = random::<Ad, 2>([9, 7], 1).require_grad();
+        let w = random::<Ad, 2>([5, 7], 2).require_grad();
+        let y = if fused {
+            super::linear(x.clone(), w.clone())
+                .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
+        } else {
+            x.clone().matmul(w.clone().transpose())
+        };
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        let grad = |t: &Tensor<Ad, 2>| t.grad(&grads).expect("a gradient");
+        (y.inner(), grad(&x), grad(&w))
+    };
+    let (y, dx, dw) = run(true);
+    let (want_y, want_dx, want_dw) = run(false);
+    assert!(dw.clone().into_primitive().tensor().is_contiguous());
+    assert_close(y, want_y, "output");
+    assert_close(dx, want_dx, "input's gradient");
+    assert_close(dw, want_dw, "weight's gradient");
+}
+
+#[test]
+fn fused_rms_norm_matches_its_operations_in_values_and_gradients() {
+    let (b, s, width) = (3, 5, 40);
+    let upstream = random::<Ad, 3>([b, s, width], 7);
+    let run = |fused: bool| {
+        let x = (random::<Ad, 3>([b, s, width], 1) * 3.0).require_grad();
+        let w = random::<Ad, 1>([width], 2).require_grad();
+        let y = if fused {
+            super::rms_norm(x.clone(), w.clone(), 1e-5)
+                .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
+        } else {
+            crate::llama::rms_norm(x.clone(), w.clone(), 1e-5)
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        let dx = x.grad(&grads).expect("a gradient");
+        (y.inner(), dx, w.grad(&grads).expect("a gradient"))
+    };
+    let (y, dx, dw) = run(true);
+    let (want_y, want_dx, want_dw) = run(false);
+    assert_close(y, want_y, "output");
+    assert_close(dx, want_dx, "input's gradient");
+    assert_close(dw, want_dw, "weight's gradient");
+}
+
+#[test]
+fn fused_swiglu_matches_silu_times_up_in_values_and_gradients() {
+    use burn::tensor::activation::silu;
+    // More elements than one task's chunk, and gates far into both tails.
+    let (rows, width) = (70, 300);
+    let upstream = random::<Ad, 2>([rows, width], 7);
+    let run = |fused: bool| {
+        let gate = (random::<Ad, 2>([rows, width], 1) * 30.0).require_grad();
+        let up = random::<Ad, 2>([rows, width], 2).require_grad();
+        let out = if fused {
+            super::swiglu(gate.clone(), up.clone())
+                .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
+        } else {
+            silu(gate.clone()) * up.clone()
+        };
+        let grads = (out.clone() * upstream.clone()).sum().backward();
+        let grad = |t: &Tensor<Ad, 2>| t.grad(&grads).expect("a gradient");
+        (out.inner(), grad(&gate), grad(&up))
+    };
+    let (out, dgate, dup) = run(true);
+    let (want, want_dgate, want_dup) = run(false);
+    assert_close(out, want, "output");
+    assert_close(dgate, want_dgate, "gate's gradient");
+    assert_close(dup, want_dup, "up's gradient");
+}

@@ -22,10 +22,11 @@ use crate::trainer::{Peer, load_model};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
+use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::backend::AutodiffBackend;
 use clintune_curate::pairs::{PairReader, PairTokens, read_pairs};
 use clintune_curate::reader::{Cursor, ReaderError};
+use clintune_model::loss::token_log_probs;
 use clintune_model::{Batch, Llama};
 use std::path::Path;
 
@@ -370,8 +371,7 @@ pub fn sequence_logps<B: Backend>(
     );
     let weights = Tensor::<B, 2>::from_data(TensorData::new(rows.weights.clone(), shape), device);
     let logits = model.forward(&rows.batch);
-    let picked = log_softmax(logits, 2).gather(2, targets.reshape([shape[0], shape[1], 1]));
-    (picked.reshape(shape) * weights)
+    (token_log_probs(logits, targets) * weights)
         .sum_dim(1)
         .reshape([shape[0]])
 }
