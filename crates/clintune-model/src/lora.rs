@@ -6,6 +6,7 @@
 //! starts uniform in `±1/√in` (PEFT's Kaiming init) and `B` at zero, so a
 //! freshly attached adapter leaves the model's outputs unchanged.
 
+use crate::fused;
 use crate::llama::{HfLinear, Llama, in_dtype, project};
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig};
@@ -177,7 +178,7 @@ impl<B: Backend> Lora<B> {
     /// The update for `x` `[rows, in]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let dtype = x.dtype();
-        let x = self.dropout.forward(x);
+        let x = fused::dropout(x, self.dropout.prob);
         // Scaled at rank width, the narrowest point.
         let down = project(x, in_dtype(self.a.val(), dtype)) * self.scale;
         project(down, in_dtype(self.b.val(), dtype))

@@ -17,6 +17,7 @@
 
 pub(crate) mod attention;
 mod autodiff;
+mod dropout;
 mod gemm;
 mod linear;
 mod logprob;
@@ -27,7 +28,7 @@ mod vector;
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorPrimitive};
+use burn::tensor::{DType, Distribution, TensorPrimitive};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
@@ -89,6 +90,25 @@ pub(crate) fn attention<B: Backend>(
         }
         None => Err([q, k, v]),
     }
+}
+
+/// Dropout with probability `prob` while training (autodiff), drawing the
+/// mask in parallel where the kernels run and with burn's `Dropout`
+/// elsewhere. The mask's seed is drawn from the backend's generator.
+pub(crate) fn dropout<B: Backend>(x: Tensor<B, 2>, prob: f64) -> Tensor<B, 2> {
+    let device = x.device();
+    if !runs_on::<B>(x.dtype()) || !B::ad_enabled(&device) || prob == 0.0 {
+        return burn::nn::DropoutConfig::new(prob).init().forward(x);
+    }
+    let bits = Tensor::<B, 1>::random([2], Distribution::Default, &device)
+        .into_data()
+        .iter::<f32>()
+        .fold(0u64, |h, v| {
+            clintune_core::rng::mix64(h ^ u64::from(v.to_bits()))
+        });
+    let mask = dropout::keep_mask(bits, x.shape().num_elements(), 1.0 - prob);
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, x.dims()), &device);
+    x * mask
 }
 
 /// `x · wᵀ` for `x` `[rows, in]` and `w` `[out, in]`; or the inputs back

@@ -1,0 +1,50 @@
+//! Dropout's mask, drawn in parallel from a counter-based generator.
+//!
+//! burn's dropout draws a Bernoulli value per element from one ChaCha
+//! generator on one thread (15% of a LoRA step at the quickstart's shape).
+//! Here element `i`'s draw is a hash of `(seed, i)` (SplitMix64's mixer), so
+//! the mask is the same however the work is split, and `seed` comes from the
+//! backend's own generator: a run seeded the same draws the same masks,
+//! which bit-exact resume relies on.
+
+use clintune_core::rng::mix64;
+use rayon::prelude::*;
+
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// `n` multipliers: `1 / keep` with probability `keep`, else 0.
+pub(crate) fn keep_mask(seed: u64, n: usize, keep: f64) -> Vec<f32> {
+    // Compare the top 24 bits of each hash with `keep` scaled to 2²⁴.
+    let threshold = (keep * f64::from(1u32 << 24)).round() as u64;
+    let scale = (1.0 / keep) as f32;
+    let mut mask = vec![0.0f32; n];
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let base = (c * CHUNK) as u64;
+            for (i, m) in chunk.iter_mut().enumerate() {
+                let draw = mix64(seed ^ mix64(base + i as u64)) >> 40;
+                *m = if draw < threshold { scale } else { 0.0 };
+            }
+        });
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_about_the_asked_share_scaled_and_repeats_for_a_seed() {
+        let mask = keep_mask(7, 100_000, 0.95);
+        let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / 1e5;
+        assert!((kept - 0.95).abs() < 0.005, "{kept}");
+        assert!(
+            mask.iter()
+                .all(|&m| m == 0.0 || (m - 1.0 / 0.95).abs() < 1e-6)
+        );
+        assert_eq!(mask, keep_mask(7, 100_000, 0.95));
+        assert_ne!(mask, keep_mask(8, 100_000, 0.95));
+    }
+}
