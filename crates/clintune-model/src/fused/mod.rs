@@ -32,6 +32,8 @@ use burn::tensor::{DType, Distribution, TensorPrimitive};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+type Ad = Autodiff<Flex>;
+
 /// Which of the kernels' backends `B` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -65,31 +67,44 @@ fn same<T: 'static, U: 'static>(value: T) -> U {
     }
 }
 
+/// Runs `autodiff` when `B` is `Autodiff<Flex>` and `forward` when it is
+/// `Flex`, on `inputs` as that backend's tensors; gives the inputs back
+/// when they are not all f32 or `B` is neither.
+fn route<B: Backend, I: 'static, O: 'static, IA: 'static, OA: 'static, IF: 'static, OF: 'static>(
+    dtypes: &[DType],
+    inputs: I,
+    autodiff: impl FnOnce(IA) -> OA,
+    forward: impl FnOnce(IF) -> OF,
+) -> Result<O, I> {
+    if dtypes.iter().any(|&d| d != DType::F32) {
+        return Err(inputs);
+    }
+    match kind::<B>() {
+        Some(Kind::Autodiff) => Ok(same(autodiff(same(inputs)))),
+        Some(Kind::Flex) => Ok(same(forward(same(inputs)))),
+        None => Err(inputs),
+    }
+}
+
 /// Causal attention of queries `[batch, seq, heads, head_dim]` over keys
 /// and values `[batch, seq, kv_heads, head_dim]`, each query seeing its own
 /// document up to itself (`starts`: per token, where its document starts).
 /// Returns `[batch, seq, heads, head_dim]`, or the inputs when the kernels
-/// do not run on `B` or this dtype.
+/// do not run on `B` or these dtypes.
 pub(crate) fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     starts: &Arc<Vec<u32>>,
 ) -> Result<Tensor<B, 4>, [Tensor<B, 4>; 3]> {
-    if !runs_on::<B>(q.dtype()) || k.dtype() != DType::F32 || v.dtype() != DType::F32 {
-        return Err([q, k, v]);
-    }
-    match kind::<B>() {
-        Some(Kind::Autodiff) => Ok(same(autodiff::attention(same(q), same(k), same(v), starts))),
-        Some(Kind::Flex) => {
-            let [q, k, v] = [q, k, v].map(|t| flex(same::<_, Tensor<Flex, 4>>(t)));
-            let (out, _) = autodiff::attention_forward(&q, &k, &v, starts);
-            Ok(same(Tensor::<Flex, 4>::from_primitive(
-                TensorPrimitive::Float(out),
-            )))
-        }
-        None => Err([q, k, v]),
-    }
+    route::<B, _, _, _, _, _, _>(
+        &[q.dtype(), k.dtype(), v.dtype()],
+        [q, k, v],
+        |[q, k, v]: [Tensor<Ad, 4>; 3]| autodiff::attention(q, k, v, starts),
+        |[q, k, v]: [Tensor<Flex, 4>; 3]| {
+            tensor::<4>(autodiff::attention_forward(&flex(q), &flex(k), &flex(v), starts).0)
+        },
+    )
 }
 
 /// Dropout with probability `prob` while training (autodiff), drawing the
@@ -117,20 +132,12 @@ pub(crate) fn linear<B: Backend>(
     x: Tensor<B, 2>,
     w: Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 2]> {
-    if !runs_on::<B>(x.dtype()) || w.dtype() != DType::F32 {
-        return Err([x, w]);
-    }
-    match kind::<B>() {
-        Some(Kind::Autodiff) => Ok(same(autodiff::linear(same(x), same(w)))),
-        Some(Kind::Flex) => {
-            let [x, w] = [x, w].map(|t| flex(same::<_, Tensor<Flex, 2>>(t)));
-            let (y, _) = autodiff::linear_forward(&x, &w);
-            Ok(same(Tensor::<Flex, 2>::from_primitive(
-                TensorPrimitive::Float(y),
-            )))
-        }
-        None => Err([x, w]),
-    }
+    route::<B, _, _, _, _, _, _>(
+        &[x.dtype(), w.dtype()],
+        [x, w],
+        |[x, w]: [Tensor<Ad, 2>; 2]| autodiff::linear(x, w),
+        |[x, w]: [Tensor<Flex, 2>; 2]| tensor::<2>(autodiff::linear_forward(&flex(x), &flex(w)).0),
+    )
 }
 
 /// RMSNorm of `x` `[batch, seq, width]` with weight `w` `[width]`; or the
@@ -140,21 +147,15 @@ pub(crate) fn rms_norm<B: Backend>(
     w: Tensor<B, 1>,
     eps: f64,
 ) -> Result<Tensor<B, 3>, (Tensor<B, 3>, Tensor<B, 1>)> {
-    if !runs_on::<B>(x.dtype()) || w.dtype() != DType::F32 {
-        return Err((x, w));
-    }
-    match kind::<B>() {
-        Some(Kind::Autodiff) => Ok(same(autodiff::rms_norm(same(x), same(w), eps as f32))),
-        Some(Kind::Flex) => {
-            let x = flex(same::<_, Tensor<Flex, 3>>(x));
-            let w = flex(same::<_, Tensor<Flex, 1>>(w));
-            let (y, _) = autodiff::rms_norm_forward(&x, &w, eps as f32);
-            Ok(same(Tensor::<Flex, 3>::from_primitive(
-                TensorPrimitive::Float(y),
-            )))
-        }
-        None => Err((x, w)),
-    }
+    let eps = eps as f32;
+    route::<B, _, _, _, _, _, _>(
+        &[x.dtype(), w.dtype()],
+        (x, w),
+        |(x, w): (Tensor<Ad, 3>, Tensor<Ad, 1>)| autodiff::rms_norm(x, w, eps),
+        |(x, w): (Tensor<Flex, 3>, Tensor<Flex, 1>)| {
+            tensor::<3>(autodiff::rms_norm_forward(&flex(x), &flex(w), eps).0)
+        },
+    )
 }
 
 /// `silu(gate) · up` for two `[rows, width]` tensors; or the inputs back
@@ -163,20 +164,14 @@ pub(crate) fn swiglu<B: Backend>(
     gate: Tensor<B, 2>,
     up: Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 2]> {
-    if !runs_on::<B>(gate.dtype()) || up.dtype() != DType::F32 {
-        return Err([gate, up]);
-    }
-    match kind::<B>() {
-        Some(Kind::Autodiff) => Ok(same(autodiff::swiglu(same(gate), same(up)))),
-        Some(Kind::Flex) => {
-            let [gate, up] = [gate, up].map(|t| flex(same::<_, Tensor<Flex, 2>>(t)));
-            let (out, _) = autodiff::swiglu_forward(&gate, &up);
-            Ok(same(Tensor::<Flex, 2>::from_primitive(
-                TensorPrimitive::Float(out),
-            )))
-        }
-        None => Err([gate, up]),
-    }
+    route::<B, _, _, _, _, _, _>(
+        &[gate.dtype(), up.dtype()],
+        [gate, up],
+        |[gate, up]: [Tensor<Ad, 2>; 2]| autodiff::swiglu(gate, up),
+        |[gate, up]: [Tensor<Flex, 2>; 2]| {
+            tensor::<2>(autodiff::swiglu_forward(&flex(gate), &flex(up)).0)
+        },
+    )
 }
 
 /// Each position's log-probability of its target, `[batch, seq]`, from
@@ -191,17 +186,20 @@ pub(crate) fn token_logps<B: Backend>(
     }
     let targets: Arc<Vec<u32>> =
         Arc::new(targets.to_data().iter::<i64>().map(|t| t as u32).collect());
-    match kind::<B>() {
-        Some(Kind::Autodiff) => Ok(same(autodiff::token_logps(same(logits), targets))),
-        Some(Kind::Flex) => {
-            let logits = flex(same::<_, Tensor<Flex, 3>>(logits));
-            let (logp, _) = autodiff::token_logps_forward(&logits, targets);
-            Ok(same(Tensor::<Flex, 2>::from_primitive(
-                TensorPrimitive::Float(logp),
-            )))
-        }
-        None => Err(logits),
-    }
+    let for_forward = targets.clone();
+    route::<B, _, _, _, _, _, _>(
+        &[logits.dtype()],
+        logits,
+        |logits: Tensor<Ad, 3>| autodiff::token_logps(logits, targets),
+        |logits: Tensor<Flex, 3>| {
+            tensor::<2>(autodiff::token_logps_forward(&flex(logits), for_forward).0)
+        },
+    )
+}
+
+/// A burn-flex tensor as a `Tensor`.
+fn tensor<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 fn flex<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
