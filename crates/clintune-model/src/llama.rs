@@ -120,14 +120,23 @@ pub struct Attention<B: Backend> {
 /// What every layer of one forward pass shares: rotary rows and the mask.
 #[derive(Debug, Clone)]
 pub struct Context<B: Backend> {
-    /// For each head count of the model (query, key/value): the count and
-    /// the `cos` and `sin` rows repeated over that many heads,
-    /// `[batch, seq, heads, head_dim]`. Element-wise products with
-    /// broadcast operands take a slow strided path on the CPU backend, so
-    /// the rows are materialised once per pass instead.
-    pub rotary: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
+    /// The rotary angles.
+    pub rotary: Rotary<B>,
     /// Which keys each query may see.
     pub mask: Mask<B>,
+}
+
+/// The `cos` and `sin` of each token's rotary angles.
+#[derive(Debug, Clone)]
+pub enum Rotary<B: Backend> {
+    /// For each head count of the model (query, key/value): the count and
+    /// the rows repeated over that many heads, `[batch, seq, heads,
+    /// head_dim]`. Element-wise products with broadcast operands take a
+    /// slow strided path on the CPU backend, so the rows are materialised
+    /// once per pass instead.
+    Repeated(Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>),
+    /// `[batch · seq, head_dim]` each, row-major, for the fused kernel.
+    Rows(Arc<Vec<f32>>, Arc<Vec<f32>>),
 }
 
 /// Which keys each query of a forward pass may see.
@@ -250,10 +259,36 @@ impl<B: Backend> Attention<B> {
 
 /// `x * cos + rotate_half(x) * sin`, `x` being `[batch, seq, heads, head_dim]`.
 fn rotate<B: Backend>(x: Tensor<B, 4>, ctx: &Context<B>) -> Tensor<B, 4> {
-    let [_, _, heads, d] = x.dims();
-    let Some((_, cos, sin)) = ctx.rotary.iter().find(|(h, ..)| *h == heads) else {
-        unreachable!("rotary rows are made for every head count of the model")
+    let [b, s, heads, d] = x.dims();
+    let (cos, sin) = match &ctx.rotary {
+        Rotary::Rows(cos, sin) => match fused::rope(x, cos, sin) {
+            Ok(y) => return y,
+            Err(x) => {
+                let (device, dtype) = (x.device(), x.dtype());
+                let table = |v: &Arc<Vec<f32>>| {
+                    let t = TensorData::new(v.to_vec(), [b, s, 1, d]);
+                    in_dtype(Tensor::<B, 4>::from_data(t, &device), dtype).repeat_dim(2, heads)
+                };
+                let (cos, sin) = (table(cos), table(sin));
+                return rotate_with(x, &cos, &sin);
+            }
+        },
+        Rotary::Repeated(tables) => match tables.iter().find(|(h, ..)| *h == heads) {
+            Some((_, cos, sin)) => (cos, sin),
+            None => unreachable!("rotary rows are made for every head count of the model"),
+        },
     };
+    rotate_with(x, cos, sin)
+}
+
+/// The rotation from its operations, with `cos` and `sin` repeated over
+/// the heads (the fused kernel's reference).
+pub(crate) fn rotate_with<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let d = x.dims()[3];
     let first = x.clone().narrow(3, 0, d / 2);
     let second = x.clone().narrow(3, d / 2, d / 2);
     let half = Tensor::cat(vec![second.neg(), first], 3);
@@ -511,20 +546,28 @@ impl<B: Backend> Llama<B> {
         [b, s]: [usize; 2],
         mask: Mask<B>,
     ) -> Context<B> {
+        let mask = match mask {
+            Mask::Dense(blocked) => Mask::Dense(blocked.repeat_dim(1, self.heads())),
+            documents => documents,
+        };
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
+        if fused::runs_on::<B>(self.compute) {
+            let rotary = Rotary::Rows(Arc::new(cos), Arc::new(sin));
+            return Context { rotary, mask };
+        }
         let device = self.device();
         let d = self.inv_freq.len() * 2;
-        let (cos, sin) = rope::cos_sin(&self.inv_freq, positions);
         let table = |v: Vec<f32>| {
             let t = Tensor::<B, 4>::from_data(TensorData::new(v, [b, s, 1, d]), &device);
             in_dtype(t, self.compute)
         };
         let (cos, sin) = (table(cos), table(sin));
-        let (heads, kv_heads) = self
+        let kv_heads = self
             .model
             .layers
             .first()
-            .map_or((1, 1), |l| (l.self_attn.heads, l.self_attn.kv_heads));
-        let mut counts = vec![heads, kv_heads];
+            .map_or(1, |l| l.self_attn.kv_heads);
+        let mut counts = vec![self.heads(), kv_heads];
         counts.dedup();
         let rotary = counts
             .into_iter()
@@ -536,11 +579,15 @@ impl<B: Backend> Llama<B> {
                 )
             })
             .collect();
-        let mask = match mask {
-            Mask::Dense(blocked) => Mask::Dense(blocked.repeat_dim(1, heads)),
-            documents => documents,
-        };
-        Context { rotary, mask }
+        Context {
+            rotary: Rotary::Repeated(rotary),
+            mask,
+        }
+    }
+
+    /// Query heads per layer.
+    fn heads(&self) -> usize {
+        self.model.layers.first().map_or(1, |l| l.self_attn.heads)
     }
 
     /// The context of a forward pass over `input`: where the fused

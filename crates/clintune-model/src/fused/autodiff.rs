@@ -3,7 +3,9 @@
 //! backward step that runs the kernel's backward.
 
 use super::attention::{self, Dims, Saved};
-use super::{contiguous, from_vec, linear as lin, logprob, norm, swiglu as glu, values};
+use super::{
+    contiguous, from_vec, linear as lin, logprob, norm, rope as rot, swiglu as glu, values,
+};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -356,4 +358,51 @@ pub(super) fn swiglu(gate: Tensor<Ad, 2>, up: Tensor<Ad, 2>) -> Tensor<Ad, 2> {
     let inputs = primitives([gate, up]);
     let (out, state) = swiglu_forward(&inputs[0].primitive, &inputs[1].primitive);
     record(SwigluBackward, &inputs, out, state)
+}
+
+// ---- rotary position embeddings ----
+
+/// What the rotation's backward reads: the angles.
+#[derive(Debug, Clone)]
+pub(super) struct RopeState {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    shape: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    type State = RopeState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let s = &ops.state;
+        let d = s.shape[3];
+        let [x] = parents(&ops);
+        let dx = || rot::backward(values(&grad), &s.cos, &s.sin, d);
+        register(grads, x, dx, &grad);
+    }
+}
+
+/// The rotation's forward on a burn-flex tensor `[batch, seq, heads, head_dim]`.
+pub(super) fn rope_forward(
+    x: &FlexTensor,
+    (cos, sin): (Arc<Vec<f32>>, Arc<Vec<f32>>),
+) -> (FlexTensor, impl FnOnce() -> RopeState) {
+    let x = contiguous(x);
+    let shape = x.layout().shape().to_vec();
+    let y = from_vec(
+        rot::forward(values(&x), &cos, &sin, shape[3]),
+        shape.clone(),
+    );
+    (y, move || RopeState { cos, sin, shape })
+}
+
+/// The rotation under autodiff (see [`super::rope`]).
+pub(super) fn rope(x: Tensor<Ad, 4>, angles: (Arc<Vec<f32>>, Arc<Vec<f32>>)) -> Tensor<Ad, 4> {
+    let inputs = primitives([x]);
+    let (y, state) = rope_forward(&inputs[0].primitive, angles);
+    record(RopeBackward, &inputs, y, state)
 }

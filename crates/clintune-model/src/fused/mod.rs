@@ -22,6 +22,7 @@ mod gemm;
 mod linear;
 mod logprob;
 mod norm;
+mod rope;
 mod swiglu;
 mod vector;
 
@@ -155,6 +156,23 @@ pub(crate) fn rms_norm<B: Backend>(
         |(x, w): (Tensor<Flex, 3>, Tensor<Flex, 1>)| {
             tensor::<3>(autodiff::rms_norm_forward(&flex(x), &flex(w), eps).0)
         },
+    )
+}
+
+/// `x` `[batch, seq, heads, head_dim]` rotated by each token's angles
+/// (`cos`, `sin`: `[batch · seq, head_dim]`, row-major); or `x` back when
+/// the kernels do not run on `B` or this dtype.
+pub(crate) fn rope<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Arc<Vec<f32>>,
+    sin: &Arc<Vec<f32>>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let angles = || (cos.clone(), sin.clone());
+    route::<B, _, _, _, _, _, _>(
+        &[x.dtype()],
+        x,
+        |x: Tensor<Ad, 4>| autodiff::rope(x, angles()),
+        |x: Tensor<Flex, 4>| tensor::<4>(autodiff::rope_forward(&flex(x), angles()).0),
     )
 }
 

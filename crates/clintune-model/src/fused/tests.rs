@@ -1,7 +1,7 @@
 //! Every fused kernel against the unfused computation it replaces.
 
 use super::attention::document_starts;
-use crate::llama::{Attention, Context, HfLinear, Mask};
+use crate::llama::{Attention, Context, HfLinear, Mask, Rotary};
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
 use burn::prelude::*;
@@ -92,7 +92,7 @@ fn fused_attention_matches_the_unfused_operations_in_values_and_gradients() {
                 .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
         } else {
             let ctx = Context {
-                rotary: vec![],
+                rotary: Rotary::Repeated(vec![]),
                 mask: Mask::Documents(starts.clone()),
             };
             attention(heads, kv_heads, d).attend(q.clone(), k.clone(), v.clone(), &ctx, None)
@@ -121,7 +121,7 @@ fn fused_attention_without_autodiff_gives_the_same_output() {
     let k = random::<Flex, 4>([b, s, kv_heads, d], 2);
     let v = random::<Flex, 4>([b, s, kv_heads, d], 3);
     let ctx = Context {
-        rotary: vec![],
+        rotary: Rotary::Repeated(vec![]),
         mask: Mask::Documents(starts.clone()),
     };
     let plain = attention(heads, kv_heads, d).attend(q.clone(), k.clone(), v.clone(), &ctx, None);
@@ -239,4 +239,37 @@ fn fused_swiglu_matches_silu_times_up_in_values_and_gradients() {
     assert_close(out, want, "output");
     assert_close(dgate, want_dgate, "gate's gradient");
     assert_close(dup, want_dup, "up's gradient");
+}
+
+#[test]
+fn fused_rope_matches_its_operations_in_values_and_gradients() {
+    let (b, s, heads, d) = (2, 5, 3, 8);
+    let inv_freq = [1.0, 0.1, 0.01, 0.001];
+    let positions: Vec<u32> = (0..(b * s) as u32).map(|p| p % 4 * 7).collect();
+    let (cos, sin) = crate::rope::cos_sin(&inv_freq, &positions);
+    let table = |v: &[f32]| {
+        Tensor::<Ad, 4>::from_data(
+            TensorData::new(v.to_vec(), [b, s, 1, d]),
+            &Default::default(),
+        )
+        .repeat_dim(2, heads)
+    };
+    let (cos_t, sin_t) = (table(&cos), table(&sin));
+    let (cos, sin) = (Arc::new(cos), Arc::new(sin));
+    let upstream = random::<Ad, 4>([b, s, heads, d], 7);
+    let run = |fused: bool| {
+        let x = random::<Ad, 4>([b, s, heads, d], 1).require_grad();
+        let y = if fused {
+            super::rope(x.clone(), &cos, &sin)
+                .unwrap_or_else(|_| panic!("the kernel runs on Autodiff<Flex>"))
+        } else {
+            crate::llama::rotate_with(x.clone(), &cos_t, &sin_t)
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).expect("a gradient"))
+    };
+    let (y, dx) = run(true);
+    let (want_y, want_dx) = run(false);
+    assert_close(y, want_y, "output");
+    assert_close(dx, want_dx, "input's gradient");
 }
