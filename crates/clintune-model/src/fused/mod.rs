@@ -2,9 +2,13 @@
 //!
 //! burn-flex runs a decoder as dozens of separate tensor operations, each a
 //! pass over memory, and burn-autodiff records each one. Where a step of
-//! the model is one known computation (attention over packed documents),
-//! computing it in one kernel with a hand-written backward saves most of
-//! those passes and never builds the intermediates.
+//! the model is one known computation, computing it in one kernel with a
+//! hand-written backward saves most of those passes and never builds the
+//! intermediates: attention over packed documents (`attention`), the
+//! target log-probabilities under the loss (`logprob`), linear maps
+//! (`linear`), RMSNorm (`norm`), SwiGLU (`swiglu`) and rotary embeddings
+//! (`rope`); LoRA's dropout mask is drawn in parallel (`dropout`).
+//! `autodiff` records each as one burn-autodiff operation.
 //!
 //! burn 0.21 lets a backend gain an operation only through a new backend
 //! trait that every generic signature would then carry. Instead, the model
