@@ -266,8 +266,7 @@ fn rotate<B: Backend>(x: Tensor<B, 4>, ctx: &Context<B>) -> Tensor<B, 4> {
             Err(x) => {
                 let (device, dtype) = (x.device(), x.dtype());
                 let table = |v: &Arc<Vec<f32>>| {
-                    let t = TensorData::new(v.to_vec(), [b, s, 1, d]);
-                    in_dtype(Tensor::<B, 4>::from_data(t, &device), dtype).repeat_dim(2, heads)
+                    angle_table(v.to_vec(), [b, s, d], dtype, &device).repeat_dim(2, heads)
                 };
                 let (cos, sin) = (table(cos), table(sin));
                 return rotate_with(x, &cos, &sin);
@@ -279,6 +278,20 @@ fn rotate<B: Backend>(x: Tensor<B, 4>, ctx: &Context<B>) -> Tensor<B, 4> {
         },
     };
     rotate_with(x, cos, sin)
+}
+
+/// Per-token `cos` or `sin` rows (`[batch · seq, head_dim]`, row-major) as
+/// a `[batch, seq, 1, head_dim]` tensor in `dtype`.
+pub(crate) fn angle_table<B: Backend>(
+    rows: Vec<f32>,
+    [b, s, d]: [usize; 3],
+    dtype: DType,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    in_dtype(
+        Tensor::from_data(TensorData::new(rows, [b, s, 1, d]), device),
+        dtype,
+    )
 }
 
 /// The rotation from its operations, with `cos` and `sin` repeated over
@@ -556,11 +569,8 @@ impl<B: Backend> Llama<B> {
             return Context { rotary, mask };
         }
         let device = self.device();
-        let d = self.inv_freq.len() * 2;
-        let table = |v: Vec<f32>| {
-            let t = Tensor::<B, 4>::from_data(TensorData::new(v, [b, s, 1, d]), &device);
-            in_dtype(t, self.compute)
-        };
+        let shape = [b, s, self.inv_freq.len() * 2];
+        let table = |v| angle_table::<B>(v, shape, self.compute, &device);
         let (cos, sin) = (table(cos), table(sin));
         let kv_heads = self
             .model

@@ -178,7 +178,7 @@ impl<B: Backend> Lora<B> {
     /// The update for `x` `[rows, in]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let dtype = x.dtype();
-        let x = fused::dropout(x, self.dropout.prob);
+        let x = fused::dropout(x, &self.dropout);
         // Scaled at rank width, the narrowest point.
         let down = project(x, in_dtype(self.a.val(), dtype)) * self.scale;
         project(down, in_dtype(self.b.val(), dtype))

@@ -32,6 +32,7 @@ mod vector;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::{DType, Distribution, TensorPrimitive};
 use std::any::{Any, TypeId};
@@ -112,13 +113,13 @@ pub(crate) fn attention<B: Backend>(
     )
 }
 
-/// Dropout with probability `prob` while training (autodiff), drawing the
-/// mask in parallel where the kernels run and with burn's `Dropout`
-/// elsewhere. The mask's seed is drawn from the backend's generator.
-pub(crate) fn dropout<B: Backend>(x: Tensor<B, 2>, prob: f64) -> Tensor<B, 2> {
-    let device = x.device();
+/// `layer` applied to `x` while training (autodiff): the mask drawn in
+/// parallel where the kernels run, by burn's `Dropout` itself elsewhere.
+/// The mask's seed is drawn from the backend's generator.
+pub(crate) fn dropout<B: Backend>(x: Tensor<B, 2>, layer: &Dropout) -> Tensor<B, 2> {
+    let (device, prob) = (x.device(), layer.prob);
     if !runs_on::<B>(x.dtype()) || !B::ad_enabled(&device) || prob == 0.0 {
-        return burn::nn::DropoutConfig::new(prob).init().forward(x);
+        return layer.forward(x);
     }
     let bits = Tensor::<B, 1>::random([2], Distribution::Default, &device)
         .into_data()

@@ -5,6 +5,7 @@ use crate::llama::{Attention, Context, HfLinear, Mask, Rotary};
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
 use burn::prelude::*;
+use burn::tensor::DType;
 use clintune_core::rng::SplitMix64;
 use std::sync::Arc;
 
@@ -248,11 +249,8 @@ fn fused_rope_matches_its_operations_in_values_and_gradients() {
     let positions: Vec<u32> = (0..(b * s) as u32).map(|p| p % 4 * 7).collect();
     let (cos, sin) = crate::rope::cos_sin(&inv_freq, &positions);
     let table = |v: &[f32]| {
-        Tensor::<Ad, 4>::from_data(
-            TensorData::new(v.to_vec(), [b, s, 1, d]),
-            &Default::default(),
-        )
-        .repeat_dim(2, heads)
+        crate::llama::angle_table::<Ad>(v.to_vec(), [b, s, d], DType::F32, &Default::default())
+            .repeat_dim(2, heads)
     };
     let (cos_t, sin_t) = (table(&cos), table(&sin));
     let (cos, sin) = (Arc::new(cos), Arc::new(sin));
