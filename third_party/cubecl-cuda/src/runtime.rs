@@ -173,7 +173,14 @@ impl DeviceService for CudaServer {
             TimingMethod::System,
         );
         register_supported_types(&mut device_props);
-        device_props.register_type_usage(ElemType::Float(FloatKind::TF32), TypeUsage::Conversion);
+        // clintune patch: TF32 is not offered. cubek-matmul converts f32
+        // operands to TF32 (10-bit mantissa) whenever the device supports it,
+        // with no switch, so `--precision f32` on a GPU differed from the CPU
+        // and from PyTorch (which keeps f32 matmuls in f32 by default) by up to
+        // 7.9e-3 in log-probability. Without TF32, cubek's `Auto` strategy
+        // finds no tensor-core tile for f32 and runs its f32 `SimpleUnit`
+        // kernel; bf16 and f16 keep their tensor cores.
+        // device_props.register_type_usage(ElemType::Float(FloatKind::TF32), TypeUsage::Conversion);
         if arch_version >= 60 {
             device_props.register_atomic_type_usage(
                 Type::new(StorageType::Atomic(ElemType::Float(FloatKind::F64))),
