@@ -28,6 +28,9 @@ pub enum DeviceError {
          cargo build --release --features cuda"
     )]
     NotBuilt(Device),
+    /// A kernel failed on the GPU while the work ran.
+    #[error(transparent)]
+    Failed(#[from] crate::faults::Fault),
 }
 
 impl FromStr for Device {
@@ -73,7 +76,12 @@ pub fn on_device<W: OnDevice>(device: Device, work: W) -> Result<W::Output, Devi
 
 #[cfg(feature = "cuda")]
 fn on_cuda<W: OnDevice>(index: usize, work: W) -> Result<W::Output, DeviceError> {
-    Ok(work.run::<crate::Cuda>(burn::backend::cuda::CudaDevice::new(index)))
+    crate::faults::watch();
+    let out = work.run::<crate::Cuda>(burn::backend::cuda::CudaDevice::new(index));
+    // What was computed after a failed kernel is not to be trusted: the
+    // command fails even if it printed.
+    crate::faults::check()?;
+    Ok(out)
 }
 
 #[cfg(not(feature = "cuda"))]

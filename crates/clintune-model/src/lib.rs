@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod device;
+pub mod faults;
 mod fused;
 pub mod generate;
 pub mod init;

@@ -29,6 +29,7 @@ pub fn on_backend<W: OnBackend>(devices: &Devices, work: W) -> Result<W::Output,
 
 #[cfg(feature = "cuda")]
 fn on_cuda<W: OnBackend>(ids: &[usize], work: W) -> Result<W::Output, TrainError> {
+    clintune_model::faults::watch();
     let devices = ids
         .iter()
         .map(|&i| burn::backend::cuda::CudaDevice::new(i))

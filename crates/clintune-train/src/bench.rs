@@ -147,12 +147,15 @@ impl OnBackend for BenchWork<'_> {
         let device = devices
             .first()
             .ok_or(TrainError::Bug("a parsed device list is empty"))?;
-        Ok(run::<B>(self.0, device))
+        run::<B>(self.0, device)
     }
 }
 
 /// Times training steps of a random model on `device`.
-fn run<B: AutodiffBackend>(cfg: &BenchConfig, device: &B::Device) -> Throughput {
+fn run<B: AutodiffBackend>(
+    cfg: &BenchConfig,
+    device: &B::Device,
+) -> Result<Throughput, TrainError> {
     let mut model = Llama::<B>::random(&cfg.model, 1, 0.02, device).with_compute_dtype(cfg.dtype);
     // The base's size, before any adapter.
     let params = count(&model).0;
@@ -171,25 +174,28 @@ fn run<B: AutodiffBackend>(cfg: &BenchConfig, device: &B::Device) -> Throughput 
         let model = optim.step(1e-5, model, grads);
         // Reading a weight back waits for the device to finish the step.
         let _ = model.model.norm.weight.val().into_data();
-        model
+        // A step whose kernels failed (out of GPU memory) still returns: a
+        // time measured over it would mean nothing.
+        clintune_model::faults::check()?;
+        Ok::<_, TrainError>(model)
     };
     for _ in 0..cfg.warmup {
-        model = step(model);
+        model = step(model)?;
     }
     let started = Instant::now();
     for _ in 0..cfg.steps.max(1) {
-        model = step(model);
+        model = step(model)?;
     }
     let step_seconds = started.elapsed().as_secs_f64() / cfg.steps.max(1) as f64;
     let flops_per_token = flops_per_token(&cfg.model, params, cfg.seq, cfg.lora.is_some());
     let tokens_per_s = tokens / step_seconds;
-    Throughput {
+    Ok(Throughput {
         params,
         flops_per_token,
         step_seconds,
         tokens_per_s,
         flops_per_s: tokens_per_s * flops_per_token,
-    }
+    })
 }
 
 /// Random token rows and their next-token targets.

@@ -107,6 +107,9 @@ pub enum TrainError {
     /// The recipe's `hardware.devices` is not a device list.
     #[error(transparent)]
     Devices(clintune_core::Invalid),
+    /// A GPU kernel failed (most often: out of GPU memory).
+    #[error(transparent)]
+    Device(#[from] clintune_model::faults::Fault),
     /// An invariant of clintune itself does not hold: a bug, not bad input.
     #[error("bug: {0}; please report it")]
     Bug(&'static str),

@@ -382,6 +382,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             let lr = self.schedule.lr(step);
             self.model = self.optim.step(lr, self.model.clone(), grads);
         }
+        // The figures were read back, so the step's GPU work has run.
+        clintune_model::faults::check()?;
         Ok(StepStats {
             figures,
             grad_norm,
@@ -421,6 +423,8 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     fn save(&self) -> Result<PathBuf, TrainError> {
+        // Weights computed after a failed GPU kernel are not written.
+        clintune_model::faults::check()?;
         checkpoint::save(
             &self.run_dir,
             &self.state,

@@ -1,0 +1,157 @@
+//! Failures on a GPU that would otherwise pass unseen.
+//!
+//! burn-cuda runs each device's work on a service thread of cubecl's
+//! (named `DSU-…` or `DSD-…`), and cubecl catches a panic there, logs
+//! "Task failed" and carries on: a buffer that could not be allocated
+//! (the GPU is out of memory) leaves every later kernel that reads it
+//! without its input, yet the caller's step returns and a benchmark prints a
+//! figure. The first GPU check on an H200 saw exactly that: `bench` at
+//! llama-1b's shape ran out of memory in every step and reported tokens/s.
+//!
+//! [`watch`] adds a panic hook (the previous hook still prints) that keeps
+//! the first panic message of such a thread; the trainer, `bench` and the
+//! inference commands call [`check`] after each unit of work and stop with
+//! that message. Only cubecl's service threads are watched: a panic anywhere
+//! else already reaches its caller. The thread names are cubecl 0.10's,
+//! which burn 0.21.0 (pinned) uses.
+
+use std::panic::PanicHookInfo;
+use std::sync::{Mutex, Once};
+
+/// The thread-name prefixes of cubecl's device service threads.
+const SERVICE_THREADS: [&str; 2] = ["DSU-", "DSD-"];
+
+static INSTALL: Once = Once::new();
+static FIRST: Mutex<Option<Fault>> = Mutex::new(None);
+
+/// A panic on a device's service thread.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{hint}the GPU's work failed on cubecl's thread {thread}: {message}")]
+pub struct Fault {
+    /// The service thread's name.
+    pub thread: String,
+    /// The panic's message (cubecl's own: sizes and handles, never data).
+    pub message: String,
+    /// What to try, where the message says what went wrong.
+    hint: &'static str,
+}
+
+impl Fault {
+    /// Whether the device ran out of memory.
+    pub fn out_of_memory(&self) -> bool {
+        out_of_memory(&self.message)
+    }
+}
+
+/// cubecl's words for a failed allocation (`can't allocate buffer of size`)
+/// and CUDA's (`CUDA_ERROR_OUT_OF_MEMORY`, "out of memory").
+fn out_of_memory(message: &str) -> bool {
+    message.contains("can't allocate")
+        || message.to_lowercase().contains("out of memory")
+        || message.contains("OUT_OF_MEMORY")
+}
+
+/// Starts keeping device threads' panics (once per process; later calls do
+/// nothing).
+pub fn watch() {
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            keep(info);
+            previous(info);
+        }));
+    });
+}
+
+/// The first device fault since the process started, if any. Once a
+/// device's work has failed, nothing computed after it can be trusted, so
+/// the fault is never cleared.
+pub fn check() -> Result<(), Fault> {
+    match FIRST.lock() {
+        Ok(first) => first.clone().map_or(Ok(()), Err),
+        Err(poisoned) => poisoned.into_inner().clone().map_or(Ok(()), Err),
+    }
+}
+
+fn keep(info: &PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let Some(name) = thread.name() else { return };
+    if !SERVICE_THREADS.iter().any(|p| name.starts_with(p)) {
+        return;
+    }
+    let message = panic_message(info);
+    let hint = if out_of_memory(&message) {
+        "out of GPU memory: lower data.micro_batch or data.seq_len (raise data.grad_accum to \
+         keep the batch); "
+    } else {
+        ""
+    };
+    let fault = Fault {
+        thread: name.to_string(),
+        message,
+        hint,
+    };
+    let mut first = FIRST.lock().unwrap_or_else(|p| p.into_inner());
+    first.get_or_insert(fault);
+}
+
+fn panic_message(info: &PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    match info.location() {
+        Some(at) => format!("{text} (at {}:{})", at.file(), at.line()),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::catch_unwind;
+
+    /// Panics on a thread named `name`, caught there as cubecl catches it.
+    fn panic_caught_on(name: &str, message: &'static str) {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let _ = catch_unwind(|| panic!("{message}"));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    // One test: the fault is process-wide and never cleared.
+    #[test]
+    fn a_caught_panic_on_a_device_thread_is_kept_and_others_are_not() {
+        watch();
+        panic_caught_on("worker-7", "not a device thread");
+        assert_eq!(
+            check(),
+            Ok(()),
+            "another thread's panic is its caller's business"
+        );
+
+        panic_caught_on("DSD-0-0", "can't allocate buffer of size: 1050673152");
+        let fault = check().unwrap_err();
+        assert_eq!(fault.thread, "DSD-0-0");
+        assert!(fault.out_of_memory());
+        let text = fault.to_string();
+        assert!(
+            text.contains("can't allocate buffer of size: 1050673152"),
+            "{text}"
+        );
+        assert!(text.contains("micro_batch"), "{text}");
+
+        panic_caught_on("DSU-0-0", "a later failure");
+        assert_eq!(
+            check().unwrap_err().thread,
+            "DSD-0-0",
+            "the first fault is kept"
+        );
+    }
+}
