@@ -30,13 +30,39 @@ pub fn token_nll<B: Backend>(
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
-    (token_log_probs(logits, targets) * weights).sum().neg()
+    total(token_log_probs(logits, targets) * weights).neg()
+}
+
+/// The sum of all of `t`'s elements, in an order fixed by its shape.
+///
+/// burn-cuda's whole-tensor `sum` adds partial sums with float atomics, so
+/// its low bits change from run to run; that alone kept a resumed CUDA run
+/// from equalling an uninterrupted one (the GPU check). A sum over the last
+/// axis, then over the rows, runs one thread per output in a fixed order on
+/// every backend.
+pub fn total<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {
+    let dims = t.dims();
+    let last = dims.last().copied().unwrap_or(1).max(1);
+    let rows = t.shape().num_elements() / last;
+    t.reshape([rows, last]).sum_dim(1).sum_dim(0).reshape([1])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::Flex;
+
+    #[test]
+    fn total_adds_every_element_of_any_rank() {
+        let dev = Default::default();
+        let values: Vec<f32> = (1..=24).map(|v| v as f32).collect();
+        let flat = Tensor::<Flex, 1>::from_floats(values.as_slice(), &dev);
+        let cube = flat.clone().reshape([2, 3, 4]);
+        for sum in [total(flat), total(cube)] {
+            assert_eq!(sum.dims(), [1]);
+            assert_eq!(sum.into_scalar(), 300.0);
+        }
+    }
 
     #[test]
     fn sums_the_weighted_negative_log_likelihoods() {

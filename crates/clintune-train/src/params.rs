@@ -54,7 +54,8 @@ struct SquaredNorm<'a> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            self.sum += f64::from(g.square().sum().into_scalar().elem::<f32>());
+            let squares = clintune_model::loss::total(g.square());
+            self.sum += f64::from(squares.into_scalar().elem::<f32>());
         }
     }
 }
