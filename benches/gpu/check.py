@@ -42,6 +42,8 @@ class Check:
 
     def __init__(self, args: argparse.Namespace):
         self.bin = args.bin
+        self.alt_bin = args.alt_bin
+        self.alt_name = args.alt_name
         self.pack = args.pack
         self.device = args.device
         self.out = args.out
@@ -56,13 +58,15 @@ class Check:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def run(self, name: str, argv: list[str], limit: float) -> subprocess.CompletedProcess:
-        """Runs clintune with `argv`; its output is appended to out/commands.log."""
+    def run(self, name: str, argv: list[str], limit: float,
+            binary: Path | None = None) -> subprocess.CompletedProcess:
+        """Runs clintune (or `binary`) with `argv`; its output goes to out/commands.log."""
         limit = max(1.0, min(limit, self.left()))
         started = time.monotonic()
         try:
             p = subprocess.run(
-                [str(self.bin), *argv], capture_output=True, text=True, timeout=limit, cwd=ROOT
+                [str(binary or self.bin), *argv], capture_output=True, text=True,
+                timeout=limit, cwd=ROOT,
             )
         except subprocess.TimeoutExpired as e:
             self.append_log(name, f"$ clintune {' '.join(argv)}\n(timed out after {limit:.0f} s)")
@@ -299,29 +303,52 @@ class GpuMemory:
         self.stop.set()
 
 
+# The GPU shapes to time, largest first: a shape that does not fit in the GPU's memory
+# is reported as failed and the next one is timed, so that a ratio still comes back.
+GPU_SHAPES = [(4, 2048), (1, 2048)]
+
+
 def speed(check: Check) -> None:
     on_gpu = check.device.startswith("cuda")
     if on_gpu:
-        shape = ["--model", "llama-1b", "--precision", "bf16", "--batch", "4", "--seq", "2048",
-                 "--peak-tflops", "989", "--steps", "5", "--warmup", "2"]
+        shapes = [["--model", "llama-1b", "--precision", "bf16", "--batch", str(b), "--seq",
+                   str(s), "--peak-tflops", "989", "--steps", "5", "--warmup", "2"]
+                  for b, s in GPU_SHAPES]
     else:
-        shape = ["--model", str(check.pack / "base"), "--batch", "2", "--seq", "64",
-                 "--steps", "2", "--warmup", "1"]
-    with GpuMemory() as mem:
-        p = check.run("speed-clintune", ["bench", "--device", check.device, "--format", "json",
-                                         *shape], 300)
-    ours = json.loads(p.stdout.strip().splitlines()[-1])
-    ours["peak_memory_mib"] = mem.peak_mib
-    mfu = f", MFU {100 * ours['mfu']:.1f}%" if ours.get("mfu") is not None else ""
-    check.record(
-        f"speed clintune ({ours['model']}, {ours['precision']}, "
-        f"{ours['batch']}×{ours['seq']})", "measured",
-        f"{ours['tokens_per_s']:.0f} tokens/s{mfu}, peak {fmt_mib(mem.peak_mib)}", **ours,
-    )
+        shapes = [["--model", str(check.pack / "base"), "--batch", "2", "--seq", "64",
+                   "--steps", "2", "--warmup", "1"]]
+    for shape in shapes:
+        ours = bench(check, check.bin, "speed clintune", shape)
+        if ours is not None:
+            break
+    else:
+        return
     config = check.work / "bench-config.json"
     config.write_text(json.dumps(ours["config"]))
     for mode in ("eager", "compile"):
         torch_speed(check, ours, config, mode)
+    if check.alt_bin is not None:
+        bench(check, check.alt_bin, f"speed clintune, {check.alt_name}", shape)
+
+
+def bench(check: Check, binary: Path, name: str, shape: list[str]) -> dict | None:
+    """Times `clintune bench` at `shape`; None (and a failed row) if it failed."""
+    try:
+        with GpuMemory() as mem:
+            p = check.run(name, ["bench", "--device", check.device, "--format", "json", *shape],
+                          300, binary=binary)
+    except StepFailed as e:
+        check.record(f"{name} ({' '.join(shape[1:8:2])})", "fail", str(e))
+        return None
+    ours = json.loads(p.stdout.strip().splitlines()[-1])
+    ours["peak_memory_mib"] = mem.peak_mib
+    mfu = f", MFU {100 * ours['mfu']:.1f}%" if ours.get("mfu") is not None else ""
+    check.record(
+        f"{name} ({ours['model']}, {ours['precision']}, {ours['batch']}×{ours['seq']})",
+        "measured", f"{ours['tokens_per_s']:.0f} tokens/s{mfu}, peak {fmt_mib(mem.peak_mib)}",
+        **ours,
+    )
+    return ours
 
 
 def torch_speed(check: Check, ours: dict, config: Path, mode: str) -> None:
@@ -412,6 +439,9 @@ def table(results: list[dict], device: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", type=Path, required=True, help="the clintune to check")
+    ap.add_argument("--alt-bin", type=Path,
+                    help="a second clintune (another build) whose speed is also timed")
+    ap.add_argument("--alt-name", default="second build", help="what --alt-bin's build is")
     ap.add_argument("--pack", type=Path, required=True, help="pack.sh's folder (data, model)")
     ap.add_argument("--device", default="cuda:0", help="cuda:N, or cpu to try the script")
     ap.add_argument("--out", type=Path, required=True,

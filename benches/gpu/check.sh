@@ -37,6 +37,13 @@ if [ -z "$bin" ]; then
         "$pack/clintune.xz" "$bin" || exit 2
     chmod +x "$bin"
 fi
+# pack.sh's optional second build (ALT_FEATURES there), timed beside the first.
+alt=()
+if [ -z "${CLINTUNE:-}" ] && [ -f "$pack/alt/clintune.xz" ]; then
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$pack/alt/clintune.xz" "$bin-alt" && chmod +x "$bin-alt" &&
+        alt=(--alt-bin "$bin-alt" --alt-name "$(cat "$pack/alt/NAME")")
+fi
 
 if [[ $device == cuda* ]]; then
     say "GPU"
@@ -69,4 +76,4 @@ say "clintune"
 say "checks on $device"
 # shellcheck disable=SC2086
 python3 benches/gpu/check.py --bin "$bin" --pack "$pack" --device "$device" --out "$out" \
-    --budget "${BUDGET:-420}" ${ONLY:+--only $ONLY}
+    --budget "${BUDGET:-420}" ${ONLY:+--only $ONLY} "${alt[@]}"

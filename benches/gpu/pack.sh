@@ -5,6 +5,8 @@
 #
 #   benches/gpu/pack.sh            # → benches/gpu/pack/ (git-ignored), ready to carry
 #   FEATURES= benches/gpu/pack.sh  # a CPU-only build, to try check.sh with DEVICE=cpu
+#   ALT_FEATURES=cuda,burn/fusion,burn/autotune benches/gpu/pack.sh
+#                                  # also packs a second build, whose speed check.sh times too
 #
 # The cuda build needs no CUDA toolkit: burn compiles its kernels at run time through
 # NVRTC, which check.sh finds on the GPU machine.
@@ -37,6 +39,15 @@ echo "== a small model for the sample's tokenizer"
     --layers 2 --hidden 128 --heads 4 --kv-heads 2 --max-positions 256 --seed 1
 
 xz -T0 -6 "$bin"
+
+if [ -n "${ALT_FEATURES:-}" ]; then
+    echo "== a second build (features: $ALT_FEATURES), timed beside the first"
+    cargo build --release --locked --bin clintune --features "$ALT_FEATURES"
+    mkdir -p "$work/alt"
+    strip -o "$work/alt/clintune" "$CARGO_TARGET_DIR/release/clintune"
+    xz -T0 -6 "$work/alt/clintune"
+    echo "features $ALT_FEATURES" >"$work/alt/NAME"
+fi
 printf '%s\n' "features=${features:-none}" "commit=$(git rev-parse HEAD)" \
     "dirty=$(git status --porcelain --untracked-files=no | wc -l)" >"$work/PACKED"
 rm -rf "$pack"
