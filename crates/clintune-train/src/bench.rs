@@ -11,11 +11,13 @@
 //! achieved model FLOPs per second over the device's peak, which the caller
 //! gives.
 
+use crate::adamw::AdamW;
 use crate::backend::{OnBackend, on_backend};
 use crate::error::TrainError;
 use crate::params::count;
 use crate::recipe::Devices;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
@@ -162,7 +164,8 @@ fn run<B: AutodiffBackend>(
     if let Some(lora) = &cfg.lora {
         model = model.with_lora(lora, 1);
     }
-    let mut optim = AdamWConfig::new().init::<B, Llama<B>>();
+    // burn's AdamW defaults, computed as a training run computes them.
+    let mut optim: OptimizerAdaptor<_, Llama<B>, B> = AdamW::new([0.9, 0.999], 1e-5, 1e-4).into();
     let (input, targets) = random_batch(cfg);
     let targets =
         Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [cfg.batch, cfg.seq]), device);

@@ -11,7 +11,6 @@
 
 use crate::error::TrainError;
 use crate::recipe::{Method, Recipe};
-use burn::optim::AdamW;
 use burn::optim::Optimizer;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
@@ -25,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The optimizer of a run.
-pub type Optim<B> = OptimizerAdaptor<AdamW, Llama<B>, B>;
+pub type Optim<B> = OptimizerAdaptor<crate::adamw::AdamW, Llama<B>, B>;
 
 /// The folder of checkpoints inside a run directory.
 pub const CHECKPOINTS: &str = "checkpoints";

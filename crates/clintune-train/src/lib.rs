@@ -4,6 +4,7 @@
 //! dataset and every training choice; the [`objective`] (supervised
 //! fine-tuning or DPO) decides what the weights learn from.
 
+pub mod adamw;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;

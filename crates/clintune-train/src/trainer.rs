@@ -20,6 +20,7 @@
 //! with burn-collective, and every worker applies the same update.
 //! Only rank 0 writes metrics and checkpoints.
 
+use crate::adamw::AdamW;
 use crate::checkpoint::{self, Optim, TrainState};
 use crate::data::Dataset;
 use crate::error::TrainError;
@@ -31,7 +32,7 @@ use crate::schedule::Schedule;
 use crate::watchdog::Watchdog;
 use burn::collective::{PeerId, ReduceOperation};
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, Optimizer};
+use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
@@ -556,12 +557,8 @@ pub fn load_model<B: Backend>(
 
 fn optimizer<B: AutodiffBackend>(recipe: &Recipe) -> Optim<B> {
     let o = &recipe.optimizer;
-    AdamWConfig::new()
-        .with_beta_1(o.betas[0] as f32)
-        .with_beta_2(o.betas[1] as f32)
-        .with_epsilon(o.eps as f32)
-        .with_weight_decay(o.weight_decay as f32)
-        .init::<B, Llama<B>>()
+    let betas = [o.betas[0] as f32, o.betas[1] as f32];
+    AdamW::new(betas, o.eps as f32, o.weight_decay as f32).into()
 }
 
 /// `max_steps`, or the steps of `epochs` passes over the training split.

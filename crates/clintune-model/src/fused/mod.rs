@@ -7,7 +7,8 @@
 //! intermediates: attention over packed documents (`attention`), the
 //! target log-probabilities under the loss (`logprob`), linear maps
 //! (`linear`), RMSNorm (`norm`), SwiGLU (`swiglu`) and rotary embeddings
-//! (`rope`); LoRA's dropout mask is drawn in parallel (`dropout`).
+//! (`rope`); LoRA's dropout mask is drawn in parallel (`dropout`), and
+//! AdamW updates each parameter in one pass (`adamw`).
 //! `autodiff` records each as one burn-autodiff operation.
 //!
 //! burn 0.21 lets a backend gain an operation only through a new backend
@@ -19,6 +20,7 @@
 //! on its own). Tests hold every kernel to the unfused computation, values
 //! and gradients.
 
+mod adamw;
 pub(crate) mod attention;
 mod autodiff;
 mod dropout;
@@ -37,6 +39,8 @@ use burn::prelude::*;
 use burn::tensor::{DType, Distribution, TensorPrimitive};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
+
+pub use adamw::AdamWStep;
 
 type Ad = Autodiff<Flex>;
 
@@ -218,6 +222,59 @@ pub(crate) fn token_logps<B: Backend>(
             tensor::<2>(autodiff::token_logps_forward(&flex(logits), for_forward).0)
         },
     )
+}
+
+/// A parameter, its gradient and its AdamW moments (none before the first
+/// step), handed back where the kernel does not run.
+pub type AdamWInputs<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, Option<[Tensor<B, D>; 2]>);
+
+/// One AdamW step of `param` by `grad`, bit-identical to burn-optim's
+/// `AdamW` (without AMSGrad or cautious decay): the updated parameter and
+/// moments, computed in place in one pass on burn-flex in f32; the inputs
+/// back on any other backend or dtype (the caller runs burn's AdamW).
+pub fn adamw_step<B: Backend, const D: usize>(
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<[Tensor<B, D>; 2]>,
+    step: &AdamWStep,
+) -> Result<[Tensor<B, D>; 3], AdamWInputs<B, D>> {
+    let f32s = [&param, &grad]
+        .into_iter()
+        .chain(moments.iter().flatten())
+        .all(|t| t.dtype() == DType::F32);
+    if !f32s || kind::<B>() != Some(Kind::Flex) {
+        return Err((param, grad, moments));
+    }
+    let shape = param.shape();
+    let mut p = exclusive(flex(same::<_, Tensor<Flex, D>>(param)));
+    let g = contiguous(&flex(same::<_, Tensor<Flex, D>>(grad)));
+    let (mut m, mut v, first) = match moments {
+        Some([m, v]) => (
+            exclusive(flex(same::<_, Tensor<Flex, D>>(m))),
+            exclusive(flex(same::<_, Tensor<Flex, D>>(v))),
+            false,
+        ),
+        None => {
+            let zeros = || FlexTensor::zeros(shape.clone(), DType::F32);
+            (zeros(), zeros(), true)
+        }
+    };
+    adamw::update(
+        p.storage_mut::<f32>(),
+        values(&g),
+        m.storage_mut::<f32>(),
+        v.storage_mut::<f32>(),
+        step,
+        first,
+    );
+    Ok([p, m, v].map(|t| same(tensor::<D>(t))))
+}
+
+/// `t` over a buffer of exactly its values, to update in place (a copy
+/// when it is a view; `storage_mut` copies a buffer another tensor shares).
+fn exclusive(t: FlexTensor) -> FlexTensor {
+    let whole = t.layout().contiguous_offsets() == Some((0, t.storage::<f32>().len()));
+    if whole { t } else { t.to_contiguous() }
 }
 
 /// A burn-flex tensor as a `Tensor`.

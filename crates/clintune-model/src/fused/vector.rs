@@ -160,6 +160,8 @@ macro_rules! widest {
     };
 }
 
+pub(crate) use widest;
+
 widest! {
     /// The largest element (−∞ for none).
     fn max(xs: &[f32]) -> f32 = max_body
