@@ -36,8 +36,8 @@ pub fn token_nll<B: Backend>(
 /// The sum of all of `t`'s elements, in an order fixed by its shape.
 ///
 /// burn-cuda's whole-tensor `sum` adds partial sums with float atomics, so
-/// its low bits change from run to run; that alone kept a resumed CUDA run
-/// from equalling an uninterrupted one (the GPU check). A sum over the last
+/// its low bits change from run to run, and a resumed CUDA run did not equal
+/// an uninterrupted one (the GPU check). A sum over the last
 /// axis, then over the rows, runs one thread per output in a fixed order on
 /// every backend.
 pub fn total<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {

@@ -16,9 +16,9 @@
 //! stays generic over `B: Backend` and each fused entry point checks which
 //! backend `B` is: burn-flex (inference) and `Autodiff<Flex>` (training)
 //! run the kernels; any other backend, or a dtype other than f32, gets its
-//! inputs back and the caller computes the unfused way (CUDA's backend fuses
-//! on its own). Tests hold every kernel to the unfused computation, values
-//! and gradients.
+//! inputs back and the caller computes the unfused way. Tests hold every
+//! kernel to the unfused computation, values and gradients (AdamW's: bit
+//! for bit to burn's).
 
 mod adamw;
 pub(crate) mod attention;
