@@ -21,6 +21,13 @@ exec > >(tee "$out/check.log") 2>&1
 
 say() { printf '\n== %s\n' "$*"; }
 
+# Unpacks the xz-compressed binary $1 to the executable $2, with python3's lzma (the
+# machine may have no xz).
+unpack() {
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$1" "$2" && chmod +x "$2"
+}
+
 if [ ! -d "$pack/curated" ] || [ ! -d "$pack/base" ]; then
     echo "no packed data in $pack: run benches/gpu/pack.sh first (and carry $pack)" >&2
     exit 2
@@ -32,16 +39,12 @@ bin=${CLINTUNE:-}
 if [ -z "$bin" ]; then
     bin=/tmp/clintune-gpu-check/clintune
     mkdir -p "$(dirname "$bin")"
-    # python3's lzma: the machine may have no xz.
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-        "$pack/clintune.xz" "$bin" || exit 2
-    chmod +x "$bin"
+    unpack "$pack/clintune.xz" "$bin" || exit 2
 fi
 # pack.sh's optional second build (ALT_FEATURES there), timed beside the first.
 alt=()
 if [ -z "${CLINTUNE:-}" ] && [ -f "$pack/alt/clintune.xz" ]; then
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-        "$pack/alt/clintune.xz" "$bin-alt" && chmod +x "$bin-alt" &&
+    unpack "$pack/alt/clintune.xz" "$bin-alt" &&
         alt=(--alt-bin "$bin-alt" --alt-name "$(cat "$pack/alt/NAME")")
 fi
 
