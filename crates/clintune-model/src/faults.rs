@@ -67,10 +67,14 @@ pub fn watch() {
 /// device's work has failed, nothing computed after it can be trusted, so
 /// the fault is never cleared.
 pub fn check() -> Result<(), Fault> {
-    match FIRST.lock() {
-        Ok(first) => first.clone().map_or(Ok(()), Err),
-        Err(poisoned) => poisoned.into_inner().clone().map_or(Ok(()), Err),
-    }
+    first().clone().map_or(Ok(()), Err)
+}
+
+/// The kept fault; a panic while the lock was held leaves it readable.
+fn first() -> std::sync::MutexGuard<'static, Option<Fault>> {
+    FIRST
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn keep(info: &PanicHookInfo<'_>) {
@@ -91,8 +95,7 @@ fn keep(info: &PanicHookInfo<'_>) {
         message,
         hint,
     };
-    let mut first = FIRST.lock().unwrap_or_else(|p| p.into_inner());
-    first.get_or_insert(fault);
+    first().get_or_insert(fault);
 }
 
 fn panic_message(info: &PanicHookInfo<'_>) -> String {
