@@ -66,6 +66,23 @@ fn ok(o: std::process::Output) -> String {
     err
 }
 
+/// Every node of a run succeeded; if not, every node's log, since the node
+/// that failed first is not always the one that reports it.
+fn all_ok(outs: Vec<std::process::Output>) {
+    if outs.iter().all(|o| o.status.success()) {
+        return;
+    }
+    let logs: Vec<String> = outs
+        .iter()
+        .enumerate()
+        .map(|(rank, o)| {
+            let err = String::from_utf8_lossy(&o.stderr);
+            format!("--- node {rank} ({}) ---\n{err}", o.status)
+        })
+        .collect();
+    panic!("a node failed:\n{}", logs.join("\n"));
+}
+
 fn last_checkpoint(run: &Path) -> PathBuf {
     entries_with_prefix(&run.join("checkpoints"), "step-")
         .pop()
@@ -358,7 +375,16 @@ fn train_on_nodes_with(
         assert!(
             Instant::now() < deadline,
             "the nodes did not finish in 2 minutes: {}",
-            String::from_utf8_lossy(&std::fs::read(tmp.join("node0.log")).unwrap_or_default())
+            (0..nodes.len())
+                .map(|rank| {
+                    let log = std::fs::read(tmp.join(format!("node{rank}.log")));
+                    format!(
+                        "--- node {rank} ---\n{}",
+                        String::from_utf8_lossy(&log.unwrap_or_default())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -380,9 +406,7 @@ fn two_nodes_on_loopback_train_like_one_process() {
     let one = alike_recipe(tmp.path(), "one", &data, 2, "");
     let nodes = alike_recipe(tmp.path(), "nodes", &data, 1, "[hardware]\nnodes = 2");
     ok(train(&one, &[]));
-    for out in train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]) {
-        ok(out);
-    }
+    all_ok(train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]));
     let run = tmp.path().join("nodes");
     assert_trained_alike(&tmp.path().join("one"), &run);
     // Only node 0 wrote: one line per logged step, one manifest that
@@ -405,9 +429,7 @@ fn two_nodes_of_two_devices_train_like_one_process() {
         "[hardware]\nnodes = 2\ndevices = \"cpu:2\"",
     );
     ok(train(&one, &[]));
-    for out in train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]) {
-        ok(out);
-    }
+    all_ok(train_on_nodes(tmp.path(), &[(&nodes, &[]), (&nodes, &[])]));
     assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("nodes"));
 }
 
@@ -513,9 +535,11 @@ fn an_orchestrator_forgets_the_nodes_of_a_failed_run() {
         text.replace("exchange_timeout_s = 2", "exchange_timeout_s = 600"),
     )
     .unwrap();
-    for out in train_on_nodes_with(tmp.path(), &address, &[(&patient, &[]), (&patient, &[])]) {
-        ok(out);
-    }
+    all_ok(train_on_nodes_with(
+        tmp.path(),
+        &address,
+        &[(&patient, &[]), (&patient, &[])],
+    ));
     assert!(last_checkpoint(&tmp.path().join("nodes")).ends_with("step-00000003"));
 }
 
