@@ -184,7 +184,10 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
             Some(stream) => stream.clone(),
             None => {
                 // Open a new WebSocket connection to the address
-                let stream = P::Client::connect(address.clone(), "data").await;
+                // clintune patch: patiently, since the peer's server may not
+                // be listening yet (see `connect_patiently`).
+                let stream =
+                    crate::util::connect_patiently::<P::Client>(&address, "data").await;
 
                 let Some(stream) = stream else {
                     panic!("Failed to connect to data server at {address:?}");
@@ -204,6 +207,13 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
         transfer_id: TensorTransferId,
     ) -> Option<bytes::Bytes> {
         loop {
+            // clintune patch: listen for `expose_data`'s `notify_waiters`
+            // before looking, not after. 0.21.0 looked, then waited, and lost
+            // a tensor exposed in between: its download waited for the next
+            // exposed tensor, and for the last one of an all-reduce, forever.
+            let notified = self.new_tensor_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             {
                 let mut exposed_tensors = self.exposed_tensors.lock().await;
                 // take the tensor out of the hashmap while we download
@@ -220,7 +230,7 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
                 }
             }
             // No matching tensor, wait for a new one to come in.
-            self.new_tensor_notify.notified().await;
+            notified.await;
         }
     }
 

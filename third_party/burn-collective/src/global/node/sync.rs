@@ -4,7 +4,7 @@ use std::{
     vec,
 };
 
-use burn_communication::{CommunicationChannel, Message, Protocol, ProtocolClient};
+use burn_communication::{CommunicationChannel, Message, Protocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock};
 
@@ -55,9 +55,12 @@ impl<P: Protocol> SyncService<P> {
                 continue;
             }
 
-            let mut connection = P::Client::connect(addr.clone(), "sync")
-                .await
-                .expect("Couldn't connect to peer for sync");
+            // clintune patch: patiently, like burn-communication's data
+            // service (`connect_patiently`); 0.21.0 panicked on a refusal.
+            let mut connection =
+                burn_communication::util::connect_patiently::<P::Client>(addr, "sync")
+                    .await
+                    .expect("Couldn't connect to peer for sync");
             let msg = SyncRequest(node_state.node_id);
             let sync_bytes = rmp_serde::to_vec(&msg).unwrap();
             connection
