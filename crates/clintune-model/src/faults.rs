@@ -8,14 +8,19 @@
 //! figure. The first GPU check on an H200 saw exactly that: `bench` at
 //! llama-1b's shape ran out of memory in every step and reported tokens/s.
 //!
-//! [`watch`] adds a panic hook (the previous hook still prints) that keeps
-//! the first panic message of such a thread; the trainer, `bench` and the
-//! inference commands call [`check`] after each unit of work and stop with
-//! that message. Only cubecl's service threads are watched: a panic anywhere
-//! else already reaches its caller. The thread names are cubecl 0.10's,
-//! which burn 0.21.0 (pinned) uses.
+//! [`watch`] adds a panic hook that keeps the first panic message of such a
+//! thread; the trainer, `bench` and the inference commands call [`check`]
+//! after each unit of work and stop with that message. Only cubecl's service
+//! threads are watched: a panic anywhere else already reaches its caller.
+//! The thread names are cubecl 0.10's, which burn 0.21.0 (pinned) uses.
+//!
+//! The previous hook prints the first such panic, and every other thread's;
+//! later panics of the service threads are only counted. Out of memory,
+//! every kernel of a step fails after the first: the second GPU check's log
+//! held thousands of panic messages above clintune's one error.
 
 use std::panic::PanicHookInfo;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 /// The thread-name prefixes of cubecl's device service threads.
@@ -23,18 +28,37 @@ const SERVICE_THREADS: [&str; 2] = ["DSU-", "DSD-"];
 
 static INSTALL: Once = Once::new();
 static FIRST: Mutex<Option<Fault>> = Mutex::new(None);
+/// Service-thread panics after the first: counted, not printed.
+static LATER: AtomicU64 = AtomicU64::new(0);
 
 /// A panic on a device's service thread.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{hint}the GPU's work failed on cubecl's thread {thread}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     /// The service thread's name.
     pub thread: String,
     /// The panic's message (cubecl's own: sizes and handles, never data).
     pub message: String,
+    /// How many service-thread panics followed it when it was read.
+    pub later: u64,
     /// What to try, where the message says what went wrong.
     hint: &'static str,
 }
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (hint, thread, message) = (self.hint, &self.thread, &self.message);
+        write!(
+            f,
+            "{hint}the GPU's work failed on cubecl's thread {thread}: {message}"
+        )?;
+        match self.later {
+            0 => Ok(()),
+            n => write!(f, " ({n} later failures of the device's work not shown)"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
 
 impl Fault {
     /// Whether the device ran out of memory.
@@ -57,8 +81,9 @@ pub fn watch() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            keep(info);
-            previous(info);
+            if keep(info) == Shown::Yes {
+                previous(info);
+            }
         }));
     });
 }
@@ -67,7 +92,10 @@ pub fn watch() {
 /// device's work has failed, nothing computed after it can be trusted, so
 /// the fault is never cleared.
 pub fn check() -> Result<(), Fault> {
-    first().clone().map_or(Ok(()), Err)
+    let later = LATER.load(Ordering::Relaxed);
+    first()
+        .clone()
+        .map_or(Ok(()), |fault| Err(Fault { later, ..fault }))
 }
 
 /// The kept fault; a panic while the lock was held leaves it readable.
@@ -77,11 +105,26 @@ fn first() -> std::sync::MutexGuard<'static, Option<Fault>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn keep(info: &PanicHookInfo<'_>) {
+/// Whether the previous hook prints a panic.
+#[derive(Debug, PartialEq, Eq)]
+enum Shown {
+    Yes,
+    No,
+}
+
+/// Keeps the first service-thread panic and counts the later ones.
+fn keep(info: &PanicHookInfo<'_>) -> Shown {
     let thread = std::thread::current();
-    let Some(name) = thread.name() else { return };
+    let Some(name) = thread.name() else {
+        return Shown::Yes;
+    };
     if !SERVICE_THREADS.iter().any(|p| name.starts_with(p)) {
-        return;
+        return Shown::Yes;
+    }
+    let mut first = first();
+    if first.is_some() {
+        LATER.fetch_add(1, Ordering::Relaxed);
+        return Shown::No;
     }
     let message = panic_message(info);
     let hint = if out_of_memory(&message) {
@@ -90,12 +133,13 @@ fn keep(info: &PanicHookInfo<'_>) {
     } else {
         ""
     };
-    let fault = Fault {
+    *first = Some(Fault {
         thread: name.to_string(),
         message,
+        later: 0,
         hint,
-    };
-    first().get_or_insert(fault);
+    });
+    Shown::Yes
 }
 
 fn panic_message(info: &PanicHookInfo<'_>) -> String {
@@ -150,11 +194,17 @@ mod tests {
         );
         assert!(text.contains("micro_batch"), "{text}");
 
+        assert_eq!(fault.later, 0);
+
         panic_caught_on("DSU-0-0", "a later failure");
-        assert_eq!(
-            check().unwrap_err().thread,
-            "DSD-0-0",
-            "the first fault is kept"
+        panic_caught_on("DSD-0-0", "another");
+        let fault = check().unwrap_err();
+        assert_eq!(fault.thread, "DSD-0-0", "the first fault is kept");
+        assert_eq!(fault.later, 2, "later faults are counted");
+        let text = fault.to_string();
+        assert!(
+            text.ends_with("(2 later failures of the device's work not shown)"),
+            "{text}"
         );
     }
 }
