@@ -544,6 +544,28 @@ fn an_orchestrator_forgets_the_nodes_of_a_failed_run() {
 }
 
 #[test]
+fn a_node_whose_peer_leaves_mid_run_stops_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let nodes = alike_recipe(tmp.path(), "nodes", &data, 1, "[hardware]\nnodes = 2");
+    // Node 1 stops after one step; node 0 goes on to exchange the second.
+    let [stays, leaves] = train_on_nodes(
+        tmp.path(),
+        &[(&nodes, &[]), (&nodes, &["--stop-after", "1"])],
+    )
+    .try_into()
+    .unwrap();
+    ok(leaves);
+    assert!(!stays.status.success());
+    let err = String::from_utf8_lossy(&stays.stderr);
+    assert!(
+        err.contains("data-parallel exchange failed") && err.contains("PeerLost"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "an error, not a panic: {err}");
+}
+
+#[test]
 fn nodes_that_disagree_on_the_run_stop_together_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());

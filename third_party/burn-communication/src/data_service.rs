@@ -137,6 +137,10 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     /// Downloads a tensor that is exposed on another server. Requires a Tokio 1.x runtime
     ///
     /// Returns None if the peer closes the connection
+    ///
+    /// clintune patch: also when the peer cannot be reached or the request
+    /// cannot be sent (0.21.0 panicked): a peer that stopped is the caller's
+    /// error to report (burn-collective's `PeerLost`), not a panic.
     pub async fn download_tensor(
         &self,
         remote: Address,
@@ -144,7 +148,7 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     ) -> Option<TensorData> {
         log::info!("Downloading tensor from {remote:?}");
 
-        let stream = self.get_data_stream(remote).await;
+        let stream = self.get_data_stream(remote).await?;
         let mut stream = stream.lock().await;
 
         // Send the download request with the download id
@@ -152,10 +156,10 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
             rmp_serde::to_vec(&DataServiceMessage::TensorRequest(transfer_id))
                 .unwrap()
                 .into();
-        stream
-            .send(Message::new(bytes))
-            .await
-            .expect("Failed to send download id");
+        if let Err(err) = stream.send(Message::new(bytes)).await {
+            log::warn!("Failed to send download id: {err:?}");
+            return None;
+        }
 
         if let Ok(msg) = stream.recv().await {
             let Some(msg) = msg else {
@@ -175,13 +179,15 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
     }
 
     /// Get the WebSocket stream for the given address, or create a new one if it doesn't exist.
+    ///
+    /// clintune patch: `None` when the peer cannot be reached.
     async fn get_data_stream(
         &self,
         address: Address,
-    ) -> Arc<Mutex<<P::Client as ProtocolClient>::Channel>> {
+    ) -> Option<Arc<Mutex<<P::Client as ProtocolClient>::Channel>>> {
         let mut streams = self.channels.lock().await;
         match streams.get(&address) {
-            Some(stream) => stream.clone(),
+            Some(stream) => Some(stream.clone()),
             None => {
                 // Open a new WebSocket connection to the address
                 // clintune patch: patiently, since the peer's server may not
@@ -190,13 +196,14 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
                     crate::util::connect_patiently::<P::Client>(&address, "data").await;
 
                 let Some(stream) = stream else {
-                    panic!("Failed to connect to data server at {address:?}");
+                    log::warn!("Failed to connect to data server at {address:?}");
+                    return None;
                 };
 
                 let stream = Arc::new(Mutex::new(stream));
                 streams.insert(address.clone(), stream.clone());
 
-                stream
+                Some(stream)
             }
         }
     }

@@ -80,6 +80,7 @@ where
         .expect("Node is in ring");
     let prev_node_idx = (send_slice_idx + ring.len() - 1) % ring.len(); // +ring.len for overflow
     let prev_node = nodes.get(&ring[prev_node_idx]).unwrap();
+    let prev_id = ring[prev_node_idx];
     let mut transfer_counter: u64 = 0;
 
     // Phase 1: add
@@ -88,7 +89,7 @@ where
         &mut transfer_counter,
         &mut send_slice_idx,
         true,
-        prev_node.clone(),
+        (prev_id, prev_node.clone()),
         &data_service,
         device,
     )
@@ -100,14 +101,14 @@ where
         &mut transfer_counter,
         &mut send_slice_idx,
         false,
-        prev_node.clone(),
+        (prev_id, prev_node.clone()),
         &data_service,
         device,
     )
     .await?;
 
     // Wait for all nodes to finish
-    sync_service.sync().await;
+    sync_service.sync().await?;
 
     // merge slices
     Ok(B::float_cat(slices, slice_dim))
@@ -119,6 +120,7 @@ where
 /// * `transfer_counter` - counter for each step (one send one receive)
 /// * `send_slice_idx` - counter for the index of each slice to send
 /// * `is_phase_one` - In phase 1, the tensors are aggregated. Otherwise, they are overridden
+/// * `prev_node` - The id and address of the node to download from
 /// * `data_service` - TensorDataService for peer-to-peer tensor transfers
 /// * `device` - The device on which all local tensors are stored. Should match `slices`
 async fn do_cycles<B, P>(
@@ -126,7 +128,7 @@ async fn do_cycles<B, P>(
     transfer_counter: &mut u64,
     send_slice_idx: &mut usize,
     is_phase_one: bool,
-    prev_node: Address,
+    (prev_id, prev_node): (NodeId, Address),
     data_service: &Arc<TensorDataService<B, P>>,
     device: &B::Device,
 ) -> Result<(), GlobalCollectiveError>
@@ -156,13 +158,19 @@ where
         };
 
         upload.await.unwrap();
-        let download = download.await.unwrap();
+        // clintune patch: a peer that stopped or lost its connection is
+        // `PeerLost`, as in the tree strategy; 0.21.0 panicked here, which
+        // reached the caller as `LocalServerMissing`.
+        let download = download
+            .await
+            .ok()
+            .flatten()
+            .ok_or(GlobalCollectiveError::PeerLost(prev_id))?;
         if is_phase_one {
-            let download = download.expect("Peer closed download connection");
             let tensor = B::float_from_data(download, device);
             slices[recv_slice_idx] = B::float_add(slices[recv_slice_idx].clone(), tensor);
         } else {
-            let tensor = B::float_from_data(download.unwrap(), device);
+            let tensor = B::float_from_data(download, device);
             let old_shape = slices[recv_slice_idx].shape();
             if old_shape != tensor.shape() {
                 return Err(GlobalCollectiveError::PeerSentIncoherentTensor);

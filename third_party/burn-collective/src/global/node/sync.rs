@@ -8,7 +8,7 @@ use burn_communication::{CommunicationChannel, Message, Protocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock};
 
-use crate::{NodeId, node::base::NodeState};
+use crate::{NodeId, global::shared::GlobalCollectiveError, node::base::NodeState};
 
 /// Handles the status of sync requests from other nodes
 pub(crate) struct SyncService<P: Protocol> {
@@ -41,7 +41,10 @@ impl<P: Protocol> SyncService<P> {
     }
 
     /// Sync with all peers.
-    pub async fn sync(&self) {
+    ///
+    /// clintune patch: `PeerLost` for a peer that cannot be reached (0.21.0
+    /// panicked).
+    pub async fn sync(&self) -> Result<(), GlobalCollectiveError> {
         // we can't sync while we register
         let node_state = self.node_state.read().await;
         let node_state = node_state
@@ -60,13 +63,13 @@ impl<P: Protocol> SyncService<P> {
             let mut connection =
                 burn_communication::util::connect_patiently::<P::Client>(addr, "sync")
                     .await
-                    .expect("Couldn't connect to peer for sync");
+                    .ok_or(GlobalCollectiveError::PeerLost(*id))?;
             let msg = SyncRequest(node_state.node_id);
             let sync_bytes = rmp_serde::to_vec(&msg).unwrap();
             connection
                 .send(Message::new(sync_bytes.into()))
                 .await
-                .expect("Peer closed connection unexpectedly");
+                .map_err(|_| GlobalCollectiveError::PeerLost(*id))?;
         }
         loop {
             {
@@ -86,7 +89,7 @@ impl<P: Protocol> SyncService<P> {
                             syncing_peers.remove(i);
                         }
                     }
-                    return;
+                    return Ok(());
                 }
             }
             // Wait for the next sync to come in
