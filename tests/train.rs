@@ -254,6 +254,26 @@ fn two_workers_train_like_one_with_the_same_global_batch() {
 }
 
 #[test]
+fn two_workers_draw_the_dropout_masks_of_one() {
+    // Micro-batch j of a step draws the same masks whichever worker runs it.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let with_dropout = |name: &str, grad_accum: u32, extra: &str| {
+        let path = recipe(tmp.path(), name, &data, 3, extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("dropout = 0.1"), "{text}");
+        let text = text.replace("grad_accum = 2", &format!("grad_accum = {grad_accum}"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let one = with_dropout("one", 2, "");
+    let two = with_dropout("two", 1, "[hardware]\ndevices = \"cpu:2\"");
+    ok(train(&one, &[]));
+    ok(train(&two, &[]));
+    assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("two"));
+}
+
+#[test]
 fn bf16_mixed_precision_trains_like_f32_within_bf16_rounding() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
@@ -585,8 +605,9 @@ fn nodes_that_disagree_on_the_run_stop_together_with_a_clear_error() {
     assert!(!tmp.path().join("a/tensorboard").exists());
 }
 
-/// The recipe of a 3-step run without dropout (so that a worker's share
-/// of a step draws nothing), `grad_accum` micro-batches per worker.
+/// The recipe of a 3-step run without dropout (bf16 draws its masks with
+/// burn's dropout, f32 with the CPU kernels), `grad_accum` micro-batches per
+/// worker.
 fn alike_recipe(tmp: &Path, name: &str, data: &Path, grad_accum: u32, extra: &str) -> PathBuf {
     let path = recipe(tmp, name, data, 3, extra);
     let text = std::fs::read_to_string(&path)

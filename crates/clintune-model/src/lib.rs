@@ -34,5 +34,5 @@ pub type Cpu = burn::backend::Flex;
 /// device at run time).
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda<f32, i32>;
-pub use fused::{AdamWInputs, AdamWStep, adamw_step};
+pub use fused::{AdamWInputs, AdamWStep, adamw_step, reseed_dropout};
 pub use weights::{Dtype, TensorInfo, WeightFiles, WeightsError};

@@ -36,11 +36,12 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Dropout;
 use burn::prelude::*;
-use burn::tensor::{DType, Distribution, TensorPrimitive};
+use burn::tensor::{DType, TensorPrimitive};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 pub use adamw::AdamWStep;
+pub use dropout::reseed as reseed_dropout;
 
 type Ad = Autodiff<Flex>;
 
@@ -118,20 +119,16 @@ pub(crate) fn attention<B: Backend>(
 }
 
 /// `layer` applied to `x` while training (autodiff): the mask drawn in
-/// parallel where the kernels run, by burn's `Dropout` itself elsewhere.
-/// The mask's seed is drawn from the backend's generator.
+/// parallel, from the calling thread's stream of seeds ([`reseed_dropout`]),
+/// where the kernels run; by burn's `Dropout` itself, from the backend's
+/// generator, elsewhere.
 pub(crate) fn dropout<B: Backend>(x: Tensor<B, 2>, layer: &Dropout) -> Tensor<B, 2> {
     let (device, prob) = (x.device(), layer.prob);
     if !runs_on::<B>(x.dtype()) || !B::ad_enabled(&device) || prob == 0.0 {
         return layer.forward(x);
     }
-    let bits = Tensor::<B, 1>::random([2], Distribution::Default, &device)
-        .into_data()
-        .iter::<f32>()
-        .fold(0u64, |h, v| {
-            clintune_core::rng::mix64(h ^ u64::from(v.to_bits()))
-        });
-    let mask = dropout::keep_mask(bits, x.shape().num_elements(), 1.0 - prob);
+    let seed = dropout::next_seed();
+    let mask = dropout::keep_mask(seed, x.shape().num_elements(), 1.0 - prob);
     let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, x.dims()), &device);
     x * mask
 }
