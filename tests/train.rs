@@ -266,11 +266,17 @@ fn two_workers_draw_the_dropout_masks_of_one() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let one = with_dropout("one", 2, "");
-    let two = with_dropout("two", 1, "[hardware]\ndevices = \"cpu:2\"");
-    ok(train(&one, &[]));
-    ok(train(&two, &[]));
-    assert_trained_alike(&tmp.path().join("one"), &tmp.path().join("two"));
+    // f32 runs the CPU kernels; bf16 the path every other backend takes.
+    for precision in ["f32", "bf16"] {
+        let hardware = format!("[hardware]\nprecision = \"{precision}\"");
+        let one = with_dropout(&format!("one-{precision}"), 2, &hardware);
+        let two = format!("{hardware}\ndevices = \"cpu:2\"");
+        let two = with_dropout(&format!("two-{precision}"), 1, &two);
+        ok(train(&one, &[]));
+        ok(train(&two, &[]));
+        let run = |name: &str| tmp.path().join(format!("{name}-{precision}"));
+        assert_trained_alike(&run("one"), &run("two"));
+    }
 }
 
 #[test]

@@ -5,12 +5,10 @@
 //! owns the data and the loss. Each step's loss is summed over its
 //! micro-batches and divided by the step's size (trained tokens under SFT,
 //! pairs under DPO): `grad_accum` micro-batches make exactly the update of
-//! one batch that many times larger. The dropout seeds are restarted from
-//! `(seed, step, micro-batch)` before each micro-batch, so dropout draws do
-//! not depend on where a run was interrupted, nor (on the CPU) on which
-//! worker runs the micro-batch: the CPU kernels draw from the worker
-//! thread's own stream ([`clintune_model::reseed_dropout`]); burn's dropout
-//! elsewhere draws from the backend's generator, which is one per process.
+//! one batch that many times larger. The worker thread's dropout seeds
+//! ([`clintune_model::reseed_dropout`]) restart from `(seed, step,
+//! micro-batch)` before each micro-batch, so dropout draws depend neither on
+//! where a run was interrupted nor on which worker runs the micro-batch.
 //!
 //! # Data parallelism
 //!
@@ -360,9 +358,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let device = self.device.clone();
         let micro = self.recipe.data.grad_accum * peer.count;
         let out = self.objective.step(&self.model, micro, peer, &mut |j| {
-            let seed = mix64(seed ^ j);
-            B::seed(&device, seed);
-            clintune_model::reseed_dropout(seed);
+            clintune_model::reseed_dropout(mix64(seed ^ j))
         });
         self.state.cursor = self.objective.cursor();
         let (mut grads, mut figures) = (out.grads, out.figures);

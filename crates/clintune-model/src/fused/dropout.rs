@@ -42,20 +42,31 @@ const CHUNK: usize = 1 << 14;
 
 /// `n` multipliers: `1 / keep` with probability `keep`, else 0.
 pub(crate) fn keep_mask(seed: u64, n: usize, keep: f64) -> Vec<f32> {
+    draw(seed, n, keep, (1.0 / keep) as f32, 0.0)
+}
+
+/// The draws of [`keep_mask`] as flags: whether each element is kept.
+pub(crate) fn keep_flags(seed: u64, n: usize, keep: f64) -> Vec<bool> {
+    draw(seed, n, keep, true, false)
+}
+
+/// `n` values: `kept` with probability `keep`, else `dropped`.
+fn draw<T: Copy + Send + Sync>(seed: u64, n: usize, keep: f64, kept: T, dropped: T) -> Vec<T> {
     // Compare the top 24 bits of each hash with `keep` scaled to 2²⁴.
     let threshold = (keep * f64::from(1u32 << 24)).round() as u64;
-    let scale = (1.0 / keep) as f32;
-    let mut mask = vec![0.0f32; n];
-    mask.par_chunks_mut(CHUNK)
+    let mut out = vec![dropped; n];
+    out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, chunk)| {
             let base = (c * CHUNK) as u64;
-            for (i, m) in chunk.iter_mut().enumerate() {
+            for (i, v) in chunk.iter_mut().enumerate() {
                 let draw = mix64(seed ^ mix64(base + i as u64)) >> 40;
-                *m = if draw < threshold { scale } else { 0.0 };
+                if draw < threshold {
+                    *v = kept;
+                }
             }
         });
-    mask
+    out
 }
 
 #[cfg(test)]
@@ -73,6 +84,8 @@ mod tests {
         );
         assert_eq!(mask, keep_mask(7, 100_000, 0.95));
         assert_ne!(mask, keep_mask(8, 100_000, 0.95));
+        let flags = keep_flags(7, 100_000, 0.95);
+        assert!(flags.iter().zip(&mask).all(|(&f, &m)| f == (m > 0.0)));
     }
 
     #[test]

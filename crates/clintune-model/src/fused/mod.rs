@@ -118,19 +118,26 @@ pub(crate) fn attention<B: Backend>(
     )
 }
 
-/// `layer` applied to `x` while training (autodiff): the mask drawn in
-/// parallel, from the calling thread's stream of seeds ([`reseed_dropout`]),
-/// where the kernels run; by burn's `Dropout` itself, from the backend's
-/// generator, elsewhere.
+/// `layer` applied to `x` while training (autodiff), its mask drawn in
+/// parallel from the calling thread's stream of seeds ([`reseed_dropout`]):
+/// on every backend and dtype, so a micro-batch draws the same masks
+/// whichever worker runs it. burn's `Dropout` draws from the backend's
+/// generator, which is one per process (on the GPU too).
 pub(crate) fn dropout<B: Backend>(x: Tensor<B, 2>, layer: &Dropout) -> Tensor<B, 2> {
     let (device, prob) = (x.device(), layer.prob);
-    if !runs_on::<B>(x.dtype()) || !B::ad_enabled(&device) || prob == 0.0 {
+    if !B::ad_enabled(&device) || prob == 0.0 {
         return layer.forward(x);
     }
-    let seed = dropout::next_seed();
-    let mask = dropout::keep_mask(seed, x.shape().num_elements(), 1.0 - prob);
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, x.dims()), &device);
-    x * mask
+    let (seed, dims, keep) = (dropout::next_seed(), x.dims(), 1.0 - prob);
+    let n = dims.iter().product();
+    if runs_on::<B>(x.dtype()) {
+        let mask = dropout::keep_mask(seed, n, keep);
+        return x * Tensor::<B, 2>::from_data(TensorData::new(mask, dims), &device);
+    }
+    // One byte per element to the device, not four.
+    let kept = dropout::keep_flags(seed, n, keep);
+    let kept = Tensor::<B, 2, Bool>::from_data(TensorData::new(kept, dims), &device);
+    x.mask_fill(kept.bool_not(), 0.0) * (1.0 / keep)
 }
 
 /// `x · wᵀ` for `x` `[rows, in]` and `w` `[out, in]`; or the inputs back

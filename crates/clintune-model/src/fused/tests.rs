@@ -271,3 +271,36 @@ fn fused_rope_matches_its_operations_in_values_and_gradients() {
     assert_close(y, want_y, "output");
     assert_close(dx, want_dx, "input's gradient");
 }
+
+#[test]
+fn dropout_draws_the_same_mask_in_f32_and_bf16_and_passes_gradients_through_it() {
+    let layer = burn::nn::DropoutConfig::new(0.3).init();
+    // The output and the input's gradient, as f32 values.
+    let dropped = |dtype: DType| {
+        super::reseed_dropout(11);
+        let x = random::<Ad, 2>([8, 64], 5).cast(dtype).require_grad();
+        let y = super::dropout(x.clone(), &layer);
+        let grad = y.clone().sum().backward();
+        let values = |t: Tensor<Flex, 2>| t.cast(DType::F32).into_data().to_vec::<f32>().unwrap();
+        (values(y.inner()), values(x.grad(&grad).unwrap()))
+    };
+    let (y32, dx32) = dropped(DType::F32);
+    let (y16, dx16) = dropped(DType::BF16);
+    let zeros = |v: &[f32]| v.iter().map(|&v| v == 0.0).collect::<Vec<_>>();
+    let zeroed = zeros(&dx32);
+    let share = zeroed.iter().filter(|&&z| z).count() as f64 / zeroed.len() as f64;
+    assert!((share - 0.3).abs() < 0.06, "dropped share {share}");
+    assert_eq!(zeroed, zeros(&dx16), "bf16 drops other elements");
+    assert_eq!(zeroed, zeros(&y32), "the output is zero where dropped");
+    // Kept elements are scaled by 1 / (1 - p), in the output and its
+    // gradient; bf16 within its rounding (8 bits of mantissa).
+    assert!(
+        dx32.iter()
+            .all(|&g| g == 0.0 || (g - 1.0 / 0.7).abs() < 1e-6)
+    );
+    for (what, a, b) in [("gradients", &dx32, &dx16), ("outputs", &y32, &y16)] {
+        for (a, b) in a.iter().zip(b) {
+            assert!((a - b).abs() <= a.abs() / 128.0, "{what}: {a} vs {b}");
+        }
+    }
+}
