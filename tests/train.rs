@@ -259,11 +259,9 @@ fn two_workers_draw_the_dropout_masks_of_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
     let with_dropout = |name: &str, grad_accum: u32, extra: &str| {
-        let path = recipe(tmp.path(), name, &data, 3, extra);
+        let path = accumulating_recipe(tmp.path(), name, &data, grad_accum, extra);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("dropout = 0.1"), "{text}");
-        let text = text.replace("grad_accum = 2", &format!("grad_accum = {grad_accum}"));
-        std::fs::write(&path, text).unwrap();
         path
     };
     // f32 runs the CPU kernels; bf16 the path every other backend takes.
@@ -611,15 +609,29 @@ fn nodes_that_disagree_on_the_run_stop_together_with_a_clear_error() {
     assert!(!tmp.path().join("a/tensorboard").exists());
 }
 
-/// The recipe of a 3-step run without dropout (bf16 draws its masks with
-/// burn's dropout, f32 with the CPU kernels), `grad_accum` micro-batches per
-/// worker.
-fn alike_recipe(tmp: &Path, name: &str, data: &Path, grad_accum: u32, extra: &str) -> PathBuf {
+/// The recipe of a 3-step run, `grad_accum` micro-batches per worker.
+fn accumulating_recipe(
+    tmp: &Path,
+    name: &str,
+    data: &Path,
+    grad_accum: u32,
+    extra: &str,
+) -> PathBuf {
     let path = recipe(tmp, name, data, 3, extra);
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("dropout = 0.1", "dropout = 0.0")
         .replace("grad_accum = 2", &format!("grad_accum = {grad_accum}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`accumulating_recipe`] without dropout: its comparisons test one thing
+/// each, and `two_workers_draw_the_dropout_masks_of_one` the masks.
+fn alike_recipe(tmp: &Path, name: &str, data: &Path, grad_accum: u32, extra: &str) -> PathBuf {
+    let path = accumulating_recipe(tmp, name, data, grad_accum, extra);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dropout = 0.1", "dropout = 0.0");
     std::fs::write(&path, text).unwrap();
     path
 }

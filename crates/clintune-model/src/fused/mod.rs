@@ -7,8 +7,8 @@
 //! intermediates: attention over packed documents (`attention`), the
 //! target log-probabilities under the loss (`logprob`), linear maps
 //! (`linear`), RMSNorm (`norm`), SwiGLU (`swiglu`) and rotary embeddings
-//! (`rope`); LoRA's dropout mask is drawn in parallel (`dropout`), and
-//! AdamW updates each parameter in one pass (`adamw`).
+//! (`rope`); LoRA's dropout mask is drawn in parallel (`dropout`, on every
+//! backend), and AdamW updates each parameter in one pass (`adamw`).
 //! `autodiff` records each as one burn-autodiff operation.
 //!
 //! burn 0.21 lets a backend gain an operation only through a new backend
