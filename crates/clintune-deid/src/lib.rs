@@ -28,6 +28,7 @@ pub mod pseudonym;
 pub mod resource;
 pub mod scan;
 pub mod scrub;
+pub mod terminology;
 
 pub use error::{DeidError, RecordError};
 pub use pipeline::{DeidOptions, DeidSummary, run, run_with_progress};

@@ -6,6 +6,7 @@
 
 use crate::error::DeidError;
 use crate::scrub::DictionaryFiles;
+use crate::terminology::TerminologyPolicy;
 use clintune_core::{ConfigError, Invalid};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,11 +16,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FieldKind {
-    /// A FHIR `code` primitive: kept when it looks like a code, else scrubbed as text.
+    /// A FHIR `code` primitive from one of FHIR's value sets: kept when it
+    /// has a code's form (lower-case words joined by hyphens; a language tag
+    /// for `language`), else dropped and counted.
     Code,
     /// A coded structure (CodeableConcept, Coding, Quantity, Dosage, components):
-    /// only members listed in `[structured] keys` are kept; strings other than
-    /// those in `[structured] verbatim` are scrubbed as free text.
+    /// only members listed in `[structured] keys` are kept. Codings are kept
+    /// only when their system is in `[terminology]` and their code, version
+    /// and unit have the system's form ([`crate::terminology`]); free-text
+    /// members (`display`, `text`, string values) are scrubbed.
     Structured,
     /// A number or boolean, kept; strings are scrubbed.
     Value,
@@ -129,13 +134,16 @@ pub struct ChatPolicy {
 }
 
 /// Members kept inside `structured` fields.
+///
+/// There is no list of members kept verbatim any more: a coded member
+/// (`system`, `code`, `version`, `unit`, `status`, ...) is kept only when it
+/// is validated ([`crate::terminology`]), so a policy that still names
+/// `verbatim` is refused rather than silently read differently.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StructuredPolicy {
     /// Member names kept.
     pub keys: BTreeSet<String>,
-    /// Member names whose string values are kept verbatim (codes, systems, units).
-    pub verbatim: BTreeSet<String>,
 }
 
 /// Policy for one resource type.
@@ -171,6 +179,8 @@ pub struct Policy {
     pub chat: ChatPolicy,
     /// Structured member allowlist.
     pub structured: StructuredPolicy,
+    /// Code systems whose codings are kept, and the form of their codes.
+    pub terminology: TerminologyPolicy,
     /// Resource types kept, by FHIR resource type name.
     pub resources: BTreeMap<String, ResourcePolicy>,
 }
@@ -307,7 +317,7 @@ impl Policy {
         if !self.resources.contains_key("Patient") {
             return Err(Invalid::new("resources.Patient", "is required"));
         }
-        Ok(())
+        self.terminology.validate()
     }
 }
 
@@ -345,6 +355,36 @@ mod tests {
         let err = Policy::load(&bad).unwrap_err().to_string();
         assert!(err.contains("shift_everything"), "{err}");
         assert!(err.contains("p.toml"), "{err}");
+        // The terminology table is parsed as strictly: an unknown key, an
+        // unknown code syntax, a system that is no URI, and the old
+        // `verbatim` list (whose meaning is gone) are all refused.
+        for (from, to, named) in [
+            (
+                "[terminology.systems]",
+                "[terminology.systems]\n\"http://example.org/local\" = \"anything\"",
+                "anything",
+            ),
+            (
+                "[terminology]",
+                "[terminology]\nkeep_all = true",
+                "keep_all",
+            ),
+            (
+                "[terminology.systems]",
+                "[terminology.systems]\n\"local codes\" = \"hl7\"",
+                "terminology.systems",
+            ),
+            (
+                "\n[terminology]",
+                "verbatim = [\"code\"]\n\n[terminology]",
+                "verbatim",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&bad, text.replacen(from, to, 1)).unwrap();
+            let err = Policy::load(&bad).unwrap_err().to_string();
+            assert!(err.contains(named), "{named}: {err}");
+        }
         // A value the types allow but Safe Harbor does not: named by its field.
         std::fs::write(&bad, text.replace("age_cap = 90", "age_cap = 95")).unwrap();
         match Policy::load(&bad).unwrap_err() {

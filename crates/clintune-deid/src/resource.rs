@@ -10,6 +10,7 @@ use crate::output::Row;
 use crate::policy::{FieldKind, Policy};
 use crate::pseudonym::Pseudonymizer;
 use crate::scrub::{Category, KnownMatcher, Rule, ScrubContext, Scrubber};
+use crate::terminology::{self, CodeSyntax, Rejection};
 use base64::Engine;
 use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value};
@@ -133,7 +134,7 @@ impl Applier<'_> {
             match rp.fields.get(key) {
                 Some(kind) => self.field(rt, key, *kind, v, &mut fields, &mut texts)?,
                 None => {
-                    self.audit.drop_field(rt, key);
+                    self.drop_key(rt, None, key);
                     if let Some(c) = structured_phi_category(rt, key) {
                         self.audit.structured_phi(c);
                     }
@@ -168,9 +169,9 @@ impl Applier<'_> {
         texts: &mut Vec<String>,
     ) -> Result<(), RecordError> {
         let kept = match kind {
-            FieldKind::Code => Some(self.code(key, v)?),
-            FieldKind::Structured => Some(self.structured(rt, key, v)),
-            FieldKind::Value => Some(self.value(rt, key, v)),
+            FieldKind::Code => self.code(rt, key, v)?,
+            FieldKind::Structured => self.structured(rt, key, v),
+            FieldKind::Value => self.value(rt, key, v),
             FieldKind::Text => Some(self.text(key, v)?),
             FieldKind::Date => Some(self.date(rt, key, v)?),
             FieldKind::BirthDate => self.birth_date(key, v, out)?,
@@ -187,54 +188,173 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn code(&mut self, key: &str, v: &Value) -> Result<Value, RecordError> {
+    /// Counts a dropped input key under `parent` (a schema path, or none for
+    /// a top-level key): by its name when the name is schema
+    /// ([`Self::is_schema_name`]), else under a fixed bucket with a short
+    /// keyed hash, so that a key that is itself PHI never reaches the audit.
+    fn drop_key(&mut self, rt: &str, parent: Option<&str>, key: &str) {
+        let name = if self.is_schema_name(rt, key) {
+            key.to_string()
+        } else {
+            crate::audit::unknown_field(Some(&self.key_tag(key)))
+        };
+        let path = match parent {
+            Some(p) => format!("{p}.{name}"),
+            None => name,
+        };
+        self.audit.drop_field(rt, &path);
+    }
+
+    /// Whether an input key is schema, and so may be named in the audit: a
+    /// field or patient or time field the policy lists for `rt`, a
+    /// structured member, a chat patient field, or a FHIR R4 element name.
+    fn is_schema_name(&self, rt: &str, key: &str) -> bool {
+        let p = self.d.policy;
+        let head = |path: &String| path.split('.').next() == Some(key);
+        crate::audit::is_fhir_element(key)
+            || p.structured.keys.contains(key)
+            || p.resources.get(rt).is_some_and(|r| {
+                r.fields.contains_key(key) || r.patient.iter().any(head) || r.time.iter().any(head)
+            })
+            || p.chat.patient_fields.iter().any(head)
+    }
+
+    /// A short keyed hash of an unknown key: distinct keys can be told apart
+    /// in the audit, but not read or guessed without the key.
+    fn key_tag(&self, key: &str) -> String {
+        self.d
+            .pseudonymizer
+            .identifier("audit-unknown-field", key)
+            .chars()
+            .take(8)
+            .collect()
+    }
+
+    /// Counts a coded value dropped at `path` for `why`.
+    fn reject(&mut self, rt: &str, path: &str, why: Rejection) {
+        self.audit
+            .drop_field(rt, &format!("{path}.{}", why.reason()));
+    }
+
+    /// A FHIR `code` primitive (or a list of them): kept when it has a
+    /// code's form, else dropped and counted. Never scrubbed into the
+    /// output: a scrubbed code is no code, and a code-shaped name would pass.
+    fn code(&mut self, rt: &str, key: &str, v: &Value) -> Result<Option<Value>, RecordError> {
         match v {
-            Value::String(s) if looks_like_code(s) => Ok(v.clone()),
-            Value::String(s) => Ok(Value::String(self.scrub(s))),
-            Value::Array(items) => items
-                .iter()
-                .map(|i| self.code(key, i))
-                .collect::<Result<_, _>>()
-                .map(Value::Array),
+            Value::String(s) if is_code_primitive(key, s) => Ok(Some(v.clone())),
+            Value::String(_) => {
+                self.reject(rt, key, Rejection::InvalidCode);
+                Ok(None)
+            }
+            Value::Array(items) => {
+                let mut kept = Vec::new();
+                for i in items {
+                    kept.extend(self.code(rt, key, i)?);
+                }
+                Ok(Some(Value::Array(kept)))
+            }
             _ => Err(self.loc.err(key, "expected a code (string)")),
         }
     }
 
-    fn structured(&mut self, rt: &str, path: &str, v: &Value) -> Value {
+    /// A structured value at `path`, or `None` when it is dropped whole (a
+    /// Coding that fails validation; counted).
+    fn structured(&mut self, rt: &str, path: &str, v: &Value) -> Option<Value> {
         match v {
-            Value::Object(map) => {
-                let mut out = Map::new();
-                for (k, inner) in map {
-                    let inner_path = format!("{path}.{k}");
-                    if !self.d.policy.structured.keys.contains(k) {
-                        self.audit.drop_field(rt, &inner_path);
-                        continue;
-                    }
-                    let kept = match inner {
-                        Value::String(s)
-                            if self.d.policy.structured.verbatim.contains(k)
-                                && looks_like_code(s) =>
-                        {
-                            inner.clone()
-                        }
-                        Value::String(s) => Value::String(self.scrub(s)),
-                        other => self.structured(rt, &inner_path, other),
-                    };
-                    out.insert(k.clone(), kept);
-                }
-                Value::Object(out)
-            }
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|i| self.structured(rt, path, i)).collect())
-            }
-            Value::String(s) => Value::String(self.scrub(s)),
-            other => other.clone(),
+            Value::Object(map) => self.structured_object(rt, path, map).map(Value::Object),
+            Value::Array(items) => Some(Value::Array(
+                items
+                    .iter()
+                    .filter_map(|i| self.structured(rt, path, i))
+                    .collect(),
+            )),
+            Value::String(s) => Some(Value::String(self.scrub(s))),
+            other => Some(other.clone()),
         }
     }
 
-    fn value(&mut self, rt: &str, key: &str, v: &Value) -> Value {
+    /// An object inside a structured field: a Coding is validated whole, a
+    /// Quantity member by member, anything else (a CodeableConcept, a
+    /// Dosage) member by member.
+    fn structured_object(
+        &mut self,
+        rt: &str,
+        path: &str,
+        map: &Map<String, Value>,
+    ) -> Option<Map<String, Value>> {
+        let kind = if !is_coded(map) {
+            Coded::Plain
+        } else if is_quantity(path, map) {
+            let system = map.get("system").and_then(Value::as_str);
+            Coded::Quantity(system.and_then(|s| self.d.policy.terminology.syntax(s)))
+        } else {
+            if let Err(why) = self.check_coding(map) {
+                self.reject(rt, path, why);
+                return None;
+            }
+            Coded::Coding
+        };
+        let mut out = Map::new();
+        for (k, inner) in map {
+            if !self.d.policy.structured.keys.contains(k) {
+                self.drop_key(rt, Some(path), k);
+                continue;
+            }
+            let inner_path = format!("{path}.{k}");
+            if let Some(kept) = self.member(rt, &inner_path, k, inner, kind) {
+                out.insert(k.clone(), kept);
+            }
+        }
+        Some(out)
+    }
+
+    /// A Coding's system, code and version against the policy's terminology.
+    fn check_coding(&self, map: &Map<String, Value>) -> Result<(), Rejection> {
+        let member = |k: &str, why: Rejection| match map.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(why),
+        };
+        let system = member("system", Rejection::NotInTerminology)?;
+        let code = member("code", Rejection::InvalidCode)?;
+        let version = member("version", Rejection::InvalidVersion)?;
+        self.d
+            .policy
+            .terminology
+            .check_coding(system, code, version)
+    }
+
+    /// One member of a structured object: a coded member kept only when
+    /// validated (else dropped and counted), free text scrubbed, anything
+    /// else walked.
+    fn member(
+        &mut self,
+        rt: &str,
+        path: &str,
+        key: &str,
+        inner: &Value,
+        kind: Coded,
+    ) -> Option<Value> {
+        let Some(verdict) = coded_member(key, inner, kind) else {
+            return match inner {
+                Value::String(s) => Some(Value::String(self.scrub(s))),
+                other => self.structured(rt, path, other),
+            };
+        };
+        match verdict {
+            Ok(()) => Some(inner.clone()),
+            Err(why) => {
+                self.reject(rt, path, why);
+                None
+            }
+        }
+    }
+
+    /// A `value` field: numbers and booleans cannot carry a name, so they
+    /// stay; anything else is walked as a structured value.
+    fn value(&mut self, rt: &str, key: &str, v: &Value) -> Option<Value> {
         match v {
-            Value::Number(_) | Value::Bool(_) | Value::Null => v.clone(),
+            Value::Number(_) | Value::Bool(_) | Value::Null => Some(v.clone()),
             other => self.structured(rt, key, other),
         }
     }
@@ -279,7 +399,7 @@ impl Applier<'_> {
                                 .loc
                                 .err(&format!("{key}.{k}"), "expected a date string"));
                         }
-                        _ => self.audit.drop_field(rt, &format!("{key}.{k}")),
+                        _ => self.drop_key(rt, Some(key), k),
                     }
                 }
                 Ok(Value::Object(out))
@@ -321,7 +441,7 @@ impl Applier<'_> {
                         .err(&format!("{key}.reference"), "expected a string reference")
                 })?;
                 for k in o.keys().filter(|k| *k != "reference") {
-                    self.audit.drop_field(rt, &format!("{key}.{k}"));
+                    self.drop_key(rt, Some(key), k);
                 }
                 let mut out = Map::new();
                 out.insert(
@@ -372,7 +492,7 @@ impl Applier<'_> {
                             self.audit.phi.add(Category::Zip, Rule::StructuredZip3);
                         }
                         _ => {
-                            self.audit.drop_field(rt, &format!("{key}.{k}"));
+                            self.drop_key(rt, Some(key), k);
                             self.audit.structured_phi(Category::Address);
                         }
                     }
@@ -442,7 +562,7 @@ impl Applier<'_> {
             .as_object()
             .ok_or_else(|| self.loc.err("(record)", "expected a JSON object"))?;
         for key in obj.keys().filter(|k| *k != "messages") {
-            self.audit.drop_field(RT, key);
+            self.drop_key(RT, None, key);
         }
         let list = obj
             .get("messages")
@@ -467,7 +587,7 @@ impl Applier<'_> {
             .collect();
         for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
             if !known.contains(&key.as_str()) {
-                self.audit.drop_field(RT, key);
+                self.drop_key(RT, None, key);
             }
         }
         let mut fields = Map::new();
@@ -535,7 +655,7 @@ impl Applier<'_> {
                 .flat_map(|o| o.keys())
                 .filter(|k| *k != "role" && *k != "content")
             {
-                self.audit.drop_field(rt, &format!("messages.{k}"));
+                self.drop_key(rt, Some("messages"), k);
             }
             let mut out = Map::new();
             out.insert("role".into(), Value::String(role.to_string()));
@@ -572,12 +692,85 @@ impl Applier<'_> {
     }
 }
 
-/// FHIR codes are short tokens without spaces; anything else may be prose.
-fn looks_like_code(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 256
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/|+-#%?=&[]{}*^".contains(&b))
+/// What kind of object a structured member belongs to, for validating it.
+#[derive(Debug, Clone, Copy)]
+enum Coded {
+    /// No coded members (a CodeableConcept, a Dosage, a component).
+    Plain,
+    /// A Coding whose system, code and version were validated together.
+    Coding,
+    /// A Quantity, with the form of its system's codes when the system is allowlisted.
+    Quantity(Option<CodeSyntax>),
+}
+
+/// Whether an object carries coded members (a Coding or a Quantity), which
+/// must be validated: `code` counts unless it is an object (a
+/// CodeableConcept, as in `component.code`).
+fn is_coded(map: &Map<String, Value>) -> bool {
+    ["system", "version", "unit", "comparator"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+        || map.get("code").is_some_and(|c| !c.is_object())
+}
+
+/// Whether a coded object is a Quantity (validated member by member) rather
+/// than a Coding (validated whole): it has a value, a unit or a comparator,
+/// and is not an element of a `coding` list.
+fn is_quantity(path: &str, map: &Map<String, Value>) -> bool {
+    path.rsplit('.').next() != Some("coding")
+        && ["value", "unit", "comparator"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+}
+
+/// The verdict on a coded member, or `None` for a member that is not coded
+/// (free text, numbers, nested structures). Only strings are ever codes.
+fn coded_member(key: &str, inner: &Value, kind: Coded) -> Option<Result<(), Rejection>> {
+    let s = inner.as_str();
+    let check = |ok: bool, why: Rejection| Some(if ok { Ok(()) } else { Err(why) });
+    match (key, kind) {
+        ("system" | "code" | "version", Coded::Coding) => Some(Ok(())),
+        ("system", Coded::Quantity(syntax)) => check(syntax.is_some(), Rejection::NotInTerminology),
+        ("code", Coded::Quantity(None)) => Some(Err(Rejection::NotInTerminology)),
+        ("code", Coded::Quantity(Some(syntax))) => {
+            check(s.is_some_and(|c| syntax.accepts(c)), Rejection::InvalidCode)
+        }
+        ("version", Coded::Quantity(syntax)) => check(
+            syntax.is_some() && s.is_some_and(terminology::is_version),
+            Rejection::InvalidVersion,
+        ),
+        ("system" | "code" | "version", Coded::Plain) if !inner.is_object() => {
+            Some(Err(Rejection::InvalidCode))
+        }
+        ("unit", _) => check(s.is_some_and(terminology::is_ucum), Rejection::InvalidUnit),
+        ("comparator", _) => check(
+            s.is_some_and(terminology::is_comparator),
+            Rejection::InvalidCode,
+        ),
+        ("periodUnit", _) => check(
+            s.is_some_and(terminology::is_unit_of_time),
+            Rejection::InvalidCode,
+        ),
+        ("status" | "kind", _) => check(
+            s.is_some_and(terminology::is_short_code),
+            Rejection::InvalidCode,
+        ),
+        ("language", _) if !inner.is_object() => check(
+            s.is_some_and(terminology::is_language),
+            Rejection::InvalidCode,
+        ),
+        _ => None,
+    }
+}
+
+/// Whether a FHIR `code` primitive has a code's form: a language tag for
+/// `language`, else a code of FHIR's own value sets.
+fn is_code_primitive(key: &str, s: &str) -> bool {
+    if key == "language" {
+        terminology::is_language(s)
+    } else {
+        terminology::is_short_code(s)
+    }
 }
 
 /// Identifier kinds of Patient fields dropped by the policy, for the audit.
