@@ -48,6 +48,8 @@ fn bench(c: &mut Criterion) {
         || Dictionaries::load(&root.join("deid/dictionaries")).expect("dictionaries");
     let scrubber = Scrubber::new(dictionaries());
     let strict = Scrubber::new(dictionaries()).with_mode(TextMode::Strict);
+    // The rules deciding alone, as before the learned model: its cost.
+    let rules_only = Scrubber::new(dictionaries()).without_model();
     let texts = notes(root);
     let bytes: usize = texts.iter().map(String::len).sum();
     let patient: Value = serde_json::from_str(
@@ -81,6 +83,7 @@ fn bench(c: &mut Criterion) {
     for (name, s) in [
         ("notes_with_known_identifiers", &scrubber),
         ("notes_with_known_identifiers_strict", &strict),
+        ("notes_with_known_identifiers_rules_only", &rules_only),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {

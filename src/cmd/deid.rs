@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use clintune_core::secret::SecretKey;
 use clintune_deid::DeidOptions;
 use clintune_deid::eval::{self, Format};
+use clintune_deid::learn::{self, TrainConfig, sgd::SgdConfig};
 use clintune_deid::policy::{LoadedPolicy, TextMode};
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +68,17 @@ struct RunArgs {
 enum DeidCommand {
     /// Score the free-text PHI detector against an annotated corpus.
     Eval(EvalArgs),
+    /// Train the PHI model (`phi-model.txt`) on an annotated corpus: the rules
+    /// propose, the model learns which proposals and which other words are PHI.
+    #[command(
+        after_help = "Thresholds are chosen by cross-validation over patients for each mode's \
+            recall target; the file records how it was made and its out-of-fold scores. The same \
+            corpus, dictionaries and options give the same file, byte for byte.\n\n\
+            Example (the shipped model):\n  \
+            clintune deid train-model --format physionet ../shared/corpora/physionet-deid-dev \
+            --name physionet-deid-dev --out deid/dictionaries/phi-model.txt"
+    )]
+    TrainModel(TrainModelArgs),
     /// Print the licence notices of the word lists compiled into clintune
     /// (SCOWL, Philter), which go with every copy of the binary.
     Notices,
@@ -105,6 +117,54 @@ struct EvalArgs {
     /// grow rules on one fold, report on the other.
     #[arg(long, value_name = "K/N", value_parser = parse_fold)]
     fold: Option<(usize, usize)>,
+    /// Score the rules alone, without the learned model's decision.
+    #[arg(long)]
+    rules_only: bool,
+}
+
+#[derive(Debug, Args)]
+struct TrainModelArgs {
+    /// Corpus layout.
+    #[arg(long, value_enum, default_value = "physionet")]
+    format: CorpusFormat,
+    /// Annotated corpus directory.
+    dir: PathBuf,
+    /// Where to write the model (written whole or not at all).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Policy whose dictionaries and rules propose the candidates. Default:
+    /// the built-in Safe Harbor policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The corpus's name in the model file. Default: the directory's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Surrogate copies of each note: every gold span re-filled with invented
+    /// names, places, dates and numbers in every case.
+    #[arg(long, default_value_t = TrainConfig::default().augment)]
+    augment: usize,
+    /// Probability that a token of a surrogate copy is shown without the
+    /// rules' findings, so that the model learns contexts as well.
+    #[arg(long, default_value_t = TrainConfig::default().rule_dropout)]
+    rule_dropout: f64,
+    /// Cross-validation folds over patients, for the thresholds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=20))]
+    folds: u16,
+    /// Out-of-fold recall the balanced threshold must reach.
+    #[arg(long, default_value_t = TrainConfig::default().balanced_recall)]
+    balanced_recall: f64,
+    /// Out-of-fold recall the strict threshold must reach.
+    #[arg(long, default_value_t = TrainConfig::default().strict_recall)]
+    strict_recall: f64,
+    /// Passes of stochastic gradient descent.
+    #[arg(long, default_value_t = SgdConfig::default().epochs)]
+    epochs: usize,
+    /// Seed of the surrogates and the example order.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Weight of a PHI token's loss against another token's.
+    #[arg(long, default_value_t = SgdConfig::default().positive_weight)]
+    phi_weight: f32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,6 +191,7 @@ fn parse_fold(s: &str) -> Result<(usize, usize), String> {
 pub fn run(args: DeidArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DeidCommand::Eval(e)) => run_eval(e),
+        Some(DeidCommand::TrainModel(t)) => run_train_model(t),
         Some(DeidCommand::Notices) => {
             for (name, text) in clintune_deid::builtin::NOTICES {
                 println!("==== {name}\n\n{text}");
@@ -212,6 +273,50 @@ fn count(counts: &serde_json::Map<String, serde_json::Value>, k: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn corpus_format(f: CorpusFormat) -> Format {
+    match f {
+        CorpusFormat::Physionet => Format::Physionet,
+        CorpusFormat::Brat => Format::Brat,
+    }
+}
+
+fn run_train_model(t: TrainModelArgs) -> anyhow::Result<()> {
+    let policy = LoadedPolicy::from_arg(t.policy.as_deref())?;
+    let scrubber = policy.scrubber()?;
+    let notes = eval::load(&t.dir, corpus_format(t.format))
+        .with_context(|| format!("reading corpus {}", t.dir.display()))?;
+    if notes.iter().all(|n| n.gold.is_empty()) {
+        bail!("{}: no annotated PHI spans to learn from", t.dir.display());
+    }
+    let name = t.name.clone().unwrap_or_else(|| {
+        t.dir
+            .file_name()
+            .map_or_else(|| "corpus".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let cfg = TrainConfig {
+        augment: t.augment,
+        rule_dropout: t.rule_dropout,
+        folds: usize::from(t.folds),
+        balanced_recall: t.balanced_recall,
+        strict_recall: t.strict_recall,
+        sgd: SgdConfig {
+            epochs: t.epochs,
+            seed: t.seed,
+            positive_weight: t.phi_weight,
+            ..SgdConfig::default()
+        },
+        corpus_name: name,
+    };
+    let started = std::time::Instant::now();
+    let say = |stage: &str| eprintln!("[{:>6.1}s] {stage}", started.elapsed().as_secs_f64());
+    let (model, report) = learn::train(&scrubber, &notes, &cfg, &say);
+    clintune_core::staging::write_atomic(&t.out, model.render().as_bytes())
+        .with_context(|| format!("writing {}", t.out.display()))?;
+    print!("{}", report.render());
+    println!("model written to {}", t.out.display());
+    Ok(())
+}
+
 fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
     let policy = LoadedPolicy::from_arg(e.policy.as_deref())?;
     let mut scrubber = policy.scrubber()?;
@@ -221,17 +326,24 @@ fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
             ModeArg::Balanced => TextMode::Balanced,
         });
     }
-    let format = match e.format {
-        CorpusFormat::Physionet => Format::Physionet,
-        CorpusFormat::Brat => Format::Brat,
-    };
-    let mut notes = eval::load(&e.dir, format)
+    if e.rules_only {
+        scrubber = scrubber.without_model();
+    }
+    let mut notes = eval::load(&e.dir, corpus_format(e.format))
         .with_context(|| format!("reading corpus {}", e.dir.display()))?;
     if let Some((k, n)) = e.fold {
         notes = eval::fold(notes, k, n);
         println!("fold {k}/{n} (patients split by a hash of their id)");
     }
-    println!("mode {}", scrubber.mode().as_str());
+    println!(
+        "mode {}{}",
+        scrubber.mode().as_str(),
+        if scrubber.dictionaries().model.is_some() {
+            ", learned model"
+        } else {
+            ", rules only"
+        }
+    );
     let preds: Vec<_> = notes.iter().map(|n| eval::predict(&scrubber, n)).collect();
     let report = eval::score(&notes, &preds);
     let mut out = std::io::stdout().lock();

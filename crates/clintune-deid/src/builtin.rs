@@ -26,6 +26,10 @@ pub(crate) const DICTIONARIES: &[(&str, &[u8])] = &[
         include_bytes!("../../../deid/dictionaries/first-names.txt"),
     ),
     (
+        "phi-model.txt",
+        include_bytes!("../../../deid/dictionaries/phi-model.txt"),
+    ),
+    (
         "places.txt",
         include_bytes!("../../../deid/dictionaries/places.txt"),
     ),

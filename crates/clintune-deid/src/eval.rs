@@ -254,17 +254,21 @@ pub fn fold_of(patient: &str, n: usize) -> usize {
 
 /// Predicted spans of one note, as character offsets.
 pub fn predict(scrubber: &Scrubber, note: &Note) -> Vec<(usize, usize)> {
-    let spans: Vec<Span> = scrubber.detect(&note.text, None);
-    // Byte offsets to character offsets: the corpus counts characters.
-    let mut char_at = vec![0usize; note.text.len() + 1];
+    char_spans(&note.text, &scrubber.detect(&note.text, None))
+}
+
+/// Byte-offset spans of `text` as character offsets: the corpus counts
+/// characters.
+pub fn char_spans(text: &str, spans: &[Span]) -> Vec<(usize, usize)> {
+    let mut char_at = vec![0usize; text.len() + 1];
     let mut c = 0;
-    for (b, ch) in note.text.char_indices() {
+    for (b, ch) in text.char_indices() {
         for slot in char_at.iter_mut().skip(b).take(ch.len_utf8()) {
             *slot = c;
         }
         c += 1;
     }
-    char_at[note.text.len()] = c;
+    char_at[text.len()] = c;
     spans
         .iter()
         .map(|s| (char_at[s.start], char_at[s.end]))

@@ -20,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod identity;
 pub mod input;
+pub mod learn;
 pub mod output;
 pub mod pipeline;
 pub mod policy;

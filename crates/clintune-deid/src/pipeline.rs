@@ -332,7 +332,10 @@ fn clean_folders(folder: &Path, d: &Deidentifier<'_>, names: &BTreeSet<String>) 
             let named = path_words(&raw).iter().any(|w| names.contains(w));
             let clean = !raw.chars().any(char::is_control)
                 && !named
-                && d.scrubber.detect(&words, None).is_empty();
+                // The rules alone: a folder name is not prose, whose
+                // contexts the model weighs, and a random temporary name
+                // is not an identifier of anyone.
+                && d.scrubber.detect_with(&words, None, None).is_empty();
             if clean || matches!(c, Component::RootDir | Component::Prefix(_)) {
                 raw.into_owned()
             } else {

@@ -58,6 +58,9 @@ pub struct Dictionaries {
     pub multiword_max: usize,
     /// The institution's own place names, matched in any case.
     pub site_terms: Option<AhoCorasick>,
+    /// The learned decision over the rules' candidates (`phi-model.txt`);
+    /// `None` for a dictionaries folder without one: the rules decide alone.
+    pub model: Option<super::model::PhiModel>,
     /// Surrogate first names, for replacement.
     pub surrogate_first: Vec<Box<str>>,
     /// Surrogate surnames, for replacement.
@@ -88,6 +91,7 @@ impl Dictionaries {
         dicts.add_safe_words(&files.list("philter/safe-words.txt.zst")?);
         dicts.add_names(&files.list("philter/first-names.txt.zst")?);
         dicts.add_names(&files.list("philter/last-names.txt.zst")?);
+        dicts.model = files.model()?;
         Ok(dicts)
     }
 
@@ -253,6 +257,7 @@ impl Dictionaries {
         }
         Self {
             site_terms: None,
+            model: None,
             lexicon,
             first_names: set(&first),
             surnames: set(&last),

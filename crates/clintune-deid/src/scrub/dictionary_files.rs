@@ -8,6 +8,9 @@ use clintune_core::hash::{files_with_extension, sha256_hex};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+/// The learned model's weights file, under the dictionaries folder.
+pub const MODEL: &str = "phi-model.txt";
+
 /// The dictionary files of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DictionaryFiles {
@@ -36,6 +39,24 @@ impl DictionaryFiles {
         };
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8 text".into()))?;
         Ok(parse_list(text))
+    }
+
+    /// The learned model (`phi-model.txt`), if the files have one.
+    pub(crate) fn model(&self) -> Result<Option<super::model::PhiModel>, DeidError> {
+        let bad = |cause: clintune_core::Cause| DeidError::Dictionary {
+            path: self.describe(MODEL),
+            source: cause,
+        };
+        let raw = match self.read(MODEL) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(e.into())),
+        };
+        let text = std::str::from_utf8(&raw).map_err(|_| bad("not UTF-8 text".into()))?;
+        let what = self.describe(MODEL).display().to_string();
+        super::model::PhiModel::parse(text, &what)
+            .map(Some)
+            .map_err(|e| bad(e.into()))
     }
 
     fn read(&self, rel: &str) -> std::io::Result<Cow<'static, [u8]>> {

@@ -1,20 +1,26 @@
 //! Free-text PHI scrubbing.
 //!
-//! Three detectors run over each text and their spans are merged:
+//! Each text is first normalized ([`normalize`]: NFKC, plain spaces, no
+//! zero-width characters), then three detectors propose spans:
 //! 1. the patient's own identifiers from the structured record ([`known`]),
 //! 2. patterns for dates, phones, identifiers, ages, ZIPs, emails, URLs and
 //!    IP addresses ([`patterns`]),
-//! 3. name and place dictionaries with context rules ([`names`]).
+//! 3. name and place dictionaries with context rules ([`names`]), and every
+//!    word not known to be safe.
 //!
-//! Each span is then replaced ([`replace`]): dates are shifted by the
-//! patient's offset, names get consistent surrogates, everything else a tag.
+//! A learned model ([`model`]) decides which proposals, and which other
+//! tokens, are PHI; the spans are mapped back to the original text and
+//! replaced ([`replace`]): dates are shifted by the patient's offset, names
+//! get consistent surrogates, everything else a tag.
 
 pub mod dictionary;
 pub mod dictionary_files;
 mod fallback;
 pub mod known;
 pub(crate) mod lexicon;
+pub mod model;
 pub mod names;
+pub mod normalize;
 pub mod patterns;
 mod places;
 pub mod replace;
@@ -57,7 +63,8 @@ pub enum Category {
     Ip,
     /// SSN, MRN, account, plan, licence, device and other identifiers.
     Id,
-    /// Strict mode: a word not known to be safe and not otherwise classed.
+    /// A word not known to be safe and not otherwise classed (found by the
+    /// model, or by strict mode's fallback when the rules decide alone).
     Unknown,
 }
 
@@ -148,6 +155,12 @@ impl Scrubber {
         self
     }
 
+    /// The same scrubber with the rules deciding alone, without the model.
+    pub fn without_model(mut self) -> Self {
+        self.dicts.model = None;
+        self
+    }
+
     /// The detector's mode.
     pub fn mode(&self) -> TextMode {
         self.mode
@@ -162,24 +175,71 @@ impl Scrubber {
     /// A text longer than [`PIECE`] is read piece by piece, cut at line
     /// ends, so that the per-word tables stay small whatever its size.
     pub fn detect(&self, text: &str, known: Option<&KnownMatcher>) -> Vec<Span> {
+        let decider = self
+            .dicts
+            .model
+            .as_ref()
+            .map(|m| (m, model::logit(m.threshold(self.mode))));
+        self.detect_with(text, known, decider)
+    }
+
+    /// [`Scrubber::detect`] with another model and threshold (a margin),
+    /// or none: the rules alone, in this scrubber's mode.
+    pub fn detect_with(
+        &self,
+        text: &str,
+        known: Option<&KnownMatcher>,
+        decider: Option<(&model::PhiModel, f32)>,
+    ) -> Vec<Span> {
         let mut spans = Vec::new();
         let mut offset = 0;
         for piece in pieces(text, PIECE) {
-            // The rules see only this piece's spans, in its own offsets.
-            let mut found = Vec::new();
-            if let Some(k) = known {
-                k.find(piece, &mut found);
-            }
-            self.patterns.find(piece, &mut found);
-            names::find(piece, &self.dicts, self.mode, &mut found);
-            spans.extend(found.into_iter().map(|s| Span {
-                start: s.start + offset,
-                end: s.end + offset,
-                ..s
+            // Rules and model read the normalized piece; its spans are
+            // mapped back to the piece, then to the text.
+            let norm = normalize::Normalized::new(piece);
+            let found = self.candidates(&norm.text, known, decider.is_some());
+            let found = match decider {
+                Some((m, threshold)) => {
+                    let judged = model::judged_rules(m, self.mode);
+                    decide(&norm.text, found, &self.dicts, m, threshold, judged)
+                }
+                None => found,
+            };
+            spans.extend(found.into_iter().map(|s| {
+                let (start, end) = norm.original(s.start, s.end);
+                Span {
+                    start: start + offset,
+                    end: end + offset,
+                    ..s
+                }
             }));
             offset += piece.len();
         }
         merge(text.as_bytes(), spans)
+    }
+
+    /// Every span the rules find in `text`, unmerged: the patient's own
+    /// identifiers, the patterns, and the name and place rules. When a
+    /// model is to decide (`for_model`), without strict mode's unsafe-word
+    /// fallback: the model scores every unsafe word itself.
+    pub fn candidates(
+        &self,
+        text: &str,
+        known: Option<&KnownMatcher>,
+        for_model: bool,
+    ) -> Vec<Span> {
+        let mut found = Vec::new();
+        if let Some(k) = known {
+            k.find(text, &mut found);
+        }
+        self.patterns.find(text, &mut found);
+        let mode = if for_model {
+            TextMode::Balanced
+        } else {
+            self.mode
+        };
+        names::find(text, &self.dicts, mode, &mut found);
+        found
     }
 
     /// Detects and replaces PHI in `text`.
@@ -187,6 +247,24 @@ impl Scrubber {
         let spans = self.detect(text, ctx.known);
         replace::apply(text, &spans, ctx, &self.dicts, tally)
     }
+}
+
+/// The spans the model keeps of the rules' candidates `found` in `text`:
+/// a token is PHI when its margin reaches `threshold`; only the spans of
+/// the `judged` rules can be dropped.
+fn decide(
+    text: &str,
+    found: Vec<Span>,
+    dicts: &Dictionaries,
+    model: &model::PhiModel,
+    threshold: f32,
+    judged: u128,
+) -> Vec<Span> {
+    let view = model::View::new(text, &found, dicts);
+    let phi: Vec<bool> = (0..view.tokens.len())
+        .map(|i| view.candidate(i) && model.is_phi(&view, i, threshold))
+        .collect();
+    model::decide::spans(&view, &found, &phi, judged)
 }
 
 /// The most text detection reads at once (1 MiB). Notes are far shorter;
@@ -227,7 +305,7 @@ fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
 /// category of its longest part. Places and addresses one space apart become
 /// one span ("Calvert Hospital" is one place), names stay word by word so
 /// that first and last names get their own surrogates.
-fn merge(text: &[u8], mut spans: Vec<Span>) -> Vec<Span> {
+pub(crate) fn merge(text: &[u8], mut spans: Vec<Span>) -> Vec<Span> {
     spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut out: Vec<Span> = Vec::with_capacity(spans.len());
     let place = |c: Category| matches!(c, Category::Location | Category::Address);
@@ -364,11 +442,49 @@ mod tests {
         Scrubber::new(Dictionaries::load(&dir).unwrap()).with_mode(mode)
     }
 
-    #[test]
-    fn planted_identifiers_are_found_in_both_modes() {
+    /// Identifiers written to slip past matching, in notes of a record
+    /// whose Patient is unknown (so no known identifiers help).
+    const DISGUISED: &[(&str, &str)] = &[
+        ("Wife\u{00A0}Hortensia at bedside.", "Hortensia"),
+        (
+            "Seen by Dr.\u{2009}Ｑｕａｘｗｏｒｔｈ today.",
+            "Ｑｕａｘｗｏｒｔｈ",
+        ),
+        ("Seen by Dr. Quax\u{200B}worth today.", "Quax\u{200B}worth"),
+        (
+            "Patient: BLENKINSOP,\nHORTENSIA\nAdmitted for CHF.",
+            "BLENKINSOP",
+        ),
+        (
+            "Patient: BLENKINSOP,\nHORTENSIA\nAdmitted for CHF.",
+            "HORTENSIA",
+        ),
+        (
+            "Write to hortensia.b at example dot com for results.",
+            "hortensia.b at example dot com",
+        ),
+        (
+            "Reached her at hblenkinsop at gmail dot com today.",
+            "hblenkinsop at gmail dot com",
+        ),
+        ("Signed, HORTENSIA BLENKINSOP MD", "HORTENSIA"),
+        (
+            "LIVES AT 12 LINDEN STREET WITH HER SON.",
+            "12 LINDEN STREET",
+        ),
+        (
+            "lives at 12 linden street with her son.",
+            "12 linden street",
+        ),
+        ("97M with CHF, DNR.", "97"),
+        ("Pt is a 97 yo F.", "97"),
+    ];
+
+    /// Each `(text, phi)`: `phi` lies inside one detected span, in both modes.
+    fn assert_covered_in_both_modes(cases: &[(&str, &str)]) {
         for mode in [TextMode::Balanced, TextMode::Strict] {
             let s = scrubber(mode);
-            for (text, phi) in PLANTED {
+            for (text, phi) in cases {
                 let at = text.find(phi).unwrap();
                 let spans = s.detect(text, None);
                 assert!(
@@ -379,6 +495,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn disguised_identifiers_are_found_in_both_modes() {
+        assert_covered_in_both_modes(DISGUISED);
+    }
+
+    #[test]
+    fn planted_identifiers_are_found_in_both_modes() {
+        assert_covered_in_both_modes(PLANTED);
     }
 
     /// Drug names, eponyms and ordinary clinical words stay in balanced mode.
@@ -401,19 +527,34 @@ mod tests {
     }
 
     #[test]
-    fn strict_mode_replaces_unknown_words_balanced_keeps_them() {
+    fn strict_mode_finds_more_than_balanced() {
+        let text = "Pt seen by Dr. Zorblatt for the flurbish. Filed as 052647; CD34 count 12.";
+        let words = |mode| {
+            let spans = scrubber(mode).detect(text, None);
+            spans
+                .iter()
+                .map(|s| &text[s.start..s.end])
+                .collect::<Vec<&str>>()
+        };
+        let (strict, balanced) = (words(TextMode::Strict), words(TextMode::Balanced));
+        assert!(balanced.contains(&"Zorblatt"), "{balanced:?}");
+        assert!(
+            balanced.iter().all(|w| strict.contains(w)),
+            "{strict:?} {balanced:?}"
+        );
+        // CD34 is safe in both.
+        assert!(!strict.contains(&"CD34"), "{strict:?}");
+    }
+
+    #[test]
+    fn rules_alone_in_strict_mode_replace_every_unknown_word() {
         let text = "Pt seen by Dr. Zorblatt for the flurbish.";
-        let strict = scrubber(TextMode::Strict).detect(text, None);
-        let strict: Vec<&str> = strict.iter().map(|s| &text[s.start..s.end]).collect();
-        assert_eq!(strict, ["Zorblatt", "flurbish"]);
-        let balanced = scrubber(TextMode::Balanced).detect(text, None);
-        let balanced: Vec<&str> = balanced.iter().map(|s| &text[s.start..s.end]).collect();
-        assert_eq!(balanced, ["Zorblatt"]);
-        // Codes and long numbers no pattern claims: strict only; CD34 is safe.
-        let text = "Filed as 052647 under rg17; CD34 count 12.";
-        let strict = scrubber(TextMode::Strict).detect(text, None);
-        let strict: Vec<&str> = strict.iter().map(|s| &text[s.start..s.end]).collect();
-        assert_eq!(strict, ["052647", "rg17"]);
-        assert!(scrubber(TextMode::Balanced).detect(text, None).is_empty());
+        let s = scrubber(TextMode::Strict).without_model();
+        let found: Vec<&str> = s
+            .detect(text, None)
+            .iter()
+            .map(|s| &text[s.start..s.end])
+            .collect();
+        assert_eq!(found, ["Zorblatt", "flurbish"]);
     }
 }

@@ -201,7 +201,7 @@ fn found_words(ctx: &Ctx<'_>, found: &[Span]) -> (HashMap<Vec<u8>, Category>, Ve
 
 /// Nouns that make the word before them an eponym ("Hodgkin lymphoma",
 /// "Parkinson's disease", "Glasgow coma scale"), not a person or a place.
-const EPONYM_NOUNS: &[&str] = &[
+pub(crate) const EPONYM_NOUNS: &[&str] = &[
     "disease",
     "diseases",
     "syndrome",
@@ -295,7 +295,7 @@ fn drop_eponyms(bytes: &[u8], spans: &mut Vec<Span>, from: usize) {
     }
 }
 
-fn eponym_follows(bytes: &[u8], end: usize, nouns: &[&str]) -> bool {
+pub(crate) fn eponym_follows(bytes: &[u8], end: usize, nouns: &[&str]) -> bool {
     let mut i = end;
     // "Parkinson's disease", "Guillain-Barre syndrome", "Swan-Ganz catheter".
     if bytes[i..].starts_with(b"'s") {

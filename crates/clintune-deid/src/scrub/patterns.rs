@@ -18,6 +18,7 @@ fn alternatives() -> Vec<(Rule, Category, String)> {
     let m = MONTH;
     vec![
         (Rule::Email, Category::Email, r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}".into()),
+        (Rule::EmailSpelled, Category::Email, r"(?i:\b[a-z0-9._%+-]+\s*(?:\(at\)|\[at\]|\bat\b)\s*[a-z0-9-]+(?:\s*(?:\(dot\)|\[dot\]|\bdot\b|\.)\s*[a-z0-9-]+)*?\s*(?:\(dot\)|\[dot\]|\bdot\b)\s*(?:com|org|net|edu|gov|mil|info|biz|io|us|uk|ca)\b)".into()),
         (Rule::Url, Category::Url, r#"(?i:\b(?:https?://|ftp://|www\.)[^\s<>"'()\[\]]+)"#.into()),
         (Rule::Ip, Category::Ip, r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b".into()),
         (Rule::Ipv6, Category::Ip, r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|(?:\b[0-9a-f]{1,4}:){2,6}:(?:[0-9a-f]{1,4}\b(?::[0-9a-f]{1,4}\b){0,5})?|(?:\b[0-9a-f]{1,4})?::(?:[0-9a-f]{1,4}:){1,6}[0-9a-f]{1,4}\b)".into()),

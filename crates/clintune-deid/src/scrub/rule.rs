@@ -34,6 +34,8 @@ rules! {
     // they stay identifiers.
     /// An e-mail address.
     Email => "email",
+    /// An e-mail address written out: `name at example dot com`.
+    EmailSpelled => "email_spelled",
     /// A URL.
     Url => "url",
     /// An IPv4 address.
@@ -158,6 +160,8 @@ rules! {
     SiteTerm => "site-term",
     /// Strict mode: a word that is not known to be safe.
     UnsafeWord => "unsafe-word",
+    /// A token the learned model marked where no rule had (`model/`).
+    Model => "model",
 
     // The patient's own identifiers (known.rs).
     /// The patient's given or family name.

@@ -3,7 +3,8 @@
 use super::Rule;
 use chrono::{Datelike, Duration, NaiveDate};
 
-const MONTHS: [&str; 12] = [
+/// Month names, January first.
+pub(crate) const MONTHS: [&str; 12] = [
     "january",
     "february",
     "march",

@@ -1,0 +1,131 @@
+//! The learned PHI model: its training reproduces committed weights byte
+//! for byte, and the command's errors and modes say what they do.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// Trains with `clintune deid train-model` and returns the file it wrote.
+fn train(format: &str, corpus: &Path, name: &str, out: &Path) -> String {
+    let run = clintune(
+        &[
+            "deid",
+            "train-model",
+            "--format",
+            format,
+            &s(corpus),
+            "--name",
+            name,
+            "--out",
+            &s(out),
+        ],
+        None,
+    );
+    ok(&run);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("out-of-fold") && stdout.contains("balanced:"),
+        "{stdout}"
+    );
+    std::fs::read_to_string(out).unwrap()
+}
+
+#[test]
+fn training_on_the_synthetic_transcripts_reproduces_the_committed_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = train(
+        "brat",
+        &repo().join("tests/fixtures/deid-transcripts"),
+        "deid-transcripts",
+        &dir.path().join("m.txt"),
+    );
+    let committed =
+        std::fs::read_to_string(repo().join("tests/fixtures/deid-model/transcripts-model.txt"))
+            .unwrap();
+    assert!(made.lines().count() > 1000, "a real model, not a header");
+    assert!(
+        made == committed,
+        "training no longer reproduces the committed weights"
+    );
+}
+
+/// The shipped model is trained on the development half of the PhysioNet
+/// corpus, which may not be committed (GPL): where `../shared` has it, the
+/// training must reproduce `deid/dictionaries/phi-model.txt` exactly.
+#[test]
+fn the_shipped_model_reproduces_from_the_development_corpus_where_it_is_present() {
+    let corpus = repo().join("../shared/corpora/physionet-deid-dev");
+    if !corpus.join("id.text").is_file() {
+        eprintln!("skipped: {} is not here", corpus.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let made = train(
+        "physionet",
+        &corpus,
+        "physionet-deid-dev",
+        &dir.path().join("m.txt"),
+    );
+    let shipped = std::fs::read_to_string(repo().join("deid/dictionaries/phi-model.txt")).unwrap();
+    assert!(
+        made == shipped,
+        "the shipped model is not what its training gives"
+    );
+}
+
+#[test]
+fn a_corpus_without_annotations_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("a.txt"), "Seen by Dr. Quaxworth.").unwrap();
+    let out = dir.path().join("m.txt");
+    let run = clintune(
+        &[
+            "deid",
+            "train-model",
+            "--format",
+            "brat",
+            &s(&corpus),
+            "--out",
+            &s(&out),
+        ],
+        None,
+    );
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("no annotated PHI spans") && err.contains("corpus"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn eval_says_whether_the_model_decides_and_can_score_the_rules_alone() {
+    let corpus = repo().join("tests/fixtures/deid-transcripts");
+    let with = clintune(&["deid", "eval", "--format", "brat", &s(&corpus)], None);
+    ok(&with);
+    let with = String::from_utf8_lossy(&with.stdout).into_owned();
+    assert!(with.contains("mode balanced, learned model"), "{with}");
+    let alone = clintune(
+        &[
+            "deid",
+            "eval",
+            "--format",
+            "brat",
+            &s(&corpus),
+            "--rules-only",
+        ],
+        None,
+    );
+    ok(&alone);
+    let alone = String::from_utf8_lossy(&alone.stdout).into_owned();
+    assert!(alone.contains("mode balanced, rules only"), "{alone}");
+    assert_ne!(
+        with.lines().find(|l| l.starts_with("PPV")),
+        alone.lines().find(|l| l.starts_with("PPV")),
+        "the model changes the decision"
+    );
+}
