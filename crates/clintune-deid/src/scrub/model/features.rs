@@ -9,9 +9,9 @@
 
 use crate::scrub::dictionary::Dictionaries;
 use crate::scrub::lexicon::{
-    CLINICAL, CUE, EXTRA_NAME, FACILITY, FACILITY_NAME, FIRST, GREETING, ID_CUE, LAST, NAME_AFTER,
-    NOT_NAME, PLACE, PLACE_CUE, PREP, RELATION, ROLE, SAFE, SAFE_CLASSES, STATE, STOP, TITLE,
-    letter_cases,
+    CLINICAL, COMMON, CUE, EXTRA_NAME, FACILITY, FACILITY_NAME, FIRST, GREETING, ID_CUE, LAST,
+    NAME_AFTER, NOT_NAME, PLACE, PLACE_CUE, PREP, RELATION, ROLE, SAFE, SAFE_CLASSES, STATE, STOP,
+    TITLE, letter_cases,
 };
 use crate::scrub::names::{EPONYM_NOUNS, eponym_follows};
 use crate::scrub::{Category, Rule, Span};
@@ -291,9 +291,10 @@ impl<'a> View<'a> {
     }
 
     /// Worth scoring: a token the rules found, one not known to be safe, a
-    /// number, or a capitalised word of a name or place list in a mixed-case
-    /// text ("Hope", "Sterling"). The rest (safe words no rule touched and no
-    /// list names) are never PHI.
+    /// number, or a capitalised word of a name or place list that is not an
+    /// ordinary English word, in a mixed-case text ("Sterling"; not
+    /// "Patient", a Census surname). The rest (safe words no rule touched)
+    /// are never PHI.
     ///
     /// A word before an eponym's noun ("Cushing syndrome", "Babinski sign")
     /// that no rule found is not a candidate either: the name rules already
@@ -302,7 +303,8 @@ impl<'a> View<'a> {
         let t = &self.tokens[i];
         let listed_capital = t.capital
             && self.case != TextCase::Upper
-            && t.flags & (FIRST | LAST | EXTRA_NAME | PLACE) != 0;
+            && t.flags & (FIRST | LAST | EXTRA_NAME | PLACE) != 0
+            && t.flags & COMMON == 0;
         let worth = self.rules[i] != 0 || !t.safe || t.digits > 0 || listed_capital;
         let eponym =
             self.rules[i] == 0 && t.digits == 0 && eponym_follows(self.bytes, t.end, EPONYM_NOUNS);
