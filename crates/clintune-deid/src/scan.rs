@@ -54,9 +54,19 @@ pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
             .unwrap_or(&path)
             .display()
             .to_string();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        // The model weighs the contexts of prose (dataset text, the model
+        // card); a config value or a vocabulary entry has none, and the
+        // rules alone judge it, as they judge folder names.
+        let prose = matches!(ext, "parquet" | "md");
         let mut check = |place: String, text: &str| {
             report.strings += 1;
-            for span in scrubber.detect(text, None) {
+            let spans = if prose {
+                scrubber.detect(text, None)
+            } else {
+                scrubber.detect_with(text, None, None)
+            };
+            for span in spans {
                 report.findings.push(Finding {
                     file: name.clone(),
                     place: place.clone(),
@@ -66,7 +76,6 @@ pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
                 });
             }
         };
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let read = match ext {
             "parquet" => parquet_strings(&path, &mut check),
             "json" => json_strings(&path, &mut check),
