@@ -29,17 +29,35 @@ pub fn spans(view: &View<'_>, found: &[Span], phi: &[bool], judged: u128) -> Vec
             out.push(s.clone());
         }
     }
-    for (k, t) in view.tokens.iter().enumerate() {
-        if phi[k] && !covered[k] {
-            out.push(Span {
-                start: t.start,
-                end: t.end,
-                category: category_of(view, k),
-                rule: Rule::Model,
-            });
+    let alone = |k: usize| phi[k] && !covered[k];
+    let mut k = 0;
+    while k < view.tokens.len() {
+        if !alone(k) {
+            k += 1;
+            continue;
         }
+        // Marked tokens joined by a punctuation mark or two ("5/5",
+        // "12-25") are one identifier, replaced as one.
+        let mut last = k;
+        while last + 1 < view.tokens.len() && alone(last + 1) && joined(view, last) {
+            last += 1;
+        }
+        out.push(Span {
+            start: view.tokens[k].start,
+            end: view.tokens[last].end,
+            category: category_of(view, k..=last),
+            rule: Rule::Model,
+        });
+        k = last + 1;
     }
     out
+}
+
+/// Token `k` and the next one stand in one chunk: one or two punctuation
+/// marks between them, no space.
+fn joined(view: &View<'_>, k: usize) -> bool {
+    let gap = &view.bytes[view.tokens[k].end..view.tokens[k + 1].start];
+    (1..=2).contains(&gap.len()) && gap.iter().all(u8::is_ascii_punctuation)
 }
 
 /// Rules whose matches are Safe Harbor identifiers by definition, not by
@@ -74,13 +92,14 @@ fn token_range(view: &View<'_>, starts: &[usize], s: &Span) -> std::ops::Range<u
     begin..end
 }
 
-/// A token marked by the model alone: a number is an identifier, a word on a
-/// name list a name (so it gets a surrogate), anything else unclassed.
-fn category_of(view: &View<'_>, k: usize) -> Category {
-    let t = &view.tokens[k];
-    if t.digits > 0 {
+/// Tokens marked by the model alone: with a number in them an identifier, a
+/// word on a name list a name (so it gets a surrogate), anything else
+/// unclassed.
+fn category_of(view: &View<'_>, run: std::ops::RangeInclusive<usize>) -> Category {
+    let tokens = &view.tokens[run];
+    if tokens.iter().any(|t| t.digits > 0) {
         Category::Id
-    } else if t.flags & (FIRST | LAST | EXTRA_NAME) != 0 {
+    } else if tokens.len() == 1 && tokens[0].flags & (FIRST | LAST | EXTRA_NAME) != 0 {
         Category::Name
     } else {
         Category::Unknown
@@ -128,6 +147,31 @@ mod tests {
             ]
         );
         assert_eq!(out[1].category, Category::Unknown);
+    }
+
+    #[test]
+    fn marked_tokens_joined_by_punctuation_are_one_span_words_apart_are_not() {
+        let text = "Seen 12/25 by Quaxworth and Blenkinsop, 617-555.";
+        let view = View::new(text, &[], repo_dictionaries());
+        let phi: Vec<bool> = view
+            .tokens
+            .iter()
+            .map(|t| !["Seen", "by", "and"].contains(&&text[t.start..t.end]))
+            .collect();
+        let out = spans(&view, &[], &phi, u128::MAX);
+        let got: Vec<(&str, Category)> = out
+            .iter()
+            .map(|s| (&text[s.start..s.end], s.category))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("12/25", Category::Id),
+                ("Quaxworth", Category::Unknown),
+                ("Blenkinsop", Category::Unknown),
+                ("617-555", Category::Id)
+            ]
+        );
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //!
 //! Features are (template, value) pairs hashed into a fixed table, so the
 //! model costs one lookup per feature. A value is never a word the lists do
-//! not know: an unknown word is seen only by its shape, its case and the
-//! lists it is on, so the weights carry no names and the model learns
-//! contexts rather than a corpus's surrogates.
+//! not know: an unknown word is seen only by its shape, its case, its last
+//! three letters, the lists it is on and how the same word is written
+//! elsewhere in the text, so the weights carry no names and the model learns
+//! contexts rather than a corpus's surrogates. A number is seen by its kind
+//! (a month, a day, a year, an age over 89) and the shape of the chunk it
+//! stands in (`9/9`, `120/80`, `(617)555-0199`).
 
 use crate::scrub::dictionary::Dictionaries;
 use crate::scrub::lexicon::{
@@ -99,7 +102,13 @@ templates! {
     LineStart => "line-start&shape",
     Digits => "digits",
     DigitsPrevWord => "digits&w-1",
+    DigitsNextWord => "digits&w+1",
     Misspelt => "one-edit-from-safe",
+    Chunk => "chunk",
+    ChunkPrev => "chunk-1",
+    ChunkNext => "chunk+1",
+    Elsewhere => "elsewhere",
+    Suffix => "suffix",
 }
 
 impl Template {
@@ -107,6 +116,13 @@ impl Template {
     pub fn from_name(name: &str) -> Option<Template> {
         Template::ALL.iter().copied().find(|t| t.name() == name)
     }
+}
+
+/// FNV-1a of `bytes`.
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The table slot of a feature: FNV-1a over the template and the value.
@@ -176,7 +192,20 @@ pub struct Tok {
     pub capital: bool,
     /// First token of its line.
     pub line_start: bool,
+    /// What the text says of the same word elsewhere ([`ELSE_LOWER`], ...).
+    pub elsewhere: u8,
 }
+
+/// The same word stands elsewhere in the text written all in lower case.
+pub const ELSE_LOWER: u8 = 1;
+/// The same word stands elsewhere capitalised, not first on its line.
+pub const ELSE_CAPITAL: u8 = 2;
+/// A rule found the same word elsewhere.
+pub const ELSE_RULE: u8 = 4;
+/// The word occurs twice in the text.
+pub const ELSE_TWICE: u8 = 8;
+/// The word occurs three times or more.
+pub const ELSE_OFTEN: u8 = 16;
 
 /// A text as the model reads it.
 #[derive(Debug)]
@@ -257,6 +286,7 @@ impl<'a> View<'a> {
                 digits,
                 capital: word[0].is_ascii_uppercase(),
                 line_start: tokens.is_empty() || bytes[prev_end..start].contains(&b'\n'),
+                elsewhere: 0,
             });
             prev_end = end;
         }
@@ -271,7 +301,70 @@ impl<'a> View<'a> {
             dicts,
         };
         view.mark(found);
+        view.mark_elsewhere();
         view
+    }
+
+    /// Records on each word what its other occurrences in the text say: a
+    /// name is written the same way throughout a note, an ordinary word
+    /// turns up in lower case somewhere, and a word a rule found once is
+    /// likely the same PHI again.
+    fn mark_elsewhere(&mut self) {
+        #[derive(Default, Clone, Copy)]
+        struct Seen {
+            count: u32,
+            lower: u32,
+            capital: u32,
+            rule: u32,
+        }
+        let mixed = self.case == TextCase::Mixed;
+        let own = |t: &Tok, rules: u128, bytes: &[u8]| {
+            let word = &bytes[t.start..t.end];
+            Seen {
+                count: 1,
+                lower: u32::from(mixed && !word.iter().any(u8::is_ascii_uppercase)),
+                capital: u32::from(mixed && t.capital && !t.line_start),
+                rule: u32::from(rules != 0),
+            }
+        };
+        // Occurrences grouped by sorting on a hash of the word, not in a
+        // hash table: the words come from the input, and colliding words
+        // can slow a sort no more than any others. A group is then split
+        // where the words differ, so a collision only splits a count.
+        let mut order: Vec<(u64, usize)> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.digits == 0 && t.end - t.start >= 2)
+            .map(|(i, t)| (fnv64(&self.lower[t.start..t.end]), i))
+            .collect();
+        order.sort_unstable();
+        let mut bits = vec![0u8; self.tokens.len()];
+        for group in order.chunk_by(|a, b| a.0 == b.0 && self.word(a.1) == self.word(b.1)) {
+            let of = |i: usize| own(&self.tokens[i], self.rules[i], self.bytes);
+            let all = group.iter().fold(Seen::default(), |a, &(_, i)| {
+                let o = of(i);
+                Seen {
+                    count: a.count + 1,
+                    lower: a.lower + o.lower,
+                    capital: a.capital + o.capital,
+                    rule: a.rule + o.rule,
+                }
+            });
+            for &(_, i) in group {
+                let o = of(i);
+                let mut b = 0;
+                b |= ELSE_LOWER * u8::from(all.lower > o.lower);
+                b |= ELSE_CAPITAL * u8::from(all.capital > o.capital);
+                b |= ELSE_RULE * u8::from(all.rule > o.rule);
+                b |= ELSE_TWICE * u8::from(all.count == 2);
+                b |= ELSE_OFTEN * u8::from(all.count > 2);
+                bits[i] = b;
+            }
+        }
+        for (t, b) in self.tokens.iter_mut().zip(bits) {
+            t.elsewhere = b;
+        }
     }
 
     /// Records on each token the rules and categories of the spans over it.
@@ -374,12 +467,24 @@ impl<'a> View<'a> {
         if t.line_start {
             sink.add(Template::LineStart, sh);
         }
+        self.chunk_features(i, sink);
+        self.elsewhere_features(t, sink);
+        self.suffix_features(i, sink);
         if t.digits > 0 {
-            let d = [b'0' + t.digits.min(9)];
+            // A number by its kind (a month, a year, an age over 89), a
+            // word with digits in it by their count.
+            let word = &self.bytes[t.start..t.end];
+            let d = if usize::from(t.digits) == word.len() {
+                [b'#', number_class(word)]
+            } else {
+                [b'0' + t.digits.min(9), b'd']
+            };
             sink.add(Template::Digits, &d);
             let mut w = [0u8; MAX_WORD + 1];
             let wl = self.word_or_shape(prev, &mut w);
             sink.add(Template::DigitsPrevWord, join(&mut cat, &[&d, &w[..wl]]));
+            let wl = self.word_or_shape(next, &mut w);
+            sink.add(Template::DigitsNextWord, join(&mut cat, &[&d, &w[..wl]]));
         }
     }
 
@@ -476,6 +581,75 @@ impl<'a> View<'a> {
         sink.add(Template::WordNext2, &w[..len]);
     }
 
+    /// The shapes of the chunk of text without spaces that token `i` stands
+    /// in (the token's place marked by `_`), and of the chunks either side:
+    /// `d/d` ("9/9") and `ddd/dd` ("120/80") read differently.
+    fn chunk_features(&self, i: usize, sink: &mut impl Sink) {
+        let t = &self.tokens[i];
+        let (from, to) = chunk_around(self.bytes, t.start, t.end);
+        let mut out = [0u8; CHUNK_SHAPE];
+        let n = chunk_shape(&self.bytes[from..to], Some(t.start - from), &mut out);
+        sink.add(Template::Chunk, &out[..n]);
+        let before = trim_end_spaces(&self.bytes[..from]);
+        let n = match before {
+            0 => 0,
+            end => {
+                let (f, e) = chunk_around(self.bytes, end, end);
+                chunk_shape(&self.bytes[f..e], None, &mut out)
+            }
+        };
+        sink.add(Template::ChunkPrev, &out[..n]);
+        let after = to
+            + self.bytes[to..]
+                .iter()
+                .take_while(|c| c.is_ascii_whitespace())
+                .count();
+        let n = if after < self.bytes.len() {
+            let (f, e) = chunk_around(self.bytes, after, after);
+            chunk_shape(&self.bytes[f..e], None, &mut out)
+        } else {
+            0
+        };
+        sink.add(Template::ChunkNext, &out[..n]);
+    }
+
+    /// The last two and three letters of a word of four letters or more:
+    /// drug and clinical words end alike ("-olol", "-itis", "-emia"), and
+    /// so do misspellings of them; three letters name nobody.
+    fn suffix_features(&self, i: usize, sink: &mut impl Sink) {
+        let t = &self.tokens[i];
+        let w = self.word(i);
+        if t.digits > 0 || w.len() < 4 || !w.iter().all(u8::is_ascii_alphabetic) {
+            return;
+        }
+        sink.add(Template::Suffix, &w[w.len() - 2..]);
+        sink.add(Template::Suffix, &w[w.len() - 3..]);
+    }
+
+    fn elsewhere_features(&self, t: &Tok, sink: &mut impl Sink) {
+        if t.digits > 0 || t.end - t.start < 2 {
+            return;
+        }
+        let e = t.elsewhere;
+        let count: &[u8] = if e & ELSE_OFTEN != 0 {
+            b"n3+"
+        } else if e & ELSE_TWICE != 0 {
+            b"n2"
+        } else {
+            b"n1"
+        };
+        sink.add(Template::Elsewhere, count);
+        for (bit, name) in [
+            (ELSE_LOWER, &b"lower"[..]),
+            (ELSE_CAPITAL, b"capital"),
+            (ELSE_RULE, b"rule"),
+        ] {
+            if e & bit != 0 {
+                sink.add(Template::Elsewhere, name);
+            }
+        }
+    }
+
     /// The punctuation just before and just after token `i`: up to three
     /// characters that are not spaces, `n` for a line end.
     fn punctuation(&self, i: usize) -> (([u8; 3], usize), ([u8; 3], usize)) {
@@ -560,6 +734,94 @@ pub fn shape(word: &[u8], out: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// Longest chunk shape kept.
+const CHUNK_SHAPE: usize = 16;
+/// How far a chunk is read either side of its token.
+const CHUNK_REACH: usize = 24;
+
+/// The chunk without spaces around `start..end` (bytes), read at most
+/// [`CHUNK_REACH`] bytes either way.
+fn chunk_around(b: &[u8], start: usize, end: usize) -> (usize, usize) {
+    let back = b[start.saturating_sub(CHUNK_REACH)..start]
+        .iter()
+        .rev()
+        .take_while(|c| !c.is_ascii_whitespace())
+        .count();
+    let ahead = b[end..(end + CHUNK_REACH).min(b.len())]
+        .iter()
+        .take_while(|c| !c.is_ascii_whitespace())
+        .count();
+    (start - back, end + ahead)
+}
+
+/// Length of `b` without its trailing white space.
+fn trim_end_spaces(b: &[u8]) -> usize {
+    b.len()
+        - b.iter()
+            .rev()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count()
+}
+
+/// The shape of a chunk: letters as in [`shape`], punctuation as it is,
+/// each number by its kind ([`number_class`]), `_` where `mark` is.
+fn chunk_shape(chunk: &[u8], mark: Option<usize>, out: &mut [u8; CHUNK_SHAPE]) -> usize {
+    let mut n = 0;
+    let push = |c: u8, out: &mut [u8; CHUNK_SHAPE], n: &mut usize| {
+        if *n < CHUNK_SHAPE {
+            out[*n] = c;
+            *n += 1;
+        }
+    };
+    let mut i = 0;
+    while i < chunk.len() {
+        if mark == Some(i) {
+            push(b'_', out, &mut n);
+        }
+        let c = chunk[i];
+        if c.is_ascii_digit() {
+            let run = chunk[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            push(number_class(&chunk[i..i + run]), out, &mut n);
+            i += run;
+            continue;
+        }
+        let s = match c {
+            b'A'..=b'Z' => b'X',
+            b'a'..=b'z' => b'x',
+            0x80.. => b'u',
+            other => other,
+        };
+        if !(n > 0 && out[n - 1] == s && s.is_ascii_alphabetic()) {
+            push(s, out, &mut n);
+        }
+        i += 1;
+    }
+    n
+}
+
+/// A number's kind: `m` 1 to 12 (a month or a day), `D` 13 to 31 (a day),
+/// `n` 32 to 89 or 0, `a` 90 to 99 (an age Safe Harbor counts), `c` 100 to
+/// 119, `h` other three digits, `t` four digits from `0` (a time), `Y` a
+/// year 1900 to 2099, `q` other four digits, `L` five or more.
+fn number_class(d: &[u8]) -> u8 {
+    let value = d
+        .iter()
+        .take(5)
+        .fold(0u32, |v, c| v * 10 + u32::from(c.wrapping_sub(b'0')));
+    match d.len() {
+        1 | 2 if (1..=12).contains(&value) => b'm',
+        1 | 2 if (13..=31).contains(&value) => b'D',
+        1 | 2 if value >= 90 => b'a',
+        1 | 2 => b'n',
+        3 if value <= 119 && d[0] != b'0' => b'c',
+        3 => b'h',
+        4 if d[0] == b'0' => b't',
+        4 if (1900..=2099).contains(&value) => b'Y',
+        4 => b'q',
+        _ => b'L',
+    }
 }
 
 fn length_class(len: usize) -> u8 {
@@ -692,6 +954,67 @@ mod tests {
         let view = View::new("pt resting with Dr. Smith", &[], repo_dictionaries());
         let cands: Vec<bool> = (0..view.tokens.len()).map(|i| view.candidate(i)).collect();
         assert_eq!(cands, [false, false, false, false, true]);
+    }
+
+    #[test]
+    fn numbers_are_seen_by_their_kind_and_the_chunk_they_stand_in() {
+        let f = features_of("BP 120/80 on 9/14.", &[], "120");
+        assert!(f.contains(&"chunk=_h/n".to_string()), "{f:?}");
+        assert!(f.contains(&"chunk-1=X".to_string()), "{f:?}");
+        assert!(f.contains(&"chunk+1=x".to_string()), "{f:?}");
+        assert!(f.contains(&"digits=#h".to_string()), "{f:?}");
+        let f = features_of("BP 120/80 on 9/14.", &[], "14");
+        assert!(f.contains(&"chunk=m/_D.".to_string()), "{f:?}");
+        let f = features_of("A 97 yo woman", &[], "97");
+        assert!(f.contains(&"digits=#a".to_string()), "{f:?}");
+        assert!(f.contains(&"chunk=_a".to_string()), "{f:?}");
+        let kinds: Vec<u8> = ["7", "0", "45", "1999", "0800", "2150", "123456"]
+            .iter()
+            .map(|d| number_class(d.as_bytes()))
+            .collect();
+        assert_eq!(kinds, b"mnnYtqL");
+    }
+
+    #[test]
+    fn other_occurrences_of_a_word_are_features() {
+        let text = "Spoke with Rose today. BP rose overnight, Rose aware.";
+        let view = View::new(text, &[], repo_dictionaries());
+        let at = |w: &str, nth: usize| {
+            view.tokens
+                .iter()
+                .filter(|t| &text[t.start..t.end] == w)
+                .nth(nth)
+                .unwrap()
+                .elsewhere
+        };
+        // Capitalised twice mid-line, once in lower case: three in all.
+        assert_eq!(at("Rose", 0), ELSE_LOWER | ELSE_CAPITAL | ELSE_OFTEN);
+        assert_eq!(at("rose", 0), ELSE_CAPITAL | ELSE_OFTEN);
+        assert_eq!(at("Spoke", 0), 0);
+        let f = features_of(text, &[], "Rose");
+        for want in ["elsewhere=n3+", "elsewhere=lower", "elsewhere=capital"] {
+            assert!(f.contains(&want.to_string()), "{want}: {f:?}");
+        }
+        let text = "Quaxworth called. Seen by Dr. Quaxworth.";
+        let second = text.rfind("Quaxworth").unwrap();
+        let found = [Span {
+            start: second,
+            end: second + 9,
+            category: Category::Name,
+            rule: Rule::Title,
+        }];
+        let f = features_of(text, &found, "Quaxworth");
+        assert!(f.contains(&"elsewhere=rule".to_string()), "{f:?}");
+        assert!(f.contains(&"elsewhere=n2".to_string()), "{f:?}");
+    }
+
+    #[test]
+    fn long_words_are_seen_by_their_last_letters_short_ones_not() {
+        let f = features_of("Started metoprolol today", &[], "metoprolol");
+        assert!(f.contains(&"suffix=ol".to_string()), "{f:?}");
+        assert!(f.contains(&"suffix=lol".to_string()), "{f:?}");
+        let f = features_of("Started ASA today", &[], "ASA");
+        assert!(f.iter().all(|x| !x.starts_with("suffix=")), "{f:?}");
     }
 
     #[test]
