@@ -122,10 +122,114 @@ fn eval_says_whether_the_model_decides_and_can_score_the_rules_alone() {
     );
     ok(&alone);
     let alone = String::from_utf8_lossy(&alone.stdout).into_owned();
-    assert!(alone.contains("mode balanced, rules only"), "{alone}");
+    assert!(alone.contains("mode balanced, rules alone"), "{alone}");
     assert_ne!(
         with.lines().find(|l| l.starts_with("PPV")),
         alone.lines().find(|l| l.starts_with("PPV")),
         "the model changes the decision"
     );
+}
+
+/// The repository's policy over a copy of its dictionaries in `dir`, whose
+/// model file `edit` may change or remove.
+fn policy_over_copied_dictionaries(dir: &Path, edit: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let dicts = dir.join("dictionaries");
+    copy_dir(&repo().join("deid/dictionaries"), &dicts);
+    edit(&dicts.join("phi-model.txt"));
+    let policy = dir.join("policy.toml");
+    std::fs::copy(repo().join("deid/safe-harbor.toml"), &policy).unwrap();
+    policy
+}
+
+#[test]
+fn a_stale_model_file_does_not_stop_its_retraining_and_eval_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_over_copied_dictionaries(dir.path(), |model| {
+        let stale = std::fs::read_to_string(model).unwrap() + "0.5\tno-such-template\tx\n";
+        std::fs::write(model, stale).unwrap();
+    });
+    let corpus = repo().join("tests/fixtures/deid-transcripts");
+    let eval = clintune(
+        &[
+            "deid",
+            "eval",
+            "--format",
+            "brat",
+            &s(&corpus),
+            "--policy",
+            &s(&policy),
+        ],
+        None,
+    );
+    assert!(!eval.status.success());
+    let err = String::from_utf8_lossy(&eval.stderr);
+    assert!(
+        err.contains("phi-model.txt") && err.contains("unknown feature template"),
+        "{err}"
+    );
+    let rules = clintune(
+        &[
+            "deid",
+            "eval",
+            "--format",
+            "brat",
+            &s(&corpus),
+            "--policy",
+            &s(&policy),
+            "--rules-only",
+        ],
+        None,
+    );
+    ok(&rules);
+    // Training reads the rules, not the file it replaces: the same weights
+    // as the committed model trained over the repository's own folder.
+    let out = dir.path().join("dictionaries/phi-model.txt");
+    let run = clintune(
+        &[
+            "deid",
+            "train-model",
+            "--format",
+            "brat",
+            &s(&corpus),
+            "--name",
+            "deid-transcripts",
+            "--policy",
+            &s(&policy),
+            "--out",
+            &s(&out),
+        ],
+        None,
+    );
+    ok(&run);
+    let committed =
+        std::fs::read_to_string(repo().join("tests/fixtures/deid-model/transcripts-model.txt"))
+            .unwrap();
+    assert!(std::fs::read_to_string(&out).unwrap() == committed);
+}
+
+#[test]
+fn a_run_says_when_the_rules_decide_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_over_copied_dictionaries(dir.path(), |model| {
+        std::fs::remove_file(model).unwrap();
+    });
+    for (extra, decider) in [
+        (vec!["--policy", policy.to_str().unwrap()], "rules alone"),
+        (vec![], "learned model"),
+    ] {
+        let out = dir.path().join(format!("out-{}", extra.len()));
+        let run = deid(&[&sample()], &out, KEY_A, &extra);
+        ok(&run);
+        let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+        assert!(
+            manifest.contains(&format!("\"text_decider\": \"{decider}\"")),
+            "{manifest}"
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(said.contains(&format!("mode, {decider}")), "{said}");
+    }
 }

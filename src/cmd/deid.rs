@@ -256,11 +256,15 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         s.seconds,
         mb / s.seconds.max(1e-9)
     );
-    let mode = s.manifest.config.get("text_mode").and_then(|v| v.as_str());
+    let config = |k: &str| s.manifest.config.get(k).and_then(|v| v.as_str());
     summary!(
-        "policy: {} (free text: {} mode)",
+        "policy: {} (free text: {} mode, {})",
         s.policy,
-        mode.unwrap_or("balanced")
+        config("text_mode").unwrap_or("balanced"),
+        match config("text_decider") {
+            Some("rules alone") => "rules alone: the policy's dictionaries have no phi-model.txt",
+            other => other.unwrap_or("learned model"),
+        }
     );
     summary!("output: {} (manifest {})", s.out.display(), s.manifest.id);
     Ok(())
@@ -282,7 +286,8 @@ fn corpus_format(f: CorpusFormat) -> Format {
 
 fn run_train_model(t: TrainModelArgs) -> anyhow::Result<()> {
     let policy = LoadedPolicy::from_arg(t.policy.as_deref())?;
-    let scrubber = policy.scrubber()?;
+    // The rules propose; the model file being replaced is not read.
+    let scrubber = policy.rules_scrubber()?;
     let notes = eval::load(&t.dir, corpus_format(t.format))
         .with_context(|| format!("reading corpus {}", t.dir.display()))?;
     if notes.iter().all(|n| n.gold.is_empty()) {
@@ -319,15 +324,16 @@ fn run_train_model(t: TrainModelArgs) -> anyhow::Result<()> {
 
 fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
     let policy = LoadedPolicy::from_arg(e.policy.as_deref())?;
-    let mut scrubber = policy.scrubber()?;
+    let mut scrubber = if e.rules_only {
+        policy.rules_scrubber()?
+    } else {
+        policy.scrubber()?
+    };
     if let Some(mode) = e.mode {
         scrubber = scrubber.with_mode(match mode {
             ModeArg::Strict => TextMode::Strict,
             ModeArg::Balanced => TextMode::Balanced,
         });
-    }
-    if e.rules_only {
-        scrubber = scrubber.without_model();
     }
     let mut notes = eval::load(&e.dir, corpus_format(e.format))
         .with_context(|| format!("reading corpus {}", e.dir.display()))?;
@@ -335,15 +341,7 @@ fn run_eval(e: EvalArgs) -> anyhow::Result<()> {
         notes = eval::fold(notes, k, n);
         println!("fold {k}/{n} (patients split by a hash of their id)");
     }
-    println!(
-        "mode {}{}",
-        scrubber.mode().as_str(),
-        if scrubber.dictionaries().model.is_some() {
-            ", learned model"
-        } else {
-            ", rules only"
-        }
-    );
+    println!("mode {}, {}", scrubber.mode().as_str(), scrubber.decider());
     let preds: Vec<_> = notes.iter().map(|n| eval::predict(&scrubber, n)).collect();
     let report = eval::score(&notes, &preds);
     let mut out = std::io::stdout().lock();

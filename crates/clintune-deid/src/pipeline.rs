@@ -215,6 +215,7 @@ fn write_reports(
     let mut b = ManifestBuilder::new("deid", config_hash)
         .config("policy", loaded.policy.name.clone())
         .config("text_mode", loaded.policy.text.mode.as_str())
+        .config("text_decider", d.scrubber.decider())
         .config("key_id", key.key_id())
         .config("as_of", opts.as_of.to_string())
         .config("skip_invalid", opts.skip_invalid)

@@ -232,7 +232,19 @@ impl LoadedPolicy {
     /// Loads the dictionaries (and site terms) this policy names and builds
     /// the free-text scrubber over them.
     pub fn scrubber(&self) -> Result<crate::scrub::Scrubber, DeidError> {
-        let mut dicts = crate::scrub::Dictionaries::load_from(&self.dictionaries)?;
+        self.scrubber_over(crate::scrub::Dictionaries::load_from(&self.dictionaries)?)
+    }
+
+    /// The scrubber with the rules deciding alone: its dictionaries' model
+    /// file is not read (see [`crate::scrub::Dictionaries::load_lists`]).
+    pub fn rules_scrubber(&self) -> Result<crate::scrub::Scrubber, DeidError> {
+        self.scrubber_over(crate::scrub::Dictionaries::load_lists(&self.dictionaries)?)
+    }
+
+    fn scrubber_over(
+        &self,
+        mut dicts: crate::scrub::Dictionaries,
+    ) -> Result<crate::scrub::Scrubber, DeidError> {
         if let Some(path) = &self.site_terms {
             dicts.add_site_terms(path)?;
         }

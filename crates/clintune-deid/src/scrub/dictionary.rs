@@ -81,6 +81,15 @@ impl Dictionaries {
 
     /// Loads the dictionaries from a folder or from the built-in copy.
     pub fn load_from(files: &DictionaryFiles) -> Result<Self, DeidError> {
+        let mut dicts = Self::load_lists(files)?;
+        dicts.model = files.model()?;
+        Ok(dicts)
+    }
+
+    /// The word lists alone, without the learned model: what training a
+    /// model needs, so that a model file written for other features (an
+    /// older or newer clintune) cannot stop its own retraining.
+    pub fn load_lists(files: &DictionaryFiles) -> Result<Self, DeidError> {
         let mut dicts = Self::from_lists(
             files.list("first-names.txt")?,
             files.list("surnames.txt")?,
@@ -91,7 +100,6 @@ impl Dictionaries {
         dicts.add_safe_words(&files.list("philter/safe-words.txt.zst")?);
         dicts.add_names(&files.list("philter/first-names.txt.zst")?);
         dicts.add_names(&files.list("philter/last-names.txt.zst")?);
-        dicts.model = files.model()?;
         Ok(dicts)
     }
 

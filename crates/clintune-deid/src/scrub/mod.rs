@@ -166,6 +166,17 @@ impl Scrubber {
         self.mode
     }
 
+    /// Who decides in free text, as the manifest and the summary say it:
+    /// `learned model`, or `rules alone` when the dictionaries have no
+    /// `phi-model.txt` (or [`Scrubber::without_model`]).
+    pub fn decider(&self) -> &'static str {
+        if self.dicts.model.is_some() {
+            "learned model"
+        } else {
+            "rules alone"
+        }
+    }
+
     /// The dictionaries in use.
     pub fn dictionaries(&self) -> &Dictionaries {
         &self.dicts
