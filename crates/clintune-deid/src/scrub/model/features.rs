@@ -391,7 +391,9 @@ impl<'a> View<'a> {
     ///
     /// A word before an eponym's noun ("Cushing syndrome", "Babinski sign")
     /// that no rule found is not a candidate either: the name rules already
-    /// judged it an eponym.
+    /// judged it an eponym. Nor is a letter and a digit no rule found ("V1",
+    /// "x2", "T4", "v1": leads, vertebrae, doses, versions): no identifier
+    /// is that short, and a longer one is the rules' to find.
     pub fn candidate(&self, i: usize) -> bool {
         let t = &self.tokens[i];
         let listed_capital = t.capital
@@ -399,9 +401,10 @@ impl<'a> View<'a> {
             && t.flags & (FIRST | LAST | EXTRA_NAME | PLACE) != 0
             && t.flags & COMMON == 0;
         let worth = self.rules[i] != 0 || !t.safe || t.digits > 0 || listed_capital;
-        let eponym =
-            self.rules[i] == 0 && t.digits == 0 && eponym_follows(self.bytes, t.end, EPONYM_NOUNS);
-        worth && !eponym
+        let unruled = self.rules[i] == 0;
+        let eponym = unruled && t.digits == 0 && eponym_follows(self.bytes, t.end, EPONYM_NOUNS);
+        let notation = unruled && t.digits == 1 && t.end - t.start == 2;
+        worth && !eponym && !notation
     }
 
     fn word(&self, i: usize) -> &[u8] {
@@ -954,6 +957,29 @@ mod tests {
         let view = View::new("pt resting with Dr. Smith", &[], repo_dictionaries());
         let cands: Vec<bool> = (0..view.tokens.len()).map(|i| view.candidate(i)).collect();
         assert_eq!(cands, [false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_letter_and_a_digit_are_notation_unless_a_rule_found_them() {
+        let text = "ST changes in V1, lasix x2, see notes/v1 and id 7Q";
+        let view = View::new(text, &[], repo_dictionaries());
+        let candidate = |w: &str| {
+            let i = view.tokens.iter().position(|t| &text[t.start..t.end] == w);
+            view.candidate(i.unwrap())
+        };
+        for w in ["V1", "x2", "v1", "7Q"] {
+            assert!(!candidate(w), "{w}");
+        }
+        let at = text.find("7Q").unwrap();
+        let found = [Span {
+            start: at,
+            end: at + 2,
+            category: Category::Id,
+            rule: Rule::IdCtx,
+        }];
+        let view = View::new(text, &found, repo_dictionaries());
+        let i = view.tokens.iter().position(|t| t.start == at).unwrap();
+        assert!(view.candidate(i));
     }
 
     #[test]
