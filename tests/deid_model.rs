@@ -7,21 +7,21 @@ use common::*;
 use std::path::Path;
 
 /// Trains with `clintune deid train-model` and returns the file it wrote.
-fn train(format: &str, corpus: &Path, name: &str, out: &Path) -> String {
-    let run = clintune(
-        &[
-            "deid",
-            "train-model",
-            "--format",
-            format,
-            &s(corpus),
-            "--name",
-            name,
-            "--out",
-            &s(out),
-        ],
-        None,
-    );
+fn train(format: &str, corpus: &Path, name: &str, out: &Path, extra: &[&str]) -> String {
+    let (corpus, out) = (s(corpus), s(out));
+    let mut args = vec![
+        "deid",
+        "train-model",
+        "--format",
+        format,
+        &corpus,
+        "--name",
+        name,
+        "--out",
+        &out,
+    ];
+    args.extend_from_slice(extra);
+    let run = clintune(&args, None);
     ok(&run);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
@@ -39,6 +39,7 @@ fn training_on_the_synthetic_transcripts_reproduces_the_committed_model() {
         &repo().join("tests/fixtures/deid-transcripts"),
         "deid-transcripts",
         &dir.path().join("m.txt"),
+        &[],
     );
     let committed =
         std::fs::read_to_string(repo().join("tests/fixtures/deid-model/transcripts-model.txt"))
@@ -66,6 +67,7 @@ fn the_shipped_model_reproduces_from_the_development_corpus_where_it_is_present(
         &corpus,
         "physionet-deid-dev",
         &dir.path().join("m.txt"),
+        &[],
     );
     let shipped = std::fs::read_to_string(repo().join("deid/dictionaries/phi-model.txt")).unwrap();
     assert!(
@@ -102,24 +104,27 @@ fn a_corpus_without_annotations_is_refused_and_nothing_is_written() {
     assert!(!out.exists());
 }
 
+/// `clintune deid eval` of the synthetic transcripts with `extra` options.
+fn eval_transcripts(extra: &[&str]) -> std::process::Output {
+    let corpus = s(&repo().join("tests/fixtures/deid-transcripts"));
+    let mut args = vec!["deid", "eval", "--format", "brat", &corpus];
+    args.extend_from_slice(extra);
+    clintune(&args, None)
+}
+
 #[test]
 fn eval_says_whether_the_model_decides_and_can_score_the_rules_alone() {
     // Strict mode: alone, the rules replace every unknown word; with the
     // model, only those it marks. (In balanced mode the rules and the model
     // happen to agree on these transcripts.)
-    let corpus = repo().join("tests/fixtures/deid-transcripts");
-    let eval = |extra: &[&str]| {
-        let mut args = vec!["deid", "eval", "--format", "brat", "--mode", "strict"];
-        args.extend_from_slice(extra);
-        let corpus = s(&corpus);
-        args.push(&corpus);
-        let run = clintune(&args, None);
+    let said = |extra: &[&str]| {
+        let run = eval_transcripts(&[&["--mode", "strict"], extra].concat());
         ok(&run);
         String::from_utf8_lossy(&run.stdout).into_owned()
     };
-    let with = eval(&[]);
+    let with = said(&[]);
     assert!(with.contains("mode strict, learned model"), "{with}");
-    let alone = eval(&["--rules-only"]);
+    let alone = said(&["--rules-only"]);
     assert!(alone.contains("mode strict, rules alone"), "{alone}");
     assert_ne!(
         with.lines().find(|l| l.starts_with("PPV")),
@@ -146,63 +151,28 @@ fn a_stale_model_file_does_not_stop_its_retraining_and_eval_names_it() {
         let stale = std::fs::read_to_string(model).unwrap() + "0.5\tno-such-template\tx\n";
         std::fs::write(model, stale).unwrap();
     });
-    let corpus = repo().join("tests/fixtures/deid-transcripts");
-    let eval = clintune(
-        &[
-            "deid",
-            "eval",
-            "--format",
-            "brat",
-            &s(&corpus),
-            "--policy",
-            &s(&policy),
-        ],
-        None,
-    );
+    let policy = s(&policy);
+    let eval = eval_transcripts(&["--policy", &policy]);
     assert!(!eval.status.success());
     let err = String::from_utf8_lossy(&eval.stderr);
     assert!(
         err.contains("phi-model.txt") && err.contains("unknown feature template"),
         "{err}"
     );
-    let rules = clintune(
-        &[
-            "deid",
-            "eval",
-            "--format",
-            "brat",
-            &s(&corpus),
-            "--policy",
-            &s(&policy),
-            "--rules-only",
-        ],
-        None,
-    );
-    ok(&rules);
+    ok(&eval_transcripts(&["--policy", &policy, "--rules-only"]));
     // Training reads the rules, not the file it replaces: the same weights
     // as the committed model trained over the repository's own folder.
-    let out = dir.path().join("dictionaries/phi-model.txt");
-    let run = clintune(
-        &[
-            "deid",
-            "train-model",
-            "--format",
-            "brat",
-            &s(&corpus),
-            "--name",
-            "deid-transcripts",
-            "--policy",
-            &s(&policy),
-            "--out",
-            &s(&out),
-        ],
-        None,
+    let made = train(
+        "brat",
+        &repo().join("tests/fixtures/deid-transcripts"),
+        "deid-transcripts",
+        &dir.path().join("dictionaries/phi-model.txt"),
+        &["--policy", &policy],
     );
-    ok(&run);
     let committed =
         std::fs::read_to_string(repo().join("tests/fixtures/deid-model/transcripts-model.txt"))
             .unwrap();
-    assert!(std::fs::read_to_string(&out).unwrap() == committed);
+    assert!(made == committed);
 }
 
 #[test]
