@@ -8,14 +8,17 @@
 //! markers turned back into spaces and newlines), every string of the other
 //! JSON files (configs, adapter config, chat template), and Markdown files
 //! (the model card). Findings name the file and place; the matched text is
-//! shown masked, since a report of PHI must not be a copy of it.
+//! shown masked, since a report of PHI must not be a copy of it. The words
+//! of the scanned folder's own name are judged by the rules alone (see
+//! `own_names`).
 
 use crate::error::DeidError;
-use crate::scrub::Scrubber;
+use crate::scrub::{Rule, Scrubber};
 use arrow_array::{Array, LargeStringArray, StringArray};
 use clintune_core::WithContext;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// One detection.
@@ -47,6 +50,7 @@ pub struct ScanReport {
 /// Scans every text under `dir` with `scrubber`'s detector.
 pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
     let mut report = ScanReport::default();
+    let own = own_names(dir, scrubber);
     let files = clintune_core::hash::files_under(dir).map_err(DeidError::io(dir))?;
     for path in files {
         let name = path
@@ -66,6 +70,9 @@ pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
             } else {
                 scrubber.detect_with(text, None, None)
             };
+            let spans = spans
+                .into_iter()
+                .filter(|s| !(s.rule == Rule::Model && only_words_of(&text[s.start..s.end], &own)));
             for span in spans {
                 report.findings.push(Finding {
                     file: name.clone(),
@@ -88,6 +95,39 @@ pub fn scan(dir: &Path, scrubber: &Scrubber) -> Result<ScanReport, DeidError> {
         report.files += 1;
     }
     Ok(report)
+}
+
+/// The words of the scanned folder's own name and its parent's
+/// (`quickstart` and `v1` of `checkpoints/quickstart/v1`) that the rules
+/// alone find clean, as they judge folder names in a lineage manifest: an
+/// export's card names the export, and the model, which never saw such
+/// names in training, must not refuse a release for its own name. A name
+/// the rules find stays a finding wherever it stands.
+fn own_names(dir: &Path, scrubber: &Scrubber) -> BTreeSet<String> {
+    let full = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut own = BTreeSet::new();
+    for name in full.iter().rev().take(2).filter_map(|c| c.to_str()) {
+        if scrubber.detect_with(name, None, None).is_empty() {
+            own.extend(words(name).map(str::to_ascii_lowercase));
+        }
+    }
+    own
+}
+
+/// Runs of ASCII letters.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+}
+
+/// True when `text` has words and every one is in `own`.
+fn only_words_of(text: &str, own: &BTreeSet<String>) -> bool {
+    let mut any = false;
+    let all = words(text).all(|w| {
+        any = true;
+        own.contains(&w.to_ascii_lowercase())
+    });
+    any && all
 }
 
 /// The first character and the length: enough to find it, not to read it.
