@@ -262,7 +262,9 @@ fn run_deid(a: RunArgs) -> anyhow::Result<()> {
         s.policy,
         config("text_mode").unwrap_or("balanced"),
         match config("text_decider") {
-            Some("rules alone") => "rules alone: the policy's dictionaries have no phi-model.txt",
+            Some(clintune_deid::scrub::RULES_ALONE) => {
+                "rules alone: the policy's dictionaries have no phi-model.txt"
+            }
             other => other.unwrap_or("learned model"),
         }
     );

@@ -182,8 +182,8 @@ pub fn train(
         .iter()
         .map(|n| eval::fold_of(&n.patient, cfg.folds))
         .collect();
-    let margins = out_of_fold_margins(scrubber, &prepared, &per_note, &fold_of, cfg);
-    let token_ap = average_precision(scrubber, &prepared, &margins);
+    let (margins, scored) = out_of_fold_margins(scrubber, &prepared, &per_note, &fold_of, cfg);
+    let token_ap = average_precision(scored);
     let strict_sweep = sweep(scrubber, &prepared, &margins, 0);
     let sweep = sweep(scrubber, &prepared, &margins, u128::MAX);
     let pick = |rows: &[SweepRow], target: f64| {
@@ -352,20 +352,28 @@ fn add_examples(
         rec.blind = dropout.as_mut().is_some_and(|(p, rng)| rng.next_f64() < *p);
         rec.slots.clear();
         view.features(i, &mut rec);
-        let phi = gold.iter().any(|(s, e, _)| t.start < *e && *s < t.end);
-        out.push(&rec.slots, phi);
+        out.push(&rec.slots, in_gold(gold, t));
     }
 }
 
+/// Candidate tokens, each its margin and whether it is PHI.
+type Scored = Vec<(f32, bool)>;
+
+/// A token is PHI when it overlaps a gold span.
+fn in_gold(gold: &[(usize, usize, String)], t: &features::Tok) -> bool {
+    gold.iter().any(|(s, e, _)| t.start < *e && *s < t.end)
+}
+
 /// Per note, per token: the margin given by the model of the folds that
-/// exclude the note's patient (`-inf` for tokens not worth scoring).
+/// exclude the note's patient (`-inf` for tokens not worth scoring); and
+/// every candidate token of every note as its margin and whether it is PHI.
 fn out_of_fold_margins(
     scrubber: &Scrubber,
     prepared: &[Prepared<'_>],
     per_note: &[Examples],
     fold_of: &[usize],
     cfg: &TrainConfig,
-) -> Vec<Vec<f32>> {
+) -> (Vec<Vec<f32>>, Scored) {
     let slots = 1usize << features::TABLE_BITS;
     let fold_models: Vec<PhiModel> = (0..cfg.folds)
         .into_par_iter()
@@ -382,39 +390,33 @@ fn out_of_fold_margins(
             }
         })
         .collect();
-    prepared
+    let (margins, scored): (Vec<Vec<f32>>, Vec<Scored>) = prepared
         .par_iter()
         .zip(fold_of)
         .map(|(p, f)| {
             let found = scrubber.candidates(&p.text, None, true);
             let view = View::new(&p.text, &found, scrubber.dictionaries());
-            (0..view.tokens.len())
+            let mut scored = Vec::new();
+            let margins = (0..view.tokens.len())
                 .map(|i| {
-                    if view.candidate(i) {
-                        fold_models[*f].margin(&view, i)
-                    } else {
-                        f32::NEG_INFINITY
+                    if !view.candidate(i) {
+                        return f32::NEG_INFINITY;
                     }
+                    let m = fold_models[*f].margin(&view, i);
+                    scored.push((m, in_gold(&p.gold, &view.tokens[i])));
+                    m
                 })
-                .collect()
+                .collect();
+            (margins, scored)
         })
-        .collect()
+        .unzip();
+    let scored = scored.into_iter().flatten().collect();
+    (margins, scored)
 }
 
-/// Average precision of the candidate tokens of every note ordered by
-/// their out-of-fold margins, a token being PHI when it overlaps a gold span.
-fn average_precision(scrubber: &Scrubber, prepared: &[Prepared<'_>], margins: &[Vec<f32>]) -> f64 {
-    let mut scored: Vec<(f32, bool)> = Vec::new();
-    for (p, m) in prepared.iter().zip(margins) {
-        let found = scrubber.candidates(&p.text, None, true);
-        let view = View::new(&p.text, &found, scrubber.dictionaries());
-        for (t, x) in view.tokens.iter().zip(m) {
-            if x.is_finite() {
-                let phi = p.gold.iter().any(|(s, e, _)| t.start < *e && *s < t.end);
-                scored.push((*x, phi));
-            }
-        }
-    }
+/// Average precision of candidate tokens, each its out-of-fold margin and
+/// whether it is PHI, ordered by margin.
+fn average_precision(mut scored: Scored) -> f64 {
     // Highest margin first; among equal margins PHI last, so that ties
     // are not counted in the model's favour.
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -36,6 +36,9 @@ pub use known::KnownMatcher;
 pub use replace::ScrubContext;
 pub use rule::Rule;
 
+/// [`Scrubber::decider`] when no model decides.
+pub const RULES_ALONE: &str = "rules alone";
+
 /// PHI categories (Safe Harbor identifier kinds, grouped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Category {
@@ -173,7 +176,7 @@ impl Scrubber {
         if self.dicts.model.is_some() {
             "learned model"
         } else {
-            "rules alone"
+            RULES_ALONE
         }
     }
 

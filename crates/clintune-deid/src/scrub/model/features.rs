@@ -10,7 +10,7 @@
 //! (a month, a day, a year, an age over 89) and the shape of the chunk it
 //! stands in (`9/9`, `120/80`, `(617)555-0199`).
 
-use crate::scrub::dictionary::Dictionaries;
+use crate::scrub::dictionary::{Dictionaries, Fnv};
 use crate::scrub::lexicon::{
     CLINICAL, COMMON, CUE, EXTRA_NAME, FACILITY, FACILITY_NAME, FIRST, GREETING, ID_CUE, LAST,
     NAME_AFTER, NOT_NAME, PLACE, PLACE_CUE, PREP, RELATION, ROLE, SAFE, SAFE_CLASSES, STATE, STOP,
@@ -18,6 +18,7 @@ use crate::scrub::lexicon::{
 };
 use crate::scrub::names::{EPONYM_NOUNS, eponym_follows};
 use crate::scrub::{Category, Rule, Span};
+use std::hash::Hasher;
 
 /// log2 of the weight table's size.
 pub const TABLE_BITS: u32 = 18;
@@ -118,13 +119,6 @@ impl Template {
     }
 }
 
-/// FNV-1a of `bytes`.
-fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The table slot of a feature: FNV-1a over the template and the value.
 pub fn slot(t: Template, value: &[u8]) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -194,6 +188,14 @@ pub struct Tok {
     pub line_start: bool,
     /// What the text says of the same word elsewhere ([`ELSE_LOWER`], ...).
     pub elsewhere: u8,
+}
+
+impl Tok {
+    /// A word whose other occurrences are counted
+    /// ([`Tok::elsewhere`]): letters, two or more.
+    fn counted(&self) -> bool {
+        self.digits == 0 && self.end - self.start >= 2
+    }
 }
 
 /// The same word stands elsewhere in the text written all in lower case.
@@ -335,8 +337,12 @@ impl<'a> View<'a> {
             .tokens
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.digits == 0 && t.end - t.start >= 2)
-            .map(|(i, t)| (fnv64(&self.lower[t.start..t.end]), i))
+            .filter(|(_, t)| t.counted())
+            .map(|(i, t)| {
+                let mut h = Fnv::default();
+                h.write(&self.lower[t.start..t.end]);
+                (h.finish(), i)
+            })
             .collect();
         order.sort_unstable();
         let mut bits = vec![0u8; self.tokens.len()];
@@ -630,7 +636,7 @@ impl<'a> View<'a> {
     }
 
     fn elsewhere_features(&self, t: &Tok, sink: &mut impl Sink) {
-        if t.digits > 0 || t.end - t.start < 2 {
+        if !t.counted() {
             return;
         }
         let e = t.elsewhere;
