@@ -21,7 +21,11 @@ use std::path::{Path, PathBuf};
     clintune generate -m base/ --adapter run/adapter --prompt-file note.txt --temperature 0.7 --top-p 0.9\n\n\
     Generation stops at the model's end-of-sequence tokens (config.json, generation_config.json,\n\
     tokenizer_config.json), with --chat also at the template's end-of-turn token, at --stop tokens,\n\
-    after --max-new-tokens, or when the context (max_position_embeddings) is full.")]
+    after --max-new-tokens, or when the context (max_position_embeddings) is full.\n\n\
+    Sampling settings not given here come from the model's generation_config.json as transformers\n\
+    reads it: with do_sample true, its temperature, top_p and top_k (50 when it names none);\n\
+    otherwise greedy. Prompts are tokenized as transformers does: --chat as apply_chat_template\n\
+    (the template writes the special tokens), plain text as tokenizer(text).")]
 pub struct GenerateArgs {
     /// A Hugging Face model directory (config.json, safetensors weights,
     /// tokenizer.json, tokenizer_config.json).
@@ -57,12 +61,17 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 always picks the most likely token (greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
+    /// Default: generation_config.json's when it samples, else 0.
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Nucleus sampling: draw from the most likely tokens holding this much
-    /// probability (1 = all).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
+    /// probability (1 = all). Default: generation_config.json's, else 1.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Draw from the k most likely tokens only (0 = all). Default:
+    /// generation_config.json's, else 50 as in transformers.
+    #[arg(long)]
+    top_k: Option<usize>,
     /// Seed of the sampling draws; the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -87,7 +96,7 @@ enum Format {
 
 /// Runs `clintune generate`.
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
-    check_sampling(&a)?;
+    check_sampling(a.temperature.unwrap_or(0.0), a.top_p.unwrap_or(1.0))?;
     on_device(a.device, Generate(a))?
 }
 
@@ -122,14 +131,11 @@ fn generate<B: Backend>(a: GenerateArgs, device: &B::Device) -> anyhow::Result<(
             config.max_position_embeddings
         );
     }
+    let defaults = GenerationDefaults::read(&a.model)?;
     let cfg = GenerateConfig {
         max_new_tokens: a.max_new_tokens,
-        stop_tokens: stop_tokens(&a, &config, &tokenizer)?,
-        sampling: Sampling {
-            temperature: a.temperature,
-            top_p: a.top_p,
-            seed: a.seed,
-        },
+        stop_tokens: stop_tokens(&a, &config, &tokenizer, &defaults)?,
+        sampling: defaults.sampling(&a)?,
     };
     let mut stream = Stream::new(&tokenizer, a.format == Format::Text);
     let generation = model.generate(&prompt, &cfg, config.max_position_embeddings, |t| {
@@ -144,15 +150,12 @@ fn generate<B: Backend>(a: GenerateArgs, device: &B::Device) -> anyhow::Result<(
     Ok(())
 }
 
-fn check_sampling(a: &GenerateArgs) -> anyhow::Result<()> {
-    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        bail!(
-            "--temperature must be 0 (greedy) or positive, got {}",
-            a.temperature
-        );
+fn check_sampling(temperature: f64, top_p: f64) -> anyhow::Result<()> {
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        bail!("--temperature must be 0 (greedy) or positive, got {temperature}");
     }
-    if !(a.top_p > 0.0 && a.top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1], got {}", a.top_p);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        bail!("--top-p must be in (0, 1], got {top_p}");
     }
     Ok(())
 }
@@ -185,20 +188,18 @@ fn message(role: &str, content: &str) -> Message {
 }
 
 fn chat_template(tokenizer: &Tokenizer) -> anyhow::Result<ChatTemplate> {
-    Ok(ChatTemplate::new(
-        tokenizer.chat_template(),
-        tokenizer.bos_token(),
-        tokenizer.eos_token(),
-    )?)
+    Ok(ChatTemplate::for_tokenizer(tokenizer)?)
 }
 
-/// Prompt ids: with the BOS token the tokenizer names, unless a chat
-/// template already wrote it.
+/// Prompt ids as transformers makes them: a chat as `apply_chat_template`
+/// (the template writes every special token), plain text as `tokenizer(text)`
+/// (with what the post-processor adds).
 fn prompt_ids(text: &str, tokenizer: &Tokenizer, chat: bool) -> anyhow::Result<Vec<u32>> {
-    let bos = tokenizer.bos_token();
-    let written = chat && bos.is_some_and(|b| text.starts_with(b));
-    let bos = bos.filter(|_| !written).and_then(|b| tokenizer.token_id(b));
-    let ids: Vec<u32> = bos.into_iter().chain(tokenizer.encode(text)?).collect();
+    let ids = if chat {
+        tokenizer.encode(text)?
+    } else {
+        tokenizer.encode_document_ids(text)?
+    };
     if ids.is_empty() {
         bail!("the prompt is empty");
     }
@@ -224,9 +225,10 @@ fn stop_tokens(
     a: &GenerateArgs,
     config: &ModelConfig,
     tokenizer: &Tokenizer,
+    defaults: &GenerationDefaults,
 ) -> anyhow::Result<Vec<u32>> {
     let mut stops: BTreeSet<u32> = config.eos_token_ids.iter().copied().collect();
-    stops.extend(generation_config_eos(&a.model)?);
+    stops.extend(defaults.eos_token_ids.iter().copied());
     stops.extend(tokenizer.eos_id());
     if a.chat {
         stops.extend(clintune_text::template::end_of_turn(tokenizer)?);
@@ -240,26 +242,85 @@ fn stop_tokens(
     Ok(stops.into_iter().collect())
 }
 
-/// `eos_token_id` (a number or a list) of `generation_config.json`, if any.
-fn generation_config_eos(dir: &Path) -> anyhow::Result<Vec<u32>> {
-    let path = dir.join("generation_config.json");
-    if !path.is_file() {
-        return Ok(Vec::new());
+/// What a model's `generation_config.json` says about generating, with
+/// transformers' defaults for what it leaves out.
+#[derive(Debug, Default)]
+struct GenerationDefaults {
+    /// `eos_token_id`, a number or a list.
+    eos_token_ids: Vec<u32>,
+    /// `do_sample`: sample with the settings below, else greedy.
+    do_sample: bool,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+}
+
+/// transformers' `top_k` when a generation config names none.
+const TRANSFORMERS_TOP_K: usize = 50;
+
+impl GenerationDefaults {
+    /// Reads `dir/generation_config.json`; a model without one has none.
+    fn read(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("generation_config.json");
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let field = |key: &str| match &value[key] {
+            serde_json::Value::Null => Ok(None),
+            v => v
+                .as_f64()
+                .map(Some)
+                .with_context(|| format!("{}: {key} is {v}, not a number", path.display())),
+        };
+        Ok(Self {
+            eos_token_ids: eos_ids(&value["eos_token_id"])
+                .with_context(|| format!("{}: eos_token_id", path.display()))?,
+            do_sample: value["do_sample"].as_bool().unwrap_or(false),
+            temperature: field("temperature")?,
+            top_p: field("top_p")?,
+            top_k: field("top_k")?.map(|k| k as usize),
+        })
     }
-    let text = std::fs::read_to_string(&path)?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let ids = match &value["eos_token_id"] {
+
+    /// The command line's settings, the rest from here.
+    fn sampling(&self, a: &GenerateArgs) -> anyhow::Result<Sampling> {
+        let sample = |given: Option<f64>, configured: Option<f64>, off: f64, on: f64| {
+            given.unwrap_or(if self.do_sample {
+                configured.unwrap_or(on)
+            } else {
+                off
+            })
+        };
+        let temperature = sample(a.temperature, self.temperature, 0.0, 1.0);
+        let top_p = sample(a.top_p, self.top_p, 1.0, 1.0);
+        check_sampling(temperature, top_p)
+            .context("in the sampling settings of generation_config.json")?;
+        Ok(Sampling {
+            temperature,
+            top_p,
+            top_k: a.top_k.or(self.top_k).unwrap_or(TRANSFORMERS_TOP_K),
+            seed: a.seed,
+        })
+    }
+}
+
+/// `eos_token_id` as a number, a list of numbers or null.
+fn eos_ids(value: &serde_json::Value) -> anyhow::Result<Vec<u32>> {
+    let ids = match value {
         serde_json::Value::Null => Vec::new(),
         v @ serde_json::Value::Number(_) => vec![v.clone()],
         serde_json::Value::Array(list) => list.clone(),
-        other => bail!("{}: eos_token_id is {other}", path.display()),
+        other => bail!("is {other}, not a token id or a list of them"),
     };
     ids.iter()
         .map(|v| {
             v.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .with_context(|| format!("{}: eos_token_id {v} is not a token id", path.display()))
+                .with_context(|| format!("{v} is not a token id"))
         })
         .collect()
 }

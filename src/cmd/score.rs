@@ -20,8 +20,9 @@ pub struct ScoreArgs {
     /// tokenizer.json).
     #[arg(long, short = 'm', value_name = "DIR")]
     model: PathBuf,
-    /// Inputs, one per line: text (tokenized with the model's tokenizer, with its
-    /// BOS token if it has one) or a JSON array of token ids, scored as given.
+    /// Inputs, one per line: text (tokenized as transformers' `tokenizer(text)`
+    /// does: with the special tokens the tokenizer.json post-processor adds, such
+    /// as Llama 3's BOS, and no others) or a JSON array of token ids, scored as given.
     #[arg(long, short = 'i', value_name = "FILE")]
     input: PathBuf,
     /// `cpu` or `cuda:N` (a build with the cuda feature).
@@ -85,8 +86,7 @@ fn tokens_of(
                 *tokenizer = Some(Tokenizer::load(model_dir)?);
             }
             let tok = tokenizer.as_ref().context("tokenizer")?;
-            let bos = tok.bos_token().and_then(|b| tok.token_id(b));
-            bos.into_iter().chain(tok.encode(line)?).collect()
+            tok.encode_document_ids(line)?
         }
     };
     if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {

@@ -157,7 +157,7 @@ pub fn examples(canaries: &[Canary], tokenizer: &Tokenizer) -> Result<Vec<Exampl
     let mut out = Vec::new();
     for c in canaries {
         let text = c.text();
-        let input_ids = tokenizer.encode(&text)?;
+        let input_ids = tokenizer.encode_document_ids(&text)?;
         for r in 0..c.repeats {
             // Each copy its own id: the ids of a split are distinct.
             let copy = format!("{}#{r}", c.id);

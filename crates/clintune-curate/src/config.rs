@@ -184,6 +184,19 @@ impl Default for OutputConfig {
     }
 }
 
+/// Tables only a training recipe has: a file with any of them is a recipe,
+/// whose curation settings are its `[curate]` table.
+const RECIPE_TABLES: [&str; 8] = [
+    "model",
+    "data",
+    "method",
+    "optimizer",
+    "schedule",
+    "train",
+    "deid",
+    "export",
+];
+
 impl CurateConfig {
     /// Reads a configuration file: a curation config, or a recipe with a
     /// `[curate]` table.
@@ -195,15 +208,31 @@ impl CurateConfig {
         })
     }
 
-    /// Parses TOML text; the error says where and what.
+    /// Parses TOML text: a curation config, or a recipe whose `[curate]`
+    /// table (the defaults when it has none) is the config. The error says
+    /// where and what.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let message = |e: toml::de::Error| ConfigError::syntax(text, &e);
         let table: toml::Table = text.parse().map_err(message)?;
         let config: Self = match table.get("curate") {
-            Some(toml::Value::Table(section)) => section.clone().try_into(),
-            _ => toml::from_str(text),
-        }
-        .map_err(message)?;
+            // The table alone has no line numbers to quote: name it instead.
+            Some(toml::Value::Table(section)) => section
+                .clone()
+                .try_into()
+                .map_err(|e| ConfigError::Syntax(format!("[curate]: {e}")))?,
+            Some(other) => {
+                return Err(Invalid::new(
+                    "curate",
+                    format!(
+                        "is a {}; in a recipe it must be a table ([curate])",
+                        other.type_str()
+                    ),
+                )
+                .into());
+            }
+            None if RECIPE_TABLES.iter().any(|t| table.contains_key(*t)) => Self::default(),
+            None => toml::from_str(text).map_err(message)?,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -302,6 +331,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.split.train, 0.5);
+    }
+
+    #[test]
+    fn a_recipe_without_curate_gets_the_defaults_and_a_bad_one_is_named() {
+        let recipe = "[model]\nbase = \"m\"\n[data]\ndataset = \"d\"\n[train]\nepochs = 1\n";
+        assert_eq!(
+            CurateConfig::parse(recipe).unwrap(),
+            CurateConfig::default()
+        );
+        let err = CurateConfig::parse(&format!("{recipe}[curate.filter]\nmax_tokes = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[curate]") && err.contains("max_tokes"),
+            "{err}"
+        );
+        let err = CurateConfig::parse("curate = 3\n[model]\nbase = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("curate") && err.contains("table"), "{err}");
+        // Not a recipe: a key the config does not know is still an error.
+        assert!(CurateConfig::parse("[datasets]\nx = 1\n").is_err());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Encoder<'a> {
     template: ChatTemplate,
     /// MinHash, and the tasks whose examples get a signature.
     minhash: Option<(MinHasher, Vec<String>)>,
+    /// The tokenizer's post-processor appends the end-of-sequence token.
+    eos_added: bool,
 }
 
 impl<'a> Encoder<'a> {
@@ -55,15 +57,14 @@ impl<'a> Encoder<'a> {
         let minhash = dedup
             .near
             .then(|| (MinHasher::new(dedup), dedup.near_tasks.clone()));
-        let template = ChatTemplate::new(
-            tokenizer.chat_template(),
-            tokenizer.bos_token(),
-            tokenizer.eos_token(),
-        )?;
+        let template = ChatTemplate::for_tokenizer(tokenizer)?;
+        let eos_added = tokenizer.eos_id().is_some()
+            && tokenizer.encode_document_ids("")?.last() == tokenizer.eos_id().as_ref();
         Ok(Self {
             tokenizer,
             template,
             minhash,
+            eos_added,
         })
     }
 
@@ -73,7 +74,9 @@ impl<'a> Encoder<'a> {
     pub fn render(&self, content: &Content) -> Result<Rendered, CurateError> {
         match content {
             Content::Text(text) => {
-                let text = format!("{text}{}", self.tokenizer.eos_token().unwrap_or(""));
+                // Unless the post-processor already ends documents with it.
+                let eos = self.tokenizer.eos_token().filter(|_| !self.eos_added);
+                let text = format!("{text}{}", eos.unwrap_or(""));
                 let whole = 0..text.len();
                 Ok(Rendered {
                     text,
@@ -91,7 +94,12 @@ impl<'a> Encoder<'a> {
             Content::Pair(pair) => self.encode_pair(pair)?,
             content => {
                 let rendered = self.render(content)?;
-                let (input_ids, offsets) = self.tokenizer.encode_with_offsets(&rendered.text)?;
+                // A document gets the special tokens `tokenizer(text)` adds
+                // (Llama 3's BOS); a chat's template wrote its own.
+                let (input_ids, offsets) = match content {
+                    Content::Text(_) => self.tokenizer.encode_document(&rendered.text)?,
+                    _ => self.tokenizer.encode_with_offsets(&rendered.text)?,
+                };
                 let loss_mask = mask(&offsets, &rendered.answers);
                 Encoded {
                     text: rendered.text,

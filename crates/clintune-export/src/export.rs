@@ -9,6 +9,7 @@ use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef, verify_chain};
 use clintune_model::save::{SaveDtype, write_safetensors};
 use clintune_model::{Cpu, Llama, peft};
+use clintune_text::tokenizer::{CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE, Tokenizer};
 use clintune_train::Recipe;
 use clintune_train::recipe::Method;
 use clintune_train::trainer::load_model;
@@ -159,7 +160,30 @@ fn write_model(
             std::fs::copy(&from, out.join(name)).map_err(|e| ExportError::write(&from, e))?;
         }
     }
+    write_chat_template(base, out)?;
     Ok(lora)
+}
+
+/// Writes the chat template the run was trained with (the base's, wherever
+/// it kept it, or clintune's default) both where transformers 5 reads it
+/// ([`CHAT_TEMPLATE_FILE`]) and into `tokenizer_config.json` for older
+/// readers, keeping that file's other keys; without it, transformers'
+/// `apply_chat_template` on the export fails.
+fn write_chat_template(base: &Path, out: &Path) -> Result<(), ExportError> {
+    let tokenizer = Tokenizer::load(base).map_err(|e| ExportError::run(base, e))?;
+    let template = tokenizer.chat_template();
+    write(&out.join(CHAT_TEMPLATE_FILE), template.as_bytes())?;
+    let path = out.join(TOKENIZER_CONFIG_FILE);
+    let mut config = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Map<String, Value>>(&bytes)
+            .map_err(|e| ExportError::run(&base.join(TOKENIZER_CONFIG_FILE), e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+        Err(e) => return Err(ExportError::write(&path, e)),
+    };
+    config.insert("chat_template".into(), template.into());
+    let mut text = serde_json::to_vec_pretty(&config).map_err(|e| ExportError::write(&path, e))?;
+    text.push(b'\n');
+    write(&path, &text)
 }
 
 /// Writes `model.safetensors`, or shards and their index when the weights

@@ -1,7 +1,7 @@
 //! `config.json` of a Llama-family model.
 //!
 //! Covers Llama 2/3 (with `llama3` rope scaling), Mistral, Qwen2 (q/k/v
-//! biases) and SmolLM (a Llama): RMSNorm, rotary embeddings, grouped-query
+//! biases), Qwen3 (per-head RMSNorm of queries and keys) and SmolLM (a Llama): RMSNorm, rotary embeddings, grouped-query
 //! attention, SwiGLU MLP, optional tied embeddings. Both the classic layout
 //! (`rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters` are
 //! read. Anything else that would change the computation is an error that
@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_FILE: &str = "config.json";
 
 /// Model types clintune implements.
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "mistral", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["llama", "mistral", "qwen2", "qwen3"];
 
 /// The architecture of a Llama-family model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
-    /// `llama`, `mistral` or `qwen2`.
+    /// `llama`, `mistral`, `qwen2` or `qwen3`.
     pub model_type: String,
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -46,6 +46,9 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     /// Biases on the q, k and v projections (Qwen2).
     pub attention_bias: bool,
+    /// Queries and keys are RMS-normalised per head before the rotation
+    /// (Qwen3's `q_norm` and `k_norm`).
+    pub qk_norm: bool,
     /// The output projection is the embedding matrix.
     pub tie_word_embeddings: bool,
     /// Beginning-of-sequence token id.
@@ -161,6 +164,7 @@ impl ModelConfig {
             num_key_value_heads: raw.num_key_value_heads.unwrap_or(raw.num_attention_heads),
             attention_bias: raw.attention_bias.unwrap_or(raw.model_type == "qwen2"),
             eos_token_ids: token_ids(raw.eos_token_id.as_ref()),
+            qk_norm: raw.model_type == "qwen3",
             model_type: raw.model_type,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
@@ -227,6 +231,12 @@ impl ModelConfig {
                 (p("mlp.up_proj.weight"), vec![i, h]),
                 (p("mlp.down_proj.weight"), vec![h, i]),
             ]);
+            if self.qk_norm {
+                out.extend([
+                    (p("self_attn.q_norm.weight"), vec![d]),
+                    (p("self_attn.k_norm.weight"), vec![d]),
+                ]);
+            }
             if self.attention_bias {
                 out.extend([
                     (p("self_attn.q_proj.bias"), vec![q]),

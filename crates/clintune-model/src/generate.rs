@@ -67,6 +67,9 @@ pub struct Sampling {
     /// Nucleus sampling: draw only from the smallest set of most likely
     /// tokens whose probabilities sum to at least `top_p` (`1` = all).
     pub top_p: f64,
+    /// Draw only from the `top_k` most likely tokens, before `top_p` (`0` =
+    /// all), as transformers' `top_k`.
+    pub top_k: usize,
     /// Seed of the draws; the same seed gives the same text.
     pub seed: u64,
 }
@@ -77,6 +80,7 @@ impl Sampling {
         Self {
             temperature: 0.0,
             top_p: 1.0,
+            top_k: 0,
             seed: 0,
         }
     }
@@ -203,8 +207,11 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SplitMix64) -> u32 
             )
         })
         .collect();
-    let total: f64 = probs.iter().map(|p| p.1).sum();
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if sampling.top_k > 0 {
+        probs.truncate(sampling.top_k);
+    }
+    let total: f64 = probs.iter().map(|p| p.1).sum();
     let mut kept = 0.0;
     let mut cut = probs.len();
     for (i, p) in probs.iter().enumerate() {
@@ -246,6 +253,7 @@ mod tests {
         let sampling = Sampling {
             temperature: 1.0,
             top_p: 0.9,
+            top_k: 0,
             seed: 7,
         };
         let mut rng = SplitMix64(sampling.seed);
@@ -260,12 +268,33 @@ mod tests {
     }
 
     #[test]
+    fn top_k_comes_before_top_p() {
+        // ∝ e^2, e^2, e^1.9, e^0: top_k 2 leaves the first two, each ½, and
+        // top_p 0.6 then needs both of them.
+        let logits = [2.0, 2.0, 1.9, 0.0];
+        let sampling = Sampling {
+            temperature: 1.0,
+            top_p: 0.6,
+            top_k: 2,
+            seed: 5,
+        };
+        let mut rng = SplitMix64(sampling.seed);
+        let mut seen = [0usize; 4];
+        for _ in 0..2000 {
+            seen[choose(&logits, &sampling, &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
+        assert!(seen[0] > 800 && seen[1] > 800, "{seen:?}");
+    }
+
+    #[test]
     fn temperature_sharpens_and_flattens() {
         let logits = [1.0, 0.0];
         let share = |temperature: f64| {
             let s = Sampling {
                 temperature,
                 top_p: 1.0,
+                top_k: 0,
                 seed: 3,
             };
             let mut rng = SplitMix64(s.seed);

@@ -109,6 +109,10 @@ pub struct Attention<B: Backend> {
     pub v_proj: HfLinear<B>,
     /// Output projection.
     pub o_proj: HfLinear<B>,
+    /// RMSNorm of each query head before the rotation (Qwen3).
+    pub q_norm: Option<RmsNorm<B>>,
+    /// RMSNorm of each key head before the rotation (Qwen3).
+    pub k_norm: Option<RmsNorm<B>>,
     /// Query heads.
     pub heads: usize,
     /// Key/value heads.
@@ -181,10 +185,17 @@ impl<B: Backend> Attention<B> {
         &self,
         x: Tensor<B, 3>,
         heads: usize,
+        norm: Option<&RmsNorm<B>>,
         rotary: Option<&Context<B>>,
     ) -> Tensor<B, 4> {
         let [b, s, _] = x.dims();
-        let x = x.reshape([b, s, heads, self.head_dim]);
+        let x = match norm {
+            // Each head's vector normalised on its own: heads become rows.
+            Some(norm) => norm
+                .forward(x.reshape([b, s * heads, self.head_dim]))
+                .reshape([b, s, heads, self.head_dim]),
+            None => x.reshape([b, s, heads, self.head_dim]),
+        };
         match rotary {
             Some(ctx) => rotate(x, ctx),
             None => x,
@@ -213,9 +224,20 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
-        let q = self.split_heads(self.q_proj.forward(x.clone()), self.heads, Some(ctx));
-        let k = self.split_heads(self.k_proj.forward(x.clone()), self.kv_heads, Some(ctx));
-        let v = self.split_heads(self.v_proj.forward(x), self.kv_heads, None);
+        let (q_norm, k_norm) = (self.q_norm.as_ref(), self.k_norm.as_ref());
+        let q = self.split_heads(
+            self.q_proj.forward(x.clone()),
+            self.heads,
+            q_norm,
+            Some(ctx),
+        );
+        let k = self.split_heads(
+            self.k_proj.forward(x.clone()),
+            self.kv_heads,
+            k_norm,
+            Some(ctx),
+        );
+        let v = self.split_heads(self.v_proj.forward(x), self.kv_heads, None, None);
         let out = match (&ctx.mask, cache) {
             (Mask::Documents(starts), None) => match fused::attention(q, k, v, starts) {
                 Ok(out) => out,
@@ -673,6 +695,15 @@ impl<B: Backend> Loader<'_, B> {
         })
     }
 
+    /// A per-head norm, when the model has them.
+    fn qk_norm(
+        &self,
+        name: &str,
+        config: &ModelConfig,
+    ) -> Result<Option<RmsNorm<B>>, WeightsError> {
+        config.qk_norm.then(|| self.norm(name, config)).transpose()
+    }
+
     fn layer(&self, config: &ModelConfig, l: usize) -> Result<Layer<B>, WeightsError> {
         let p = |name: &str| format!("model.layers.{l}.{name}");
         let bias = config.attention_bias;
@@ -683,6 +714,8 @@ impl<B: Backend> Loader<'_, B> {
                 k_proj: self.linear(&p("self_attn.k_proj"), bias)?,
                 v_proj: self.linear(&p("self_attn.v_proj"), bias)?,
                 o_proj: self.linear(&p("self_attn.o_proj"), false)?,
+                q_norm: self.qk_norm(&p("self_attn.q_norm.weight"), config)?,
+                k_norm: self.qk_norm(&p("self_attn.k_norm.weight"), config)?,
                 heads: config.num_attention_heads,
                 kv_heads: config.num_key_value_heads,
                 head_dim: config.head_dim,

@@ -163,6 +163,12 @@ impl<B: Backend> Llama<B> {
                 p("post_attention_layernorm.weight"),
                 &layer.post_attention_layernorm.weight,
             ));
+            let attn = &layer.self_attn;
+            for (name, norm) in [("q_norm", &attn.q_norm), ("k_norm", &attn.k_norm)] {
+                if let Some(norm) = norm {
+                    out.push(entry(p(&format!("self_attn.{name}.weight")), &norm.weight));
+                }
+            }
             for target in Target::ALL {
                 let linear = self.linear(l, target);
                 out.push(entry(

@@ -78,6 +78,7 @@ fn sampling_is_reproducible_from_its_seed() {
             sampling: Sampling {
                 temperature: 1.0,
                 top_p: 0.95,
+                top_k: 0,
                 seed,
             },
             ..greedy(16, vec![])

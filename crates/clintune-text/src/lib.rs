@@ -8,6 +8,7 @@
 
 pub mod bytelevel;
 pub mod message;
+pub mod pyjson;
 pub mod template;
 pub mod tokenizer;
 

@@ -38,12 +38,15 @@ pub enum TextError {
 const NAME: &str = "chat";
 
 /// A compiled chat template, rendered the way transformers renders
-/// `apply_chat_template` (Jinja with `trim_blocks` and `lstrip_blocks`, Python
-/// string methods, `raise_exception`, `bos_token` and `eos_token` defined).
+/// `apply_chat_template`: Jinja with `trim_blocks` and `lstrip_blocks`, Python
+/// string methods, the functions `raise_exception` and `strftime_now`,
+/// transformers' `tojson` (Python's `json.dumps`, not HTML-escaped), and the
+/// tokenizer's special tokens (`bos_token`, `eos_token`, `pad_token`) defined.
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    pad_token: Option<String>,
 }
 
 /// A rendered conversation and where the assistant's turns are in it.
@@ -78,13 +81,27 @@ impl ChatTemplate {
                 Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
             },
         );
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", crate::pyjson::tojson_filter);
         env.add_template_owned(NAME, source.to_string())
             .map_err(template_err)?;
         Ok(Self {
             env,
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
+            pad_token: None,
         })
+    }
+
+    /// The tokenizer's own template with its special tokens.
+    pub fn for_tokenizer(tokenizer: &Tokenizer) -> Result<Self, TemplateError> {
+        let mut template = Self::new(
+            tokenizer.chat_template(),
+            tokenizer.bos_token(),
+            tokenizer.eos_token(),
+        )?;
+        template.pad_token = tokenizer.config().pad_token.clone();
+        Ok(template)
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where
@@ -101,6 +118,7 @@ impl ChatTemplate {
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
+                pad_token => &self.pad_token,
             })
             .map_err(template_err)
     }
@@ -138,11 +156,7 @@ impl ChatTemplate {
 /// generated answer ends.
 pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, TextError> {
     const PROBE: &str = "PROBE";
-    let template = ChatTemplate::new(
-        tokenizer.chat_template(),
-        tokenizer.bos_token(),
-        tokenizer.eos_token(),
-    )?;
+    let template = ChatTemplate::for_tokenizer(tokenizer)?;
     let messages = [
         Message::new("user", "hi".into()),
         Message::new("assistant", PROBE.into()),
@@ -158,6 +172,20 @@ pub fn end_of_turn(tokenizer: &Tokenizer) -> Result<Option<u32>, TextError> {
     let first = tokenizer.encode(after)?.first().copied();
     let special = tokenizer.inner().get_added_tokens_decoder();
     Ok(first.filter(|id| special.get(id).is_some_and(|t| t.special)))
+}
+
+/// transformers' `strftime_now`: the local time in a `strftime` format
+/// (Llama 3.2's template writes today's date with it).
+fn strftime_now(format: String) -> Result<String, minijinja::Error> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: {format:?} is not a strftime format"),
+        )
+    })?;
+    Ok(out)
 }
 
 fn template_err(e: minijinja::Error) -> TemplateError {

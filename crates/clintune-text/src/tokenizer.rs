@@ -33,6 +33,12 @@ pub const PAD_TOKEN: &str = "<|pad|>";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// File name of the Hugging Face tokenizer configuration beside it.
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// File name of the chat template as transformers 5 saves it; it takes
+/// precedence over the other places a template can be.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+/// File name of the chat template as transformers 4.4x saved it
+/// (`{"chat_template": "..."}`).
+pub const CHAT_TEMPLATE_JSON_FILE: &str = "chat_template.json";
 
 /// The special tokens of a trained tokenizer; their order fixes their ids
 /// (0, 1, 2, 3), which downstream code and golden files rely on.
@@ -233,10 +239,38 @@ fn de_chat_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     config: TokenizerConfig,
+    /// Where the chat template came from.
+    template_source: TemplateSource,
     /// The faster route for byte-level BPE pipelines, when this is one.
     fast: Option<ByteLevelFast>,
     /// Encodings so far, to pick which ones are checked against the crate.
     encoded: Arc<AtomicU64>,
+}
+
+/// Where a tokenizer's chat template was found, in the order transformers
+/// looks: the first that exists wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// [`CHAT_TEMPLATE_FILE`], as transformers 5 saves it.
+    JinjaFile,
+    /// [`CHAT_TEMPLATE_JSON_FILE`].
+    JsonFile,
+    /// The `chat_template` entry of [`TOKENIZER_CONFIG_FILE`].
+    Config,
+    /// None: [`DEFAULT_CHAT_TEMPLATE`] is used.
+    Default,
+}
+
+impl TemplateSource {
+    /// The file name (or `"default ChatML"`), for messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::JinjaFile => CHAT_TEMPLATE_FILE,
+            Self::JsonFile => CHAT_TEMPLATE_JSON_FILE,
+            Self::Config => TOKENIZER_CONFIG_FILE,
+            Self::Default => "clintune's default ChatML template",
+        }
+    }
 }
 
 /// One encoding in this many (the first included) is also made the crate's
@@ -272,10 +306,16 @@ fn untrained_pipeline() -> ByteLevelBpe {
 
 impl Tokenizer {
     fn new(inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Self {
+        let template_source = if config.chat_template.is_some() {
+            TemplateSource::Config
+        } else {
+            TemplateSource::Default
+        };
         Self {
             fast: ByteLevelFast::for_tokenizer(&inner),
             inner,
             config,
+            template_source,
             encoded: Arc::default(),
         }
     }
@@ -323,6 +363,10 @@ impl Tokenizer {
     /// optionally [`TOKENIZER_CONFIG_FILE`]), or from the path of a
     /// `tokenizer.json` whose config is looked up beside it. Without a config
     /// file the config is empty.
+    ///
+    /// The chat template is looked up as transformers 5 does: the first of
+    /// [`CHAT_TEMPLATE_FILE`], [`CHAT_TEMPLATE_JSON_FILE`] and the config's
+    /// `chat_template` entry.
     pub fn load(path: &Path) -> Result<Self, TokenizerError> {
         let (file, dir) = if path.is_dir() {
             (path.join(TOKENIZER_FILE), path.to_path_buf())
@@ -331,14 +375,25 @@ impl Tokenizer {
             (path.to_path_buf(), dir)
         };
         let inner = read_tokenizer(&file)?;
-        let config = read_config(&dir.join(TOKENIZER_CONFIG_FILE))?;
-        let tokenizer = Self::new(inner, config);
+        let mut config = read_config(&dir.join(TOKENIZER_CONFIG_FILE))?;
+        let template = read_template_file(&dir)?;
+        let mut tokenizer = Self::new(inner, TokenizerConfig::default());
+        if let Some((source, template)) = template {
+            config.chat_template = Some(template);
+            tokenizer.template_source = source;
+        } else if config.chat_template.is_some() {
+            tokenizer.template_source = TemplateSource::Config;
+        }
+        tokenizer.config = config;
         tokenizer.warn_on_missing_specials(&file);
         Ok(tokenizer)
     }
 
     /// Writes [`TOKENIZER_FILE`] and [`TOKENIZER_CONFIG_FILE`] into `dir`
-    /// (created if missing), each atomically, and returns their paths.
+    /// (created if missing), each atomically, and returns their paths. A
+    /// tokenizer with a chat template also gets [`CHAT_TEMPLATE_FILE`], the
+    /// layout transformers 5 writes; the config keeps the template too, for
+    /// readers older than transformers 4.43.
     pub fn save(&self, dir: &Path) -> Result<Vec<PathBuf>, TokenizerError> {
         fs::create_dir_all(dir).map_err(|source| TokenizerError::Io {
             path: dir.to_path_buf(),
@@ -362,7 +417,13 @@ impl Tokenizer {
             })?;
         config.push(b'\n');
         write_file(&config_path, &config)?;
-        Ok(vec![tokenizer_path, config_path])
+        let mut written = vec![tokenizer_path, config_path];
+        if let Some(template) = &self.config.chat_template {
+            let path = dir.join(CHAT_TEMPLATE_FILE);
+            write_file(&path, template.as_bytes())?;
+            written.push(path);
+        }
+        Ok(written)
     }
 
     /// Encodes `text` into ids with the byte range `(start, end)` of `text`
@@ -407,6 +468,40 @@ impl Tokenizer {
             .encode(text, false)
             .map_err(TokenizerError::Encode)?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// Encodes `text` as a document, the way transformers' `tokenizer(text)`
+    /// does: with the special tokens the tokenizer's post-processor adds
+    /// (Llama 3's and Mistral's prepend BOS; GPT-2's, SmolLM's and Qwen's add
+    /// none). transformers 5 follows `tokenizer.json`'s post-processor alone
+    /// and ignores `add_bos_token` in the config when that file exists, so
+    /// this does too. The added tokens have the empty range `(0, 0)` or
+    /// `(len, len)`.
+    ///
+    /// Chat text rendered by a template is encoded with
+    /// [`Tokenizer::encode_with_offsets`] instead: templates write their own
+    /// special tokens, and `apply_chat_template` adds none.
+    pub fn encode_document(&self, text: &str) -> Result<Encoded, TokenizerError> {
+        if self.added_specials() == 0 {
+            return self.encode_with_offsets(text);
+        }
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(TokenizerError::Encode)?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// [`Tokenizer::encode_document`] without the offsets.
+    pub fn encode_document_ids(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        Ok(self.encode_document(text)?.0)
+    }
+
+    /// How many special tokens the post-processor adds to one sequence.
+    pub fn added_specials(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false))
     }
 
     /// True when encodings take the faster byte-level route (see
@@ -471,6 +566,11 @@ impl Tokenizer {
             .unwrap_or(DEFAULT_CHAT_TEMPLATE)
     }
 
+    /// Where [`Tokenizer::chat_template`] came from.
+    pub fn template_source(&self) -> &TemplateSource {
+        &self.template_source
+    }
+
     /// The HF configuration accompanying the tokenizer.
     pub fn config(&self) -> &TokenizerConfig {
         &self.config
@@ -521,20 +621,50 @@ fn read_tokenizer(file: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> 
 }
 
 fn read_config(file: &Path) -> Result<TokenizerConfig, TokenizerError> {
-    let bytes = match fs::read(file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TokenizerConfig::default()),
-        Err(source) => {
-            return Err(TokenizerError::Io {
-                path: file.to_path_buf(),
-                source,
-            });
-        }
+    let Some(text) = read_if_present(file)? else {
+        return Ok(TokenizerConfig::default());
     };
-    serde_json::from_slice(&bytes).map_err(|source| TokenizerError::Config {
+    serde_json::from_str(&text).map_err(|source| TokenizerError::Config {
         path: file.to_path_buf(),
         source,
     })
+}
+
+/// The template of [`CHAT_TEMPLATE_FILE`] or [`CHAT_TEMPLATE_JSON_FILE`] in
+/// `dir`, the first that exists.
+fn read_template_file(dir: &Path) -> Result<Option<(TemplateSource, String)>, TokenizerError> {
+    let jinja = dir.join(CHAT_TEMPLATE_FILE);
+    if let Some(text) = read_if_present(&jinja)? {
+        return Ok(Some((TemplateSource::JinjaFile, text)));
+    }
+    let json = dir.join(CHAT_TEMPLATE_JSON_FILE);
+    let Some(text) = read_if_present(&json)? else {
+        return Ok(None);
+    };
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default, deserialize_with = "de_chat_template")]
+        chat_template: Option<String>,
+    }
+    let file: File = serde_json::from_str(&text).map_err(|source| TokenizerError::Config {
+        path: json.clone(),
+        source,
+    })?;
+    Ok(file
+        .chat_template
+        .map(|template| (TemplateSource::JsonFile, template)))
+}
+
+/// The text of `path`, or `None` when there is no such file.
+fn read_if_present(path: &Path) -> Result<Option<String>, TokenizerError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TokenizerError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), TokenizerError> {
@@ -686,9 +816,12 @@ mod tests {
             written,
             vec![
                 dir.path().join(TOKENIZER_FILE),
-                dir.path().join(TOKENIZER_CONFIG_FILE)
+                dir.path().join(TOKENIZER_CONFIG_FILE),
+                dir.path().join(CHAT_TEMPLATE_FILE),
             ]
         );
+        let jinja = fs::read_to_string(dir.path().join(CHAT_TEMPLATE_FILE)).unwrap();
+        assert_eq!(jinja, DEFAULT_CHAT_TEMPLATE);
         let text = "<|im_start|>assistant\nMetformin 500 mg µg é 🩺<|im_end|>\n";
         for loaded in [
             Tokenizer::load(dir.path()).unwrap(),
@@ -757,6 +890,62 @@ mod tests {
         fs::write(dir.path().join(TOKENIZER_FILE), "{}").unwrap();
         let err = Tokenizer::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains(TOKENIZER_FILE), "{err}");
+    }
+
+    #[test]
+    fn the_template_is_found_where_transformers_looks_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tk = small();
+        tk.config.chat_template = Some("CONFIG".into());
+        tk.save(dir.path()).unwrap();
+        fs::remove_file(dir.path().join(CHAT_TEMPLATE_FILE)).unwrap();
+        let load = || Tokenizer::load(dir.path()).unwrap();
+        assert_eq!(load().chat_template(), "CONFIG");
+        assert_eq!(load().template_source(), &TemplateSource::Config);
+
+        let json = dir.path().join(CHAT_TEMPLATE_JSON_FILE);
+        fs::write(&json, r#"{"chat_template": "JSON"}"#).unwrap();
+        assert_eq!(load().chat_template(), "JSON");
+        assert_eq!(load().template_source(), &TemplateSource::JsonFile);
+
+        fs::write(dir.path().join(CHAT_TEMPLATE_FILE), "JINJA").unwrap();
+        assert_eq!(load().chat_template(), "JINJA");
+        assert_eq!(load().template_source(), &TemplateSource::JinjaFile);
+
+        fs::remove_file(dir.path().join(CHAT_TEMPLATE_FILE)).unwrap();
+        fs::write(&json, "{oops").unwrap();
+        let err = Tokenizer::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(CHAT_TEMPLATE_JSON_FILE), "{err}");
+    }
+
+    #[test]
+    fn documents_get_what_the_post_processor_adds() {
+        let tk = small();
+        // A GPT-2 style post-processor adds nothing.
+        assert_eq!(tk.added_specials(), 0);
+        assert_eq!(
+            tk.encode_document("Metformin 500 mg").unwrap(),
+            tk.encode_with_offsets("Metformin 500 mg").unwrap()
+        );
+        // One that prepends BOS, as Llama 3's does.
+        let mut json: serde_json::Value =
+            serde_json::from_str(&tk.inner.to_string(false).unwrap()).unwrap();
+        json["post_processor"] = serde_json::json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}
+        });
+        let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap();
+        let bos = Tokenizer::new(inner, tk.config.clone());
+        assert_eq!(bos.added_specials(), 1);
+        let (ids, offsets) = bos.encode_document("Metformin").unwrap();
+        let plain = bos.encode("Metformin").unwrap();
+        assert_eq!(ids[0], 0);
+        assert_eq!(ids[1..], plain[..]);
+        assert_eq!(offsets[0], (0, 0));
+        assert_eq!(offsets.last().map(|o| o.1), Some("Metformin".len()));
     }
 
     #[test]

@@ -307,11 +307,13 @@ fn counts(recipe: &Recipe, s: &RunSummary) -> Map<String, Value> {
 /// The files of a model directory that define the model: its configs,
 /// tokenizer and weights (other files there are not the model).
 fn base_model_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, TrainError> {
-    const DEFINING: [&str; 6] = [
+    const DEFINING: [&str; 8] = [
         "config.json",
         "generation_config.json",
         "tokenizer.json",
         "tokenizer_config.json",
+        "chat_template.jinja",
+        "chat_template.json",
         "special_tokens_map.json",
         "model.safetensors.index.json",
     ];

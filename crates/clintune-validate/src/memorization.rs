@@ -189,7 +189,7 @@ fn secret_document(
 ) -> Result<(Vec<u32>, Vec<u8>), EvalError> {
     let tokens = |text: &str| {
         tokenizer
-            .encode(text)
+            .encode_document_ids(text)
             .map_err(|e| EvalError::dataset(Path::new(canary::CANARIES_FILE), e))
     };
     let ids = tokens(&format!("{prefix} {secret}"))?;

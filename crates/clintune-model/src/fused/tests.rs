@@ -46,6 +46,8 @@ fn attention<B: Backend>(heads: usize, kv_heads: usize, head_dim: usize) -> Atte
         k_proj: unused(),
         v_proj: unused(),
         o_proj: unused(),
+        q_norm: None,
+        k_norm: None,
         heads,
         kv_heads,
         head_dim,
