@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
     tokenizer_config.json), with --chat also at the template's end-of-turn token, at --stop tokens,\n\
     after --max-new-tokens, or when the context (max_position_embeddings) is full.\n\n\
     Sampling settings not given here come from the model's generation_config.json as transformers\n\
-    reads it: with do_sample true, its temperature, top_p and top_k (50 when it names none);\n\
-    otherwise greedy. Prompts are tokenized as transformers does: --chat as apply_chat_template\n\
-    (the template writes the special tokens), plain text as tokenizer(text).")]
+    reads it: with do_sample true, its temperature, top_p and top_k (50 when it names none),\n\
+    otherwise greedy; its repetition_penalty either way.\n\n\
+    Prompts are tokenized as transformers does: --chat as apply_chat_template (the template\n\
+    writes the special tokens), plain text as tokenizer(text).")]
 pub struct GenerateArgs {
     /// A Hugging Face model directory (config.json, safetensors weights,
     /// tokenizer.json, tokenizer_config.json).
@@ -72,6 +73,10 @@ pub struct GenerateArgs {
     /// generation_config.json's, else 50 as in transformers.
     #[arg(long)]
     top_k: Option<usize>,
+    /// Divide the logits of tokens already seen by this (1 = off), greedy
+    /// included. Default: generation_config.json's, else 1.
+    #[arg(long)]
+    repetition_penalty: Option<f64>,
     /// Seed of the sampling draws; the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -253,6 +258,7 @@ struct GenerationDefaults {
     temperature: Option<f64>,
     top_p: Option<f64>,
     top_k: Option<usize>,
+    repetition_penalty: Option<f64>,
 }
 
 /// transformers' `top_k` when a generation config names none.
@@ -283,6 +289,7 @@ impl GenerationDefaults {
             temperature: field("temperature")?,
             top_p: field("top_p")?,
             top_k: field("top_k")?.map(|k| k as usize),
+            repetition_penalty: field("repetition_penalty")?,
         })
     }
 
@@ -299,10 +306,18 @@ impl GenerationDefaults {
         let top_p = sample(a.top_p, self.top_p, 1.0, 1.0);
         check_sampling(temperature, top_p)
             .context("in the sampling settings of generation_config.json")?;
+        let repetition_penalty = a
+            .repetition_penalty
+            .or(self.repetition_penalty)
+            .unwrap_or(1.0);
+        if !(repetition_penalty.is_finite() && repetition_penalty > 0.0) {
+            bail!("the repetition penalty must be positive, got {repetition_penalty}");
+        }
         Ok(Sampling {
             temperature,
             top_p,
             top_k: a.top_k.or(self.top_k).unwrap_or(TRANSFORMERS_TOP_K),
+            repetition_penalty,
             seed: a.seed,
         })
     }

@@ -70,6 +70,10 @@ pub struct Sampling {
     /// Draw only from the `top_k` most likely tokens, before `top_p` (`0` =
     /// all), as transformers' `top_k`.
     pub top_k: usize,
+    /// transformers' `repetition_penalty`: the logit of every token already
+    /// in the prompt or the answer is divided by it (multiplied when
+    /// negative) before anything else, greedy included (`1` = off).
+    pub repetition_penalty: f64,
     /// Seed of the draws; the same seed gives the same text.
     pub seed: u64,
 }
@@ -81,6 +85,7 @@ impl Sampling {
             temperature: 0.0,
             top_p: 1.0,
             top_k: 0,
+            repetition_penalty: 1.0,
             seed: 0,
         }
     }
@@ -154,6 +159,7 @@ impl<B: Backend> Llama<B> {
         let mut cache = KvCache::new(self.model.layers.len());
         let mut rng = SplitMix64(cfg.sampling.seed);
         let mut tokens = Vec::new();
+        let mut seen = Seen::new(prompt, cfg.sampling.repetition_penalty);
         let start = Instant::now();
         let mut logits = self.step(prompt, &mut cache);
         let prefill = start.elapsed();
@@ -161,8 +167,10 @@ impl<B: Backend> Llama<B> {
             if tokens.len() >= cfg.max_new_tokens {
                 break StopReason::Length;
             }
-            let values = logits.into_data().to_vec::<f32>().unwrap_or_default();
+            let mut values = logits.into_data().to_vec::<f32>().unwrap_or_default();
+            seen.penalize(&mut values);
             let next = choose(&values, &cfg.sampling, &mut rng);
+            seen.add(next);
             tokens.push(next);
             on_token(next);
             if cfg.stop_tokens.contains(&next) {
@@ -178,6 +186,46 @@ impl<B: Backend> Llama<B> {
             stop,
             prefill,
             decode: start.elapsed() - prefill,
+        }
+    }
+}
+
+/// The tokens of the prompt and answer so far, for the repetition penalty.
+struct Seen {
+    ids: Vec<u32>,
+    penalty: f32,
+}
+
+impl Seen {
+    fn new(prompt: &[u32], penalty: f64) -> Self {
+        let mut seen = Self {
+            ids: Vec::new(),
+            penalty: penalty as f32,
+        };
+        for &id in prompt {
+            seen.add(id);
+        }
+        seen
+    }
+
+    fn add(&mut self, id: u32) {
+        if self.penalty != 1.0
+            && let Err(at) = self.ids.binary_search(&id)
+        {
+            self.ids.insert(at, id);
+        }
+    }
+
+    /// transformers' `RepetitionPenaltyLogitsProcessor`.
+    fn penalize(&self, logits: &mut [f32]) {
+        for &id in &self.ids {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l < 0.0 {
+                    *l * self.penalty
+                } else {
+                    *l / self.penalty
+                };
+            }
         }
     }
 }
@@ -254,6 +302,7 @@ mod tests {
             temperature: 1.0,
             top_p: 0.9,
             top_k: 0,
+            repetition_penalty: 1.0,
             seed: 7,
         };
         let mut rng = SplitMix64(sampling.seed);
@@ -268,6 +317,20 @@ mod tests {
     }
 
     #[test]
+    fn the_repetition_penalty_divides_positive_and_multiplies_negative_logits() {
+        let seen = Seen::new(&[0, 2, 2], 2.0);
+        let mut logits = [4.0, 3.0, -1.0, 1.0];
+        seen.penalize(&mut logits);
+        assert_eq!(logits, [2.0, 3.0, -2.0, 1.0]);
+        // Greedy now prefers the unseen token 1.
+        assert_eq!(choose(&logits, &Sampling::greedy(), &mut SplitMix64(0)), 1);
+        let off = Seen::new(&[0], 1.0);
+        let mut same = [4.0, 3.0];
+        off.penalize(&mut same);
+        assert_eq!(same, [4.0, 3.0]);
+    }
+
+    #[test]
     fn top_k_comes_before_top_p() {
         // ∝ e^2, e^2, e^1.9, e^0: top_k 2 leaves the first two, each ½, and
         // top_p 0.6 then needs both of them.
@@ -276,6 +339,7 @@ mod tests {
             temperature: 1.0,
             top_p: 0.6,
             top_k: 2,
+            repetition_penalty: 1.0,
             seed: 5,
         };
         let mut rng = SplitMix64(sampling.seed);
@@ -295,6 +359,7 @@ mod tests {
                 temperature,
                 top_p: 1.0,
                 top_k: 0,
+                repetition_penalty: 1.0,
                 seed: 3,
             };
             let mut rng = SplitMix64(s.seed);

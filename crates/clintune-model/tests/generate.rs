@@ -79,6 +79,7 @@ fn sampling_is_reproducible_from_its_seed() {
                 temperature: 1.0,
                 top_p: 0.95,
                 top_k: 0,
+                repetition_penalty: 1.0,
                 seed,
             },
             ..greedy(16, vec![])

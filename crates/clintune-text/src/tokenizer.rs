@@ -241,10 +241,22 @@ pub struct Tokenizer {
     config: TokenizerConfig,
     /// Where the chat template came from.
     template_source: TemplateSource,
+    /// The files it was loaded from, written back unchanged by
+    /// [`Tokenizer::save`]: a re-serialised `tokenizer.json` differs in its
+    /// bytes (which training compares with the model's) and a config
+    /// rewritten from [`TokenizerConfig`] would lose keys transformers reads.
+    original: Option<Arc<OriginalFiles>>,
     /// The faster route for byte-level BPE pipelines, when this is one.
     fast: Option<ByteLevelFast>,
     /// Encodings so far, to pick which ones are checked against the crate.
     encoded: Arc<AtomicU64>,
+}
+
+/// The bytes of a loaded tokenizer's files.
+#[derive(Debug)]
+struct OriginalFiles {
+    tokenizer: Vec<u8>,
+    config: Option<String>,
 }
 
 /// Where a tokenizer's chat template was found, in the order transformers
@@ -316,6 +328,7 @@ impl Tokenizer {
             inner,
             config,
             template_source,
+            original: None,
             encoded: Arc::default(),
         }
     }
@@ -374,10 +387,24 @@ impl Tokenizer {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             (path.to_path_buf(), dir)
         };
-        let inner = read_tokenizer(&file)?;
-        let mut config = read_config(&dir.join(TOKENIZER_CONFIG_FILE))?;
+        let bytes = fs::read(&file).map_err(|source| TokenizerError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Load {
+                path: file.clone(),
+                source: e,
+            })?;
+        let config_path = dir.join(TOKENIZER_CONFIG_FILE);
+        let config_text = read_if_present(&config_path)?;
+        let mut config = parse_config(&config_path, config_text.as_deref())?;
         let template = read_template_file(&dir)?;
         let mut tokenizer = Self::new(inner, TokenizerConfig::default());
+        tokenizer.original = Some(Arc::new(OriginalFiles {
+            tokenizer: bytes,
+            config: config_text,
+        }));
         if let Some((source, template)) = template {
             config.chat_template = Some(template);
             tokenizer.template_source = source;
@@ -400,23 +427,34 @@ impl Tokenizer {
             source,
         })?;
         let tokenizer_path = dir.join(TOKENIZER_FILE);
-        let json = self
-            .inner
-            .to_string(true)
-            .map_err(|e| TokenizerError::Serialize {
-                path: tokenizer_path.clone(),
-                source: e,
-            })?;
-        write_file(&tokenizer_path, json.as_bytes())?;
-
         let config_path = dir.join(TOKENIZER_CONFIG_FILE);
-        let mut config =
-            serde_json::to_vec_pretty(&self.config).map_err(|e| TokenizerError::Serialize {
-                path: config_path.clone(),
-                source: e.into(),
-            })?;
-        config.push(b'\n');
-        write_file(&config_path, &config)?;
+        let original = self.original.as_deref();
+        match original {
+            Some(files) => write_file(&tokenizer_path, &files.tokenizer)?,
+            None => {
+                let json = self
+                    .inner
+                    .to_string(true)
+                    .map_err(|e| TokenizerError::Serialize {
+                        path: tokenizer_path.clone(),
+                        source: e,
+                    })?;
+                write_file(&tokenizer_path, json.as_bytes())?;
+            }
+        }
+        match original.and_then(|f| f.config.as_deref()) {
+            Some(text) => write_file(&config_path, text.as_bytes())?,
+            None => {
+                let mut config = serde_json::to_vec_pretty(&self.config).map_err(|e| {
+                    TokenizerError::Serialize {
+                        path: config_path.clone(),
+                        source: e.into(),
+                    }
+                })?;
+                config.push(b'\n');
+                write_file(&config_path, &config)?;
+            }
+        }
         let mut written = vec![tokenizer_path, config_path];
         if let Some(template) = &self.config.chat_template {
             let path = dir.join(CHAT_TEMPLATE_FILE);
@@ -607,24 +645,12 @@ impl Tokenizer {
     }
 }
 
-fn read_tokenizer(file: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    // Read here rather than via `Tokenizer::from_file` so that a missing
-    // file is an I/O error naming the path, not an anonymous boxed error.
-    let bytes = fs::read(file).map_err(|source| TokenizerError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Load {
-        path: file.to_path_buf(),
-        source: e,
-    })
-}
-
-fn read_config(file: &Path) -> Result<TokenizerConfig, TokenizerError> {
-    let Some(text) = read_if_present(file)? else {
+/// A config's text, or the empty config when there is no file.
+fn parse_config(file: &Path, text: Option<&str>) -> Result<TokenizerConfig, TokenizerError> {
+    let Some(text) = text else {
         return Ok(TokenizerConfig::default());
     };
-    serde_json::from_str(&text).map_err(|source| TokenizerError::Config {
+    serde_json::from_str(text).map_err(|source| TokenizerError::Config {
         path: file.to_path_buf(),
         source,
     })
