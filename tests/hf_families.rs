@@ -94,6 +94,21 @@ fn documents_and_chats_tokenize_as_transformers() {
                 ids(&c["full_ids"]),
                 "{name} chat {i}"
             );
+            // The loss mask covers each answer and nothing of the prompts.
+            let r = template.render_with_answers(&full).unwrap();
+            let answers: Vec<&Message> = full.iter().filter(|m| m.role == "assistant").collect();
+            assert_eq!(r.answers.len(), answers.len(), "{name} chat {i}");
+            for (span, m) in r.answers.iter().zip(&answers) {
+                let trained = &r.text[span.clone()];
+                assert!(trained.contains(&m.content), "{name} chat {i}: {trained:?}");
+                assert!(!trained.contains("user"), "{name} chat {i}: {trained:?}");
+            }
+            let last = r.answers.last().unwrap();
+            assert_eq!(
+                last.clone(),
+                prompt.len()..rendered.len(),
+                "{name} chat {i}"
+            );
         }
         let turn_end = end_of_turn(&tok).unwrap();
         assert_eq!(

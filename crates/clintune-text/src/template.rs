@@ -125,29 +125,78 @@ impl ChatTemplate {
 
     /// Renders the conversation and finds each assistant turn by rendering
     /// the prefixes around it: the turn is what rendering it adds after the
-    /// generation prompt. Templates whose renderings of a prefix are not a
-    /// prefix of the whole are refused, since their spans would be guesses.
+    /// generation prompt.
+    ///
+    /// Some templates render a turn differently once later turns follow
+    /// (Qwen3 drops the `<think>` block of earlier answers), so the prefix
+    /// is not a prefix of the whole. Such a turn is located by its words,
+    /// after the previous turn, followed by the same end-of-turn text; a turn
+    /// that cannot be found that way is an error, never a guess.
     pub fn render_with_answers(&self, messages: &[Message]) -> Result<Rendered, TemplateError> {
         let text = self.render(messages, false)?;
-        let mut answers = Vec::new();
+        let mut answers: Vec<Range<usize>> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             if m.role != "assistant" {
                 continue;
             }
             let prompt = self.render(&messages[..i], true)?;
             let through = self.render(&messages[..=i], false)?;
-            if !through.starts_with(&prompt) || !text.starts_with(&through) {
-                return Err(TemplateError {
-                    detail: format!(
-                        "rendering message {i} is not a prefix of rendering the whole conversation; \
-                     the assistant turns cannot be located, so no loss mask can be made"
-                    ),
-                    source: None,
-                });
-            }
-            answers.push(prompt.len()..through.len());
+            let Some(turn) = through.strip_prefix(prompt.as_str()) else {
+                return Err(unlocatable(
+                    i,
+                    "the generation prompt is not where the answer starts",
+                ));
+            };
+            let span = if text.starts_with(&through) {
+                prompt.len()..through.len()
+            } else {
+                let before = self.render(&messages[..i], false)?;
+                let header = prompt.strip_prefix(before.as_str()).unwrap_or_default();
+                let after = answers.last().map_or(0, |a| a.end);
+                by_words(&text, after, header, turn, &m.content).ok_or_else(|| {
+                    unlocatable(i, "the template rewrites it and its words are not found")
+                })?
+            };
+            answers.push(span);
         }
         Ok(Rendered { text, answers })
+    }
+}
+
+/// The span in `text`, after `after`, of an answer whose words are
+/// `content`: right after the assistant's turn `header` (what the
+/// generation prompt adds) and followed by what follows `content` in its own
+/// rendering `turn` (the end-of-turn marker), so that the same words in a
+/// user's turn are not taken for it.
+fn by_words(
+    text: &str,
+    after: usize,
+    header: &str,
+    turn: &str,
+    content: &str,
+) -> Option<Range<usize>> {
+    if content.is_empty() || header.is_empty() {
+        return None;
+    }
+    let ending = &turn[turn.find(content)? + content.len()..];
+    text.get(after..)?
+        .match_indices(header)
+        .map(|(at, _)| after + at + header.len())
+        .find(|&start| {
+            text[start..]
+                .strip_prefix(content)
+                .is_some_and(|rest| rest.starts_with(ending))
+        })
+        .map(|start| start..start + content.len() + ending.len())
+}
+
+fn unlocatable(i: usize, why: &str) -> TemplateError {
+    TemplateError {
+        detail: format!(
+            "assistant message {i} cannot be located in the rendered conversation ({why}), \
+             so no loss mask can be made"
+        ),
+        source: None,
     }
 }
 
@@ -267,6 +316,44 @@ mod tests {
         let err = t
             .render_with_answers(&[msg("user", "a"), msg("assistant", "b"), msg("user", "c")])
             .unwrap_err();
-        assert!(err.to_string().contains("prefix"), "{err}");
+        assert!(err.to_string().contains("cannot be located"), "{err}");
+    }
+
+    #[test]
+    fn an_answer_the_template_rewrites_later_is_found_by_its_words() {
+        // As Qwen3's: the last answer gets an empty reasoning block, earlier
+        // ones do not.
+        let src = "{% for m in messages %}<|im_start|>{{ m.role }}\n\
+            {% if m.role == 'assistant' and loop.last %}<think></think>{% endif %}\
+            {{ m.content }}<|im_end|>\n{% endfor %}\
+            {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let t = ChatTemplate::new(src, None, None).unwrap();
+        let conv = [
+            msg("user", "Dose?"),
+            msg("assistant", "5 mg."),
+            msg("user", "Dose? 5 mg."),
+            msg("assistant", "Recheck."),
+        ];
+        let r = t.render_with_answers(&conv).unwrap();
+        let spans: Vec<&str> = r.answers.iter().map(|s| &r.text[s.clone()]).collect();
+        assert_eq!(
+            spans,
+            ["5 mg.<|im_end|>\n", "<think></think>Recheck.<|im_end|>\n"]
+        );
+        // The second answer's words first appear in the user's quote; the
+        // search starts after the first answer, and the end marker must follow.
+        let quoted = [
+            msg("user", "Dose?"),
+            msg("assistant", "Hold."),
+            msg("user", "Hold."),
+            msg("assistant", "Hold."),
+            msg("user", "ok"),
+        ];
+        let r = t.render_with_answers(&quoted).unwrap();
+        let starts: Vec<usize> = r.answers.iter().map(|s| s.start).collect();
+        assert!(
+            r.text[starts[1]..].starts_with("Hold.<|im_end|>\n<|im_start|>user\nok"),
+            "{r:?}"
+        );
     }
 }
