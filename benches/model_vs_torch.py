@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """clintune's training steps beside PyTorch eager, same config, batch and threads.
 
-For each shape (the quickstart's model and the `small` preset) and each method
+For each shape (the quickstart's model, the `small` preset and SmolLM2-135M's) and each method
 (all weights, and LoRA rank 8 on q, k, v, o), this times a whole training step
 (forward, backward, AdamW) of a randomly initialised model twice:
 
@@ -13,7 +13,7 @@ For each shape (the quickstart's model and the `small` preset) and each method
 and prints one table with tokens/s and clintune's ratio to the faster PyTorch
 attention.
 
-    python3 benches/model_vs_torch.py [--threads N] [--steps 5] [--only quickstart|small]
+    python3 benches/model_vs_torch.py [--threads N] [--steps 5] [--only SHAPE] [--lora-only]
 
 Needs torch, transformers and peft (`pip install torch transformers peft`);
 without them it prints clintune's figures alone. Nothing here runs in CI.
@@ -52,10 +52,31 @@ QUICKSTART = {
     "eos_token_id": 0,
 }
 
-# name -> (model argument, batch, seq); "quickstart" is written to a file.
+# SmolLM2-135M's shape (its config.json): a real small model a partner would
+# bring (random weights here: the Hub cannot be reached, and speed does not
+# depend on the values).
+SMOLLM2_135M = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 100000.0,
+    "hidden_act": "silu",
+    "tie_word_embeddings": True,
+    "eos_token_id": 2,
+}
+
+# name -> (model argument, batch, seq); a dict is written to a config file.
 SHAPES = {
-    "quickstart": (None, 4, 512),
+    "quickstart": (QUICKSTART, 4, 512),
     "small": ("small", 4, 256),
+    "smollm2-135m": (SMOLLM2_135M, 2, 256),
 }
 LORA_RANK = 8
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -121,6 +142,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--only", choices=sorted(SHAPES))
+    parser.add_argument("--lora-only", action="store_true", help="time LoRA steps only")
     args = parser.parse_args()
     try:
         import torch  # noqa: F401
@@ -133,13 +155,17 @@ def main() -> int:
     binary = clintune_binary()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        quickstart = Path(tmp) / "quickstart.json"
-        quickstart.write_text(json.dumps(QUICKSTART))
         for name, (model, batch, seq) in SHAPES.items():
             if args.only and name != args.only:
                 continue
+            if isinstance(model, dict):
+                config = Path(tmp) / f"{name}.json"
+                config.write_text(json.dumps(model))
+                model = str(config)
             for lora in (False, True):
-                ours = clintune_figures(binary, model or str(quickstart), batch, seq, lora,
+                if args.lora_only and not lora:
+                    continue
+                ours = clintune_figures(binary, model, batch, seq, lora,
                                         args.threads, args.steps)
                 theirs = {}
                 if have_torch:

@@ -206,29 +206,39 @@ fn generate_prompts_with_the_template_and_continues_as_transformers() {
     }
 }
 
+/// `recipes/byom.toml` with the SmolLM2 fixture as its downloaded model,
+/// two steps, and its paths moved into `dir`.
+fn byom_recipe(dir: &Path, base: &Path) -> PathBuf {
+    let t = |name: &str| format!("\"{}\"", s(&dir.join(name)));
+    let text = std::fs::read_to_string(repo().join("recipes/byom.toml"))
+        .unwrap()
+        .replace("\"datasets/sample/", &format!("\"{}/", s(&sample())))
+        .replace("\"datasets/deid-byom\"", &t("deid"))
+        .replace("\"datasets/curated-byom\"", &t("curated"))
+        .replace(
+            "\"models/SmolLM2-135M-Instruct\"",
+            &format!("\"{}\"", s(base)),
+        )
+        .replace("\"runs/byom\"", &t("run"))
+        .replace("epochs = 1", "max_steps = 2")
+        .replace(
+            "name = \"byom\"",
+            &format!("name = \"byom\"\nroot = {}", t("exports")),
+        );
+    assert!(
+        !text.lines().any(|l| l.starts_with("[curate")),
+        "the recipe shows a run without [curate]"
+    );
+    let recipe = dir.join("byom.toml");
+    std::fs::write(&recipe, text).unwrap();
+    recipe
+}
+
 #[test]
-fn a_recipe_without_curate_tunes_a_transformers_model_and_its_export_chats() {
+fn the_byom_recipe_tunes_a_transformers_model_and_its_export_chats() {
     let tmp = tempfile::tempdir().unwrap();
     let base = family("smollm2");
-    let recipe = tmp.path().join("byom.toml");
-    let path = |p: &str| s(&tmp.path().join(p));
-    std::fs::write(
-        &recipe,
-        format!(
-            "[deid]\ninput = [\"{sample}\"]\nout = \"{deid}\"\n\
-             [model]\nbase = \"{base}\"\n[data]\ndataset = \"{data}\"\nseq_len = 128\n\
-             micro_batch = 2\n[method]\nkind = \"lora\"\n[lora]\nrank = 4\n\
-             [train]\nmax_steps = 2\ncheckpoint_every = 2\neval_every = 2\noutput = \"{run}\"\n\
-             [export]\nname = \"byom\"\nroot = \"{root}\"\n",
-            sample = s(&sample()),
-            deid = path("deid"),
-            base = s(&base),
-            data = path("curated"),
-            run = path("run"),
-            root = path("exports"),
-        ),
-    )
-    .unwrap();
+    let recipe = byom_recipe(tmp.path(), &base);
     ok(&clintune(&["run", &s(&recipe)], Some(KEY_A)));
     let export = tmp.path().join("exports/byom/v1");
     let want = std::fs::read_to_string(base.join(CHAT_TEMPLATE_FILE)).unwrap();
@@ -245,4 +255,56 @@ fn a_recipe_without_curate_tunes_a_transformers_model_and_its_export_chats() {
     let (on_export, _) = chat_greedy(&export, &conv, 1);
     let (on_base, _) = chat_greedy(&base, &conv, 1);
     assert_eq!(on_export, on_base);
+}
+
+/// `generate`'s new ids for a plain prompt, with `extra` arguments.
+fn generated(dir: &Path, extra: &[&str]) -> Vec<u32> {
+    let mut args = vec![
+        "generate",
+        "-m",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Patient",
+    ];
+    args.extend_from_slice(&["--format", "json", "--max-new-tokens", "16"]);
+    args.extend_from_slice(extra);
+    let o = clintune(&args, None);
+    ok(&o);
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    ids(&out["tokens"])
+}
+
+#[test]
+fn generation_config_decides_how_to_sample_unless_told() {
+    // Llama 3's generation config samples (temperature 0.6, top_p 0.9):
+    // seeds differ, and greedy is asked for by --temperature 0.
+    let llama3 = family("llama3");
+    let by_seed = |seed: &str| generated(&llama3, &["--seed", seed]);
+    assert_ne!(by_seed("1"), by_seed("2"));
+    assert_eq!(by_seed("1"), by_seed("1"));
+    let greedy = generated(&llama3, &["--temperature", "0"]);
+    assert_eq!(
+        greedy,
+        generated(&llama3, &["--temperature", "0", "--seed", "9"])
+    );
+    // SmolLM2's does not sample: the seed changes nothing.
+    let smollm2 = family("smollm2");
+    assert_eq!(
+        generated(&smollm2, &["--seed", "1"]),
+        generated(&smollm2, &["--seed", "2"])
+    );
+    // A bad setting in the file is named.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&smollm2, tmp.path());
+    std::fs::write(
+        tmp.path().join("generation_config.json"),
+        r#"{"do_sample": true, "top_p": 1.5}"#,
+    )
+    .unwrap();
+    let o = clintune(&["generate", "-m", &s(tmp.path()), "--prompt", "x"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("generation_config.json") && err.contains("1.5"),
+        "{err}"
+    );
 }

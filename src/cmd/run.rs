@@ -17,11 +17,13 @@ use std::time::Instant;
 /// Arguments of `clintune run`.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  \
-    CLINTUNE_DEID_KEY=… clintune run recipes/quickstart.toml\n\n\
+    CLINTUNE_DEID_KEY=… clintune run recipes/quickstart.toml\n  \
+    CLINTUNE_DEID_KEY=… clintune run recipes/byom.toml      # a downloaded Hugging Face model\n\n\
     The recipe's [deid] table names the input records and the de-identified output, [curate]\n\
-    the curation settings (its output is data.dataset), [model.init] how to create model.base\n\
-    when it does not exist, [export] the export name; the rest is a training recipe\n\
-    (recipes/README.md). A run interrupted during training continues where it stopped.\n\n\
+    the curation settings (optional: the defaults; its output is data.dataset), [model.init]\n\
+    how to create model.base when it does not exist (a model.base that exists, such as a\n\
+    downloaded model, brings its own tokenizer and chat template), [export] the export name;\n\
+    the rest is a training recipe (recipes/README.md). A run interrupted during training continues where it stopped.\n\n\
     Running it again re-does de-identification and curation; training continues only when\n\
     the recipe and the curated data are unchanged. Otherwise the earlier run directory is\n\
     moved to <train.output>.previous and training starts over. With [model.init] the base\n\

@@ -400,18 +400,18 @@ impl Tokenizer {
         let config_text = read_if_present(&config_path)?;
         let mut config = parse_config(&config_path, config_text.as_deref())?;
         let template = read_template_file(&dir)?;
-        let mut tokenizer = Self::new(inner, TokenizerConfig::default());
+        let source = template.as_ref().map(|(source, _)| source.clone());
+        if let Some((_, text)) = template {
+            config.chat_template = Some(text);
+        }
+        let mut tokenizer = Self::new(inner, config);
+        if let Some(source) = source {
+            tokenizer.template_source = source;
+        }
         tokenizer.original = Some(Arc::new(OriginalFiles {
             tokenizer: bytes,
             config: config_text,
         }));
-        if let Some((source, template)) = template {
-            config.chat_template = Some(template);
-            tokenizer.template_source = source;
-        } else if config.chat_template.is_some() {
-            tokenizer.template_source = TemplateSource::Config;
-        }
-        tokenizer.config = config;
         tokenizer.warn_on_missing_specials(&file);
         Ok(tokenizer)
     }
