@@ -555,6 +555,16 @@ impl PackedReader {
         self.docs.len()
     }
 
+    /// How many documents are longer than a row (`seq_len`), and the
+    /// longest document's length: such documents are cut into pieces, and a
+    /// later piece is trained on without the start of its document.
+    pub fn documents_over_seq_len(&self) -> (usize, u64) {
+        let lengths = (0..self.docs.len()).map(|d| self.docs.doc_len(d));
+        let longest = lengths.clone().max().unwrap_or(0);
+        let over = lengths.filter(|&l| l > self.cfg.seq_len as u64).count();
+        (over, longest)
+    }
+
     /// Number of tokens over all documents (one epoch's worth).
     pub fn num_tokens(&self) -> u64 {
         self.docs.tokens.len() as u64
@@ -1301,6 +1311,16 @@ mod tests {
         let json = serde_json::to_string(&cursor).unwrap();
         assert_eq!(json, r#"{"epoch":3,"position":5,"offset":16}"#);
         assert_eq!(serde_json::from_str::<Cursor>(&json).unwrap(), cursor);
+    }
+
+    #[test]
+    fn documents_longer_than_a_row_are_counted() {
+        let doc = |n: usize| (vec![1; n], vec![1; n]);
+        let r =
+            PackedReader::from_documents(vec![doc(3), doc(8), doc(9), doc(20)], cfg(0)).unwrap();
+        assert_eq!(r.documents_over_seq_len(), (2, 20));
+        let r = PackedReader::from_documents(vec![doc(8)], cfg(0)).unwrap();
+        assert_eq!(r.documents_over_seq_len(), (0, 8));
     }
 
     #[test]

@@ -69,8 +69,19 @@ pub fn reader(
     recipe: &Recipe,
     pad_id: u32,
 ) -> Result<PackedReader, TrainError> {
-    PackedReader::open(dir, split, pack_config(split, recipe, pad_id))
-        .map_err(|e| TrainError::dataset(dir, e))
+    let reader = PackedReader::open(dir, split, pack_config(split, recipe, pad_id))
+        .map_err(|e| TrainError::dataset(dir, e))?;
+    let (over, longest) = reader.documents_over_seq_len();
+    if over > 0 {
+        tracing::warn!(
+            "{over} of {} {split} examples are longer than data.seq_len = {} (the longest has \
+             {longest} tokens): they are cut into pieces, and a chat's answer in a later piece \
+             is trained on without its prompt; raise data.seq_len to {longest} to keep them whole",
+            reader.num_documents(),
+            recipe.data.seq_len,
+        );
+    }
+    Ok(reader)
 }
 
 /// The validation split's reader, or `None` when the dataset has no
