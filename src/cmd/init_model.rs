@@ -7,7 +7,7 @@ use clap::Args;
 use clintune_model::init::DEFAULT_STD;
 use clintune_model::save::{SaveDtype, write_safetensors};
 use clintune_model::{Cpu, Llama, ModelConfig};
-use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
+use clintune_text::tokenizer::{TOKENIZER_FILES, Tokenizer};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,7 +97,7 @@ pub fn run(a: InitModelArgs) -> anyhow::Result<()> {
         dir.join("generation_config.json"),
         serde_json::to_string_pretty(&generation)? + "\n",
     )?;
-    for name in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
+    for name in TOKENIZER_FILES {
         let from = a.tokenizer.join(name);
         if from.is_file() {
             std::fs::copy(&from, dir.join(name))

@@ -13,7 +13,7 @@ use crate::stats::Tallies;
 use crate::store::{self, Layout};
 use clintune_core::hash::{file_digest, sha256_hex};
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
-use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
+use clintune_text::tokenizer::{TOKENIZER_FILE, TOKENIZER_FILES, Tokenizer};
 use serde_json::json;
 use std::path::Path;
 
@@ -84,7 +84,7 @@ pub fn write(
     clintune_core::staging::write_atomic(&dir.join(CARD_FILE), card.as_bytes())
         .map_err(CurateError::io(dir.join(CARD_FILE)))?;
     outputs.push(output_entry(dir, CARD_FILE, None, "dataset-card")?);
-    for name in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
+    for name in TOKENIZER_FILES.iter().filter(|n| dir.join(n).is_file()) {
         outputs.push(output_entry(dir, name, None, "tokenizer")?);
     }
     if !canaries.is_empty() {

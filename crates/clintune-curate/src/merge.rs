@@ -15,7 +15,7 @@ use clintune_core::staging::StagingDir;
 use clintune_core::{Cause, WithContext};
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ParentRef, verify_chain};
-use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE};
+use clintune_text::tokenizer::{TOKENIZER_FILE, TOKENIZER_FILES};
 use std::path::{Path, PathBuf};
 
 /// One verified shard.
@@ -35,7 +35,10 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool) -> Result<CurateSummar
     let first = check_together(&shards)?;
     let config = shard_config(first)?;
     let staging = StagingDir::new(out, force)?;
-    for name in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
+    for name in TOKENIZER_FILES
+        .iter()
+        .filter(|n| first.dir.join(n).is_file())
+    {
         let (from, to) = (first.dir.join(name), staging.path().join(name));
         std::fs::copy(&from, &to).map_err(CurateError::io(&from))?;
     }

@@ -21,7 +21,7 @@ use clintune_core::progress::{Progress, Silent};
 use clintune_core::staging::StagingDir;
 use clintune_lineage::manifest::absolute_path;
 use clintune_lineage::{FileEntry, Manifest, ManifestBuilder, ParentRef};
-use clintune_text::tokenizer::{TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer};
+use clintune_text::tokenizer::{TOKENIZER_FILE, TOKENIZER_FILES, TemplateSource, Tokenizer};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -133,7 +133,19 @@ fn build_drafts(
 /// The given tokenizer, or one trained on the train split's text.
 fn tokenizer_for(opts: &CurateOptions, drafts: &[(Draft, &str)]) -> Result<Tokenizer, CurateError> {
     if let Some(path) = &opts.tokenizer {
-        return Ok(Tokenizer::load(path)?);
+        let tokenizer = Tokenizer::load(path)?;
+        let source = tokenizer.template_source();
+        if *source == TemplateSource::Default {
+            tracing::warn!(
+                "{}: the tokenizer has no chat template (no chat_template.jinja, \
+                 chat_template.json or tokenizer_config.json entry); chats are rendered with \
+                 clintune's default ChatML, which the model may not have been trained on",
+                path.display()
+            );
+        } else {
+            tracing::info!("chat template: {} of {}", source.describe(), path.display());
+        }
+        return Ok(tokenizer);
     }
     if opts.shard.is_some() {
         return Err(CurateError::Config {
@@ -258,7 +270,7 @@ fn write_shard(
     }
     let rows = Some(candidates.len() as u64);
     b = b.output(output_entry(dir, CANDIDATES_FILE, rows, "parquet")?);
-    for name in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
+    for name in TOKENIZER_FILES.iter().filter(|n| dir.join(n).is_file()) {
         b = b.output(output_entry(dir, name, None, "tokenizer")?);
     }
     let manifest = b.counts(tallies.to_counts()).finish();

@@ -39,6 +39,9 @@ pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 /// File name of the chat template as transformers 4.4x saved it
 /// (`{"chat_template": "..."}`).
 pub const CHAT_TEMPLATE_JSON_FILE: &str = "chat_template.json";
+/// The files [`Tokenizer::save`] writes, the template only when there is
+/// one: what a directory that carries a tokenizer copies and lists.
+pub const TOKENIZER_FILES: [&str; 3] = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE];
 
 /// The special tokens of a trained tokenizer; their order fixes their ids
 /// (0, 1, 2, 3), which downstream code and golden files rely on.
@@ -513,8 +516,7 @@ impl Tokenizer {
     /// (Llama 3's and Mistral's prepend BOS; GPT-2's, SmolLM's and Qwen's add
     /// none). transformers 5 follows `tokenizer.json`'s post-processor alone
     /// and ignores `add_bos_token` in the config when that file exists, so
-    /// this does too. The added tokens have the empty range `(0, 0)` or
-    /// `(len, len)`.
+    /// this does too. The added tokens have the empty range `(0, 0)`.
     ///
     /// Chat text rendered by a template is encoded with
     /// [`Tokenizer::encode_with_offsets`] instead: templates write their own
@@ -972,6 +974,24 @@ mod tests {
         assert_eq!(ids[1..], plain[..]);
         assert_eq!(offsets[0], (0, 0));
         assert_eq!(offsets.last().map(|o| o.1), Some("Metformin".len()));
+    }
+
+    #[test]
+    fn a_loaded_tokenizer_is_saved_byte_for_byte() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let compact = small().inner.to_string(false).unwrap();
+        fs::write(from.path().join(TOKENIZER_FILE), &compact).unwrap();
+        let config = r#"{"tokenizer_class": "GPT2Tokenizer", "eos_token": "<|endoftext|>"}"#;
+        fs::write(from.path().join(TOKENIZER_CONFIG_FILE), config).unwrap();
+        fs::write(from.path().join(CHAT_TEMPLATE_FILE), "T").unwrap();
+        Tokenizer::load(from.path())
+            .unwrap()
+            .save(to.path())
+            .unwrap();
+        let read = |name: &str| fs::read_to_string(to.path().join(name)).unwrap();
+        assert_eq!(read(TOKENIZER_FILE), compact);
+        assert_eq!(read(TOKENIZER_CONFIG_FILE), config);
+        assert_eq!(read(CHAT_TEMPLATE_FILE), "T");
     }
 
     #[test]
