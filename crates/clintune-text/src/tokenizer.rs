@@ -39,6 +39,9 @@ pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 /// File name of the chat template as transformers 4.4x saved it
 /// (`{"chat_template": "..."}`).
 pub const CHAT_TEMPLATE_JSON_FILE: &str = "chat_template.json";
+/// A SentencePiece model, which older checkpoints ship instead of
+/// [`TOKENIZER_FILE`].
+const SENTENCEPIECE_FILE: &str = "tokenizer.model";
 /// The files [`Tokenizer::save`] writes, the template only when there is
 /// one: what a directory that carries a tokenizer copies and lists.
 pub const TOKENIZER_FILES: [&str; 3] = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE];
@@ -72,6 +75,17 @@ pub enum TokenizerError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// The directory has only a SentencePiece `tokenizer.model`, which
+    /// clintune does not read.
+    #[error(
+        "{dir}: has tokenizer.model (SentencePiece) but no tokenizer.json; clintune reads \
+         tokenizer.json, which transformers writes: python -c \"from transformers import \
+         AutoTokenizer; AutoTokenizer.from_pretrained('DIR').save_pretrained('DIR')\""
+    )]
+    SentencePieceOnly {
+        /// The model directory.
+        dir: PathBuf,
     },
     /// `tokenizer.json` exists but is not a tokenizer `tokenizers` can load.
     #[error("{path}: not a loadable tokenizer: {source}")]
@@ -390,6 +404,9 @@ impl Tokenizer {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             (path.to_path_buf(), dir)
         };
+        if !file.exists() && dir.join(SENTENCEPIECE_FILE).is_file() {
+            return Err(TokenizerError::SentencePieceOnly { dir });
+        }
         let bytes = fs::read(&file).map_err(|source| TokenizerError::Io {
             path: file.clone(),
             source,
@@ -918,6 +935,15 @@ mod tests {
         fs::write(dir.path().join(TOKENIZER_FILE), "{}").unwrap();
         let err = Tokenizer::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains(TOKENIZER_FILE), "{err}");
+
+        let sentencepiece = tempfile::tempdir().unwrap();
+        fs::write(sentencepiece.path().join(SENTENCEPIECE_FILE), b"\x0a").unwrap();
+        let err = Tokenizer::load(sentencepiece.path()).unwrap_err();
+        assert!(
+            matches!(err, TokenizerError::SentencePieceOnly { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("save_pretrained"), "{err}");
     }
 
     #[test]
