@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dpo;
+pub mod grpo;
 pub mod sft;
 
 use crate::data::Dataset;
