@@ -15,6 +15,7 @@ pub mod canary;
 pub mod card;
 pub mod config;
 pub mod dedup;
+pub mod diagnoses;
 pub mod encode;
 pub mod error;
 pub mod events;

@@ -369,7 +369,7 @@ fn diagnosis_draft(
         "Patient history:\n{}\n\nNext encounter on {day}{age}: {visit}.\nWhat was diagnosed at this encounter?",
         lines.join("\n")
     );
-    let answer: Vec<String> = diagnoses.iter().map(|d| format!("- {d}")).collect();
+    let answer = crate::diagnoses::answer(diagnoses);
     let mut keys: Vec<String> = recent.iter().map(|(r, _)| r.record_key.clone()).collect();
     keys.extend(
         day_records

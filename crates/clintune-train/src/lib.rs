@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod data;
 pub mod error;
+pub mod grader;
 pub mod memory;
 pub mod metrics;
 pub mod objective;

@@ -6,6 +6,7 @@ use crate::error::EvalError;
 use crate::summary::{Bootstrap, Difference, Tally, bootstrap, pairs};
 use burn::prelude::Backend;
 use clintune_core::Cause;
+use clintune_curate::diagnoses::names;
 use clintune_curate::labels::Example;
 use clintune_model::{GenerateConfig, Llama, Sampling};
 use clintune_text::tokenizer::Tokenizer;
@@ -198,20 +199,6 @@ fn tokenizer_err(e: impl Into<Cause>) -> EvalError {
     }
 }
 
-/// The diagnoses an answer names, one per line (`- Acute bronchitis`),
-/// normalised: bullet and final period dropped, lower case, single spaces.
-pub fn names(answer: &str) -> BTreeSet<String> {
-    answer
-        .lines()
-        .map(|line| {
-            let line = line.trim().trim_start_matches(['-', '*', '•']).trim();
-            let line = line.trim_end_matches('.').to_lowercase();
-            line.split_whitespace().collect::<Vec<_>>().join(" ")
-        })
-        .filter(|name| !name.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,20 +262,6 @@ mod tests {
         assert!(p1.hits >= 1);
         let p2 = answers.patients["p2"];
         assert_eq!((p2.hits, p2.missed), (0, 1));
-    }
-
-    #[test]
-    fn names_are_normalised_lines() {
-        let got =
-            names("- Acute  bronchitis.\n* Hypertension\n\n  -   viral sinusitis (disorder)\n");
-        let want: BTreeSet<String> = [
-            "acute bronchitis",
-            "hypertension",
-            "viral sinusitis (disorder)",
-        ]
-        .map(String::from)
-        .into();
-        assert_eq!(got, want);
     }
 
     #[test]
