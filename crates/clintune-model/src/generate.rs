@@ -57,6 +57,16 @@ impl<B: Backend> KvCache<B> {
     pub(crate) fn layer(&mut self, l: usize) -> &mut LayerCache<B> {
         &mut self.layers[l]
     }
+
+    /// Makes a cache of one row `rows` copies of it, to continue one prompt
+    /// `rows` ways at once.
+    fn repeat_rows(&mut self, rows: usize) {
+        for layer in &mut self.layers {
+            if let Some((k, v)) = layer.kv.take() {
+                layer.kv = Some((k.repeat_dim(0, rows), v.repeat_dim(0, rows)));
+            }
+        }
+    }
 }
 
 /// How the next token is chosen.
@@ -187,6 +197,133 @@ impl<B: Backend> Llama<B> {
             prefill,
             decode: start.elapsed() - prefill,
         }
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Continues `prompt` once per seed, the continuations sampled side by
+    /// side as one batch: the prompt runs once and its cache is copied to
+    /// every row, then each step runs all rows together. Row `i` draws with
+    /// `seeds[i]` (`cfg.sampling.seed` is not used) and ends as
+    /// [`Llama::generate`] would; a finished row rides along until all have
+    /// finished, its further tokens dropped. The result depends only on
+    /// the prompt, the seeds and the weights, not on other work.
+    pub fn generate_group(
+        &self,
+        prompt: &[u32],
+        cfg: &GenerateConfig,
+        seeds: &[u64],
+        max_context: usize,
+    ) -> Vec<Generation> {
+        let rows = seeds.len();
+        let mut cache = KvCache::new(self.model.layers.len());
+        let start = Instant::now();
+        let first = self.step(prompt, &mut cache);
+        let prefill = start.elapsed();
+        cache.repeat_rows(rows);
+        let vocab = first.dims()[0];
+        let mut logits = first
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default()
+            .repeat(rows);
+        let mut group: Vec<Row> = seeds
+            .iter()
+            .map(|&seed| Row::new(prompt, seed, cfg.sampling.repetition_penalty))
+            .collect();
+        let mut last = vec![0; rows];
+        while group.iter().any(|r| r.stop.is_none()) {
+            for (i, row) in group.iter_mut().enumerate() {
+                if row.stop.is_none() {
+                    last[i] = row.draw(
+                        &mut logits[i * vocab..(i + 1) * vocab],
+                        cfg,
+                        cache.len() + 1,
+                        max_context,
+                    );
+                }
+            }
+            if group.iter().all(|r| r.stop.is_some()) {
+                break;
+            }
+            logits = self.step_rows(&last, &mut cache);
+        }
+        let decode = start.elapsed() - prefill;
+        group
+            .into_iter()
+            .map(|row| Generation {
+                tokens: row.tokens,
+                stop: row.stop.unwrap_or(StopReason::Length),
+                prefill,
+                decode,
+            })
+            .collect()
+    }
+
+    /// Runs one token per row after `cache` (all rows as long) and returns
+    /// the logits, `[rows × vocab]` row-major.
+    fn step_rows(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Vec<f32> {
+        let (past, rows) = (cache.len, tokens.len());
+        let positions = vec![past as u32; rows];
+        // Every row sees all its cached tokens and itself.
+        let open = Tensor::<B, 4, Bool>::from_data(
+            TensorData::new(vec![false; rows * (past + 1)], [rows, 1, 1, past + 1]),
+            &self.device(),
+        );
+        let ctx = self.rotary_context(&positions, [rows, 1], Mask::Dense(open));
+        let hidden = self.hidden(tokens, [rows, 1], &ctx, Some(cache));
+        cache.len += 1;
+        self.logits(hidden)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default()
+    }
+}
+
+/// One continuation of a group in progress.
+struct Row {
+    rng: SplitMix64,
+    seen: Seen,
+    tokens: Vec<u32>,
+    stop: Option<StopReason>,
+}
+
+impl Row {
+    fn new(prompt: &[u32], seed: u64, penalty: f64) -> Self {
+        Self {
+            rng: SplitMix64(seed),
+            seen: Seen::new(prompt, penalty),
+            tokens: Vec::new(),
+            stop: None,
+        }
+    }
+
+    /// Draws the next token from `logits` and says whether the row ends
+    /// here (`cached` tokens are in the cache once it is run), as
+    /// [`Llama::generate`] decides.
+    fn draw(
+        &mut self,
+        logits: &mut [f32],
+        cfg: &GenerateConfig,
+        cached: usize,
+        max_context: usize,
+    ) -> u32 {
+        if self.tokens.len() >= cfg.max_new_tokens {
+            self.stop = Some(StopReason::Length);
+            return 0;
+        }
+        self.seen.penalize(logits);
+        let next = choose(logits, &cfg.sampling, &mut self.rng);
+        self.seen.add(next);
+        self.tokens.push(next);
+        if cfg.stop_tokens.contains(&next) {
+            self.stop = Some(StopReason::StopToken);
+        } else if cached >= max_context {
+            self.stop = Some(StopReason::Context);
+        } else if self.tokens.len() >= cfg.max_new_tokens {
+            self.stop = Some(StopReason::Length);
+        }
+        next
     }
 }
 

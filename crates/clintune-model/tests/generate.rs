@@ -89,3 +89,62 @@ fn sampling_is_reproducible_from_its_seed() {
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
 }
+
+#[test]
+fn a_group_sampled_as_one_batch_continues_each_row_as_alone() {
+    // Rows with their own seeds, stop tokens and lengths, run side by side,
+    // give what each seed gives on its own (the batched step only reorders
+    // sums, which does not move a draw here).
+    for name in ["tied", "llama-gqa-rope3", "qwen2-bias"] {
+        let model: Llama<B> = model(name);
+        let prompt = [666u32, 504, 267, 375];
+        let sampled = |seed| GenerateConfig {
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 0.9,
+                top_k: 0,
+                repetition_penalty: 1.0,
+                seed,
+            },
+            ..greedy(10, vec![])
+        };
+        let seeds = [3u64, 5, 8, 13];
+        let alone: Vec<Vec<u32>> = seeds
+            .iter()
+            .map(|&s| model.generate(&prompt, &sampled(s), 256, |_| {}).tokens)
+            .collect();
+        // A stop token that ends some rows early and not others.
+        let stop = alone[0][2];
+        let cfg = GenerateConfig {
+            stop_tokens: vec![stop],
+            ..sampled(0)
+        };
+        let group = model.generate_group(&prompt, &cfg, &seeds, 256);
+        assert_eq!(group.len(), seeds.len());
+        for ((row, free), &seed) in group.iter().zip(&alone).zip(&seeds) {
+            let single = model.generate(
+                &prompt,
+                &GenerateConfig {
+                    stop_tokens: vec![stop],
+                    ..sampled(seed)
+                },
+                256,
+                |_| {},
+            );
+            assert_eq!(row.tokens, single.tokens, "{name} seed {seed}");
+            assert_eq!(row.stop, single.stop, "{name} seed {seed}");
+            let ends = free
+                .iter()
+                .position(|&t| t == stop)
+                .map_or(free.len(), |i| i + 1);
+            assert_eq!(row.tokens, free[..ends], "{name} seed {seed}");
+        }
+        assert_eq!(group[0].stop, StopReason::StopToken);
+        // The context ends every row at once.
+        let short = model.generate_group(&prompt, &sampled(0), &seeds, 7);
+        for row in &short {
+            assert_eq!(row.stop, StopReason::Context);
+            assert_eq!(prompt.len() + row.tokens.len(), 7);
+        }
+    }
+}
