@@ -651,10 +651,15 @@ fn assert_trained_alike(a_run: &Path, b_run: &Path) {
         "diff {diff}, scale {scale}"
     );
     // AdamW would hide a wrongly scaled gradient; the logged norm does not.
+    // (GRPO's loss may be of either sign; the norm shows steps trained.)
+    let positive = train_series(a_run, "grad_norm");
+    assert!(
+        positive.iter().filter(|&&v| v > 0.0).count() >= 2,
+        "{positive:?}"
+    );
     for key in ["loss", "grad_norm"] {
         let (x, y) = (train_series(a_run, key), train_series(b_run, key));
         assert_eq!(x.len(), 3);
-        assert!(x.iter().filter(|&&v| v > 0.0).count() >= 2, "{key}: {x:?}");
         for (x, y) in x.iter().zip(&y) {
             assert!(
                 (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
@@ -890,4 +895,159 @@ fn dpo_needs_preference_pairs_and_says_how_to_get_them() {
         !o.status.success() && err.contains("objective.label_smoothing"),
         "{err}"
     );
+}
+
+/// GRPO on the sample's chat and next-diagnosis prompts: short completions
+/// of short prompt tails, two graders whose rewards differ within a group.
+const GRPO: &str = r#"[objective]
+kind = "grpo"
+[grpo]
+num_generations = 4
+max_prompt_length = 48
+max_completion_length = 6
+[[grader]]
+kind = "regex"
+pattern = '^\s*[a-m]'
+[[grader]]
+kind = "diagnosis-f1"
+weight = 0.5
+"#;
+
+#[test]
+fn grpo_resumes_bit_exactly_and_logs_trl_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let whole = recipe(tmp.path(), "grpo-whole", &data, 6, GRPO);
+    ok(train(&whole, &[]));
+    let split = recipe(tmp.path(), "grpo-split", &data, 6, GRPO);
+    ok(train(&split, &["--stop-after", "3"]));
+    ok(train(&split, &["--resume"]));
+    same_result(
+        &tmp.path().join("grpo-whole"),
+        &tmp.path().join("grpo-split"),
+    );
+
+    let run = tmp.path().join("grpo-whole");
+    let lines = curve(&run);
+    let train_lines: Vec<&Value> = lines.iter().filter(|l| l["split"] == "train").collect();
+    for line in &train_lines {
+        for figure in [
+            "reward",
+            "reward_std",
+            "frac_reward_zero_std",
+            "completions/mean_length",
+            "completions/clipped_ratio",
+            "clip_ratio/region_mean",
+            "rewards/regex/mean",
+            "rewards/regex/std",
+            "rewards/diagnosis-f1/mean",
+        ] {
+            assert!(line[figure].is_f64(), "{figure} missing: {line}");
+        }
+        // The total is the graders' weighted sum.
+        let (total, regex, f1) = (
+            line["reward"].as_f64().unwrap(),
+            line["rewards/regex/mean"].as_f64().unwrap(),
+            line["rewards/diagnosis-f1/mean"].as_f64().unwrap(),
+        );
+        assert!((total - (regex + 0.5 * f1)).abs() < 1e-9, "{line}");
+        let length = line["completions/mean_length"].as_f64().unwrap();
+        assert!(length > 0.0 && length <= 6.0, "{line}");
+        // Each generation batch is used once: the ratio is 1, never clipped.
+        assert_eq!(line["clip_ratio/region_mean"], 0.0, "{line}");
+        assert!(line.get("kl").is_none(), "no KL without beta: {line}");
+    }
+    // Some groups disagreed, so some steps had advantages to learn from.
+    let mixed = train_lines
+        .iter()
+        .filter(|l| l["frac_reward_zero_std"].as_f64().unwrap() < 1.0)
+        .count();
+    assert!(mixed >= 3, "{train_lines:?}");
+    let eval = lines.iter().find(|l| l["split"] == "eval").unwrap();
+    assert_eq!(
+        eval["loss"].as_f64(),
+        eval["reward"].as_f64().map(|r| -r),
+        "{eval}"
+    );
+    let scalars = read_run(&run.join("tensorboard")).unwrap();
+    for tag in ["train/reward", "train/rewards/regex/mean", "eval/reward"] {
+        assert!(scalars.iter().any(|(t, _, _)| t == tag), "{tag}");
+    }
+}
+
+#[test]
+fn grpo_on_two_workers_trains_like_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    // Batch scaling and DAPO's denominator need the whole step's rewards and
+    // tokens, which each worker only has after the exchange.
+    let grpo = GRPO.replace(
+        "num_generations = 4",
+        "num_generations = 4\nscale_rewards = \"batch\"",
+    );
+    let one = alike_recipe(tmp.path(), "grpo-one", &data, 2, &grpo);
+    let two_workers = format!("{grpo}[hardware]\ndevices = \"cpu:2\"\n");
+    let two = alike_recipe(tmp.path(), "grpo-two", &data, 1, &two_workers);
+    ok(train(&one, &[]));
+    ok(train(&two, &[]));
+    let (a, b) = (tmp.path().join("grpo-one"), tmp.path().join("grpo-two"));
+    assert_trained_alike(&a, &b);
+    // The same completions were sampled and graded, whichever worker did
+    // (the workers' sums travel as f32).
+    for key in ["reward", "reward_std", "completions/mean_length"] {
+        let (x, y) = (train_series(&a, key), train_series(&b, key));
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(&y) {
+            assert!(
+                (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                "{key}: {x} vs {y}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failing_grader_stops_grpo_naming_the_grader_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let garbage = GRPO.replace(
+        "[[grader]]\nkind = \"diagnosis-f1\"",
+        "[[grader]]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"cat > /dev/null; r='{\\\"reward\\\": 1}'; echo $r; echo oops; echo $r; echo $r\"]",
+    );
+    let r = recipe(tmp.path(), "grpo-garbage", &data, 2, &garbage);
+    let o = train(&r, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("grader 2 (command `sh`)") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("grpo-garbage/manifest.json").exists());
+
+    // GRPO's tables are refused where they do not apply, and a KL term
+    // needs LoRA's base as its reference.
+    let stray = recipe(
+        tmp.path(),
+        "stray",
+        &data,
+        2,
+        "[[grader]]\nkind = \"exact\"\n",
+    );
+    let o = clintune(&["recipe", "check", &s(&stray)], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("objective.kind = \"grpo\""),
+        "{err}"
+    );
+    let kl = GRPO.replace("num_generations = 4", "num_generations = 4\nbeta = 0.04");
+    let full = recipe(
+        tmp.path(),
+        "full-kl",
+        &data,
+        2,
+        &format!("{kl}[method]\nkind = \"full\"\n"),
+    );
+    let o = clintune(&["recipe", "check", &s(&full)], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("grpo.beta"), "{err}");
 }

@@ -61,6 +61,19 @@ pub fn run(c: RecipeCommand) -> anyhow::Result<()> {
                 d.seq_len
             ),
         ),
+        ObjectiveKind::Grpo => (
+            format!(
+                "GRPO ({} loss, {} grader(s))",
+                recipe.grpo.loss_type.name(),
+                recipe.grader.len()
+            ),
+            format!(
+                "{} prompts × {} sampled completions of up to {} tokens",
+                d.micro_batch * d.grad_accum,
+                recipe.grpo.num_generations,
+                recipe.grpo.max_completion_length
+            ),
+        ),
     };
     eprintln!(
         "{}: valid. {}, objective {objective}, of a {}-layer {} model (vocabulary {}), {step} per optimizer step.",

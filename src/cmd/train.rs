@@ -14,6 +14,8 @@ use std::time::Instant;
     clintune recipe check recipes/train.toml\n  \
     clintune train recipes/train.toml\n  \
     clintune train recipes/train.toml --resume     # after an interruption: continues exactly\n\n\
+    The objective is [objective] kind: \"sft\" (the default), \"dpo\" (preference pairs) or\n\
+    \"grpo\" (completions sampled and rewarded by [[grader]] tables: recipes/grpo.toml).\n\n\
     The run directory (train.output) receives checkpoints/step-N/ (adapter or weights,\n\
     optimizer state, data cursor), metrics.jsonl, tensorboard/ and manifest.json.\n\
     Watch it with: tensorboard --logdir <train.output>/tensorboard\n\n\
@@ -89,10 +91,12 @@ fn train(recipe: &Recipe, path: &std::path::Path, opts: &RunOptions) -> anyhow::
         tokens += r.tokens;
         let rate = tokens / started.elapsed().as_secs_f64().max(1e-9);
         let mut message = format!("loss {loss:.4}");
-        // DPO's step line shows whether the preferred answer wins, and by how much.
+        // DPO's step line shows whether the preferred answer wins, and by how
+        // much; GRPO's the mean reward of its completions.
         for (name, label) in [
             ("rewards/accuracies", "reward acc"),
             ("rewards/margins", "margin"),
+            ("reward", "reward"),
         ] {
             if let Some((_, v)) = r.figures.iter().find(|(n, _)| *n == name) {
                 message.push_str(&format!(" | {label} {v:.2}"));

@@ -720,7 +720,7 @@ fn pack_row(
 
 /// Document order of one epoch: a permutation that depends on
 /// `(seed, epoch)` only, so a cursor stays valid across processes and machines.
-pub(crate) fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
+pub fn document_order(n: usize, seed: u64, epoch: u64, shuffle: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if shuffle {
         let mut rng = SplitMix64(mix64(seed ^ mix64(epoch.wrapping_add(GOLDEN_GAMMA))));
@@ -765,6 +765,36 @@ const READ_COLUMNS: [&str; 4] = [
     col::LOSS_MASK,
     col::NUM_TOKENS,
 ];
+
+/// A prompt and the answer recorded for it, as token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptAnswer {
+    /// The tokens before the first trained one (the rendered prompt, up to
+    /// the assistant's generation prompt).
+    pub prompt: Vec<u32>,
+    /// The trained tokens that follow it: the first answer, its end-of-turn
+    /// marker included.
+    pub answer: Vec<u32>,
+}
+
+/// The prompts of `dir/split/` and their first answers, in file and row
+/// order: every example whose first token is untrained and that trains on
+/// some later token (chat and next-diagnosis examples; plain text, trained
+/// from its first token, has no prompt).
+pub fn read_prompts(dir: &Path, split: &str) -> Result<Vec<PromptAnswer>, ReaderError> {
+    let docs = read_documents(dir, split)?;
+    Ok((0..docs.len())
+        .filter_map(|d| {
+            let (ids, mask) = docs.document(d);
+            let start = mask.iter().position(|&m| m == 1).filter(|&s| s > 0)?;
+            let len = mask[start..].iter().take_while(|&&m| m == 1).count();
+            Some(PromptAnswer {
+                prompt: ids[..start].to_vec(),
+                answer: ids[start..start + len].to_vec(),
+            })
+        })
+        .collect())
+}
 
 /// Every document of `dir/split/`, checked, in file and row order.
 pub(crate) fn read_documents(dir: &Path, split: &str) -> Result<Documents, ReaderError> {

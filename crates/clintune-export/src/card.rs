@@ -54,6 +54,26 @@ fn objective(recipe: &Recipe, data: Option<&Manifest>) -> String {
         ObjectiveKind::Sft => {
             "supervised fine-tuning (next-token likelihood of the trained tokens)".into()
         }
+        ObjectiveKind::Grpo => {
+            let g = &recipe.grpo;
+            let graders: Vec<String> = recipe
+                .grader
+                .iter()
+                .map(|s| format!("{} × {}", s.weight, s.kind.name()))
+                .collect();
+            let clip = match g.epsilon_high {
+                Some(high) if high != g.epsilon => format!("{}–{high}", g.epsilon),
+                _ => g.epsilon.to_string(),
+            };
+            format!(
+                "GRPO ({} loss, {} completions per prompt, temperature {}, epsilon {clip}, beta {}) rewarded by {}",
+                g.loss_type.name(),
+                g.num_generations,
+                g.temperature,
+                g.beta,
+                graders.join(" + ")
+            )
+        }
         ObjectiveKind::Dpo => {
             let reference = match recipe.method.kind {
                 Method::Lora => "the base model (the adapter switched off)",
@@ -131,6 +151,10 @@ pub fn render(name: &str, version: u32, recipe: &Recipe, chain: &Chain, adapter:
     let rows = match recipe.objective.kind {
         ObjectiveKind::Sft => format!("{} rows", recipe.data.micro_batch),
         ObjectiveKind::Dpo => format!("{} pairs (2 rows each)", recipe.data.micro_batch),
+        ObjectiveKind::Grpo => format!(
+            "{} prompts × {} completions",
+            recipe.data.micro_batch, recipe.grpo.num_generations
+        ),
     };
     let _ = writeln!(
         s,
@@ -148,6 +172,7 @@ pub fn render(name: &str, version: u32, recipe: &Recipe, chain: &Chain, adapter:
             "rewards/chosen",
             "rewards/rejected",
         ],
+        ObjectiveKind::Grpo => &["reward"],
     };
     let _ = writeln!(s, "| {} |", figures.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(figures.len()));

@@ -8,6 +8,9 @@ pub use clintune_core::Cause;
 /// its cause as [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A grader could not give rewards.
+    #[error(transparent)]
+    Grader(#[from] crate::grader::GraderError),
     /// The recipe is unreadable or invalid.
     #[error(transparent)]
     Recipe(#[from] crate::recipe::RecipeError),

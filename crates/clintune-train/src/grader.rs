@@ -114,7 +114,7 @@ impl TryFrom<RawSpec> for GraderSpec {
 impl From<GraderSpec> for RawSpec {
     fn from(spec: GraderSpec) -> Self {
         let mut raw = RawSpec {
-            kind: kind_name(&spec.kind).into(),
+            kind: spec.kind.name().into(),
             weight: Some(spec.weight),
             pattern: None,
             argv: None,
@@ -159,6 +159,7 @@ pub struct GraderError {
 #[derive(Debug)]
 pub struct Graders {
     graders: Vec<(Grader, f64)>,
+    kinds: Vec<&'static str>,
 }
 
 #[derive(Debug)]
@@ -197,7 +198,8 @@ impl Graders {
             .enumerate()
             .map(|(i, spec)| compile(i + 1, spec).map(|g| (g, spec.weight)))
             .collect::<Result<_, _>>()?;
-        Ok(Self { graders })
+        let kinds = specs.iter().map(|s| s.kind.name()).collect();
+        Ok(Self { graders, kinds })
     }
 
     /// Grades `items`: every grader sees all of them at once (a command runs
@@ -219,16 +221,26 @@ impl Graders {
         Ok(Rewards { total, per_grader })
     }
 
-    /// Each grader's name, for figures (`reward/NAME`).
+    /// Each grader's name for figures (`rewards/NAME/mean`): its kind, and
+    /// its place in the recipe when two share a kind (`regex-2`).
     pub fn names(&self) -> Vec<String> {
-        self.graders.iter().map(|(g, _)| g.name()).collect()
+        let kinds = &self.kinds;
+        let shared = |k: &&str| kinds.iter().filter(|x| *x == k).count() > 1;
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match shared(k) {
+                true => format!("{k}-{}", i + 1),
+                false => (*k).to_string(),
+            })
+            .collect()
     }
 }
 
 fn compile(index: usize, spec: &GraderSpec) -> Result<Grader, GraderError> {
     let fail = |detail: String| GraderError {
         index,
-        name: kind_name(&spec.kind).into(),
+        name: spec.kind.name().into(),
         detail,
     };
     if !spec.weight.is_finite() {
@@ -258,12 +270,15 @@ fn compile(index: usize, spec: &GraderSpec) -> Result<Grader, GraderError> {
     })
 }
 
-fn kind_name(kind: &GraderKind) -> &'static str {
-    match kind {
-        GraderKind::DiagnosisF1 => "diagnosis-f1",
-        GraderKind::Regex { .. } => "regex",
-        GraderKind::Exact => "exact",
-        GraderKind::Command { .. } => "command",
+impl GraderKind {
+    /// The kind as a recipe names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GraderKind::DiagnosisF1 => "diagnosis-f1",
+            GraderKind::Regex { .. } => "regex",
+            GraderKind::Exact => "exact",
+            GraderKind::Command { .. } => "command",
+        }
     }
 }
 
@@ -437,6 +452,13 @@ mod tests {
         );
         assert_eq!(r.total, [1.5, 0.0]);
         assert_eq!(g.names(), ["diagnosis-f1", "regex", "exact"]);
+        let two = graders(
+            "[[grader]]\nkind = \"regex\"\npattern = \"a\"\n\
+             [[grader]]\nkind = \"exact\"\n\
+             [[grader]]\nkind = \"regex\"\npattern = \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(two.names(), ["regex-1", "exact", "regex-3"]);
     }
 
     #[test]

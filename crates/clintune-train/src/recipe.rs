@@ -7,7 +7,8 @@
 //! them with their defaults (a test keeps the two in step with this file).
 //! Relative paths are relative to the directory the command runs in.
 
-pub use crate::objective::config::{DpoLoss, ObjectiveKind, ObjectiveSection};
+use crate::grader::{GraderSpec, Graders};
+pub use crate::objective::config::{DpoLoss, GrpoSection, ObjectiveKind, ObjectiveSection};
 use clintune_core::{ConfigError, Invalid};
 use clintune_curate::config::CurateConfig;
 use clintune_model::LoraConfig;
@@ -29,6 +30,12 @@ pub struct Recipe {
     /// What is learnt: supervised fine-tuning or DPO.
     #[serde(default, skip_serializing_if = "ObjectiveSection::is_default")]
     pub objective: ObjectiveSection,
+    /// GRPO's settings (with `objective.kind = "grpo"`).
+    #[serde(default, skip_serializing_if = "GrpoSection::is_default")]
+    pub grpo: GrpoSection,
+    /// GRPO's graders (`[[grader]]`), their rewards summed by weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grader: Vec<GraderSpec>,
     /// LoRA settings (with `method.kind = "lora"`).
     #[serde(default)]
     pub lora: LoraConfig,
@@ -424,6 +431,21 @@ impl Recipe {
                 "must be at least 2 with objective.kind = \"dpo\"",
             ));
         }
+        if self.objective.kind == ObjectiveKind::Grpo {
+            self.grpo.validate()?;
+            Graders::new(&self.grader).map_err(|e| Invalid::new("grader", e.to_string()))?;
+            if self.grpo.beta > 0.0 && self.method.kind == Method::Full {
+                return Err(Invalid::new(
+                    "grpo.beta",
+                    "a KL term is implemented with method.kind = \"lora\" (the base is the policy without its adapters)",
+                ));
+            }
+        } else if !self.grader.is_empty() || !self.grpo.is_default() {
+            return Err(Invalid::new(
+                "grader / grpo",
+                "apply to objective.kind = \"grpo\" only",
+            ));
+        }
         if self.method.kind == Method::Lora {
             self.lora.validate()?;
         }
@@ -545,6 +567,15 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(documented, defaults);
+    }
+
+    #[test]
+    fn the_sample_grpo_recipe_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/grpo.toml");
+        let recipe = Recipe::load(&path).unwrap();
+        assert_eq!(recipe.objective.kind, ObjectiveKind::Grpo);
+        assert_eq!(recipe.grader.len(), 1);
+        assert_eq!(recipe.grpo.max_completion_length, 6);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::checkpoint::{self, Optim, TrainState};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::metrics::Metrics;
-use crate::objective::{self, Objective};
+use crate::objective::{self, Objective, StepHooks};
 use crate::params::{clip_grad_norm, count, ids_from_paths};
 use crate::recipe::{Method, Recipe};
 use crate::schedule::Schedule;
@@ -197,10 +197,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Runs the exchange `f` under the watchdog, if any.
     fn exchange<T>(&self, what: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
-        match &self.watchdog {
-            Some(w) => w.exchange(what, f),
-            None => f(),
-        }
+        guarded(self.watchdog.as_deref(), what, f)
     }
 
     /// Steps of the whole run.
@@ -357,9 +354,24 @@ impl<B: AutodiffBackend> Trainer<B> {
         let seed = mix64(self.recipe.train.seed ^ mix64(step));
         let device = self.device.clone();
         let micro = self.recipe.data.grad_accum * peer.count;
-        let out = self.objective.step(&self.model, micro, peer, &mut |j| {
-            clintune_model::reseed_dropout(mix64(seed ^ j))
-        });
+        let watchdog = self.watchdog.clone();
+        let mut sum = |values: Vec<f64>| {
+            if peer.count == 1 {
+                return Ok(values);
+            }
+            let what = || format!("the objective's sizes of step {}", step + 1);
+            let floats = values.iter().map(|&v| v as f32).collect();
+            guarded(watchdog.as_deref(), what, || {
+                all_reduce_sum::<B>(peer, floats, &device)
+            })
+            .map(|sums| sums.into_iter().map(f64::from).collect())
+            .map_err(TrainError::exchange)
+        };
+        let mut hooks = StepHooks {
+            before: &mut |j| clintune_model::reseed_dropout(mix64(seed ^ j)),
+            sum: &mut sum,
+        };
+        let out = self.objective.step(&self.model, micro, peer, &mut hooks)?;
         self.state.cursor = self.objective.cursor();
         let (mut grads, mut figures) = (out.grads, out.figures);
         if peer.count > 1 {
@@ -393,7 +405,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// The objective's figures on the validation split.
-    pub fn evaluate(&mut self) -> Option<EvalMetrics> {
+    pub fn evaluate(&mut self) -> Result<Option<EvalMetrics>, TrainError> {
         let model = self.model.valid();
         self.objective
             .evaluate(&model, self.recipe.train.eval_batches)
@@ -403,7 +415,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         &mut self,
         metrics: Option<&mut Metrics>,
     ) -> Result<Option<EvalMetrics>, TrainError> {
-        let Some(e) = self.evaluate() else {
+        let Some(e) = self.evaluate()? else {
             return Ok(None);
         };
         if let Some(metrics) = metrics {
@@ -437,6 +449,18 @@ impl<B: AutodiffBackend> Trainer<B> {
 }
 
 /// Sums `values` element-wise across the workers.
+/// Runs the exchange `f` under `watchdog`, if any.
+fn guarded<T>(
+    watchdog: Option<&Watchdog>,
+    what: impl FnOnce() -> String,
+    f: impl FnOnce() -> T,
+) -> T {
+    match watchdog {
+        Some(w) => w.exchange(what, f),
+        None => f(),
+    }
+}
+
 fn all_reduce_sum<B: AutodiffBackend>(
     peer: Peer,
     mut values: Vec<f32>,

@@ -14,7 +14,7 @@
 //! tokens, so micro-batches and workers add up to one larger batch.
 
 use super::config::{DpoLoss, ObjectiveKind, ObjectiveSection};
-use super::{EvalMetrics, Objective, StepOut, eval_batches};
+use super::{EvalMetrics, Objective, StepHooks, StepOut, eval_batches};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::recipe::{Method, Recipe};
@@ -129,6 +129,30 @@ impl<B: AutodiffBackend> Dpo<B> {
         }
         tally
     }
+
+    /// Figures on the validation split; `None` without one.
+    fn validate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+        max_batches: u64,
+    ) -> Option<EvalMetrics> {
+        let mut reader = self.validation.take()?;
+        let evaluated = reader.seek(Cursor::default()).ok().map(|()| {
+            let batches = eval_batches(max_batches, reader.batches_in_epoch());
+            self.score(model, &mut reader, batches)
+        });
+        self.validation = Some(reader);
+        let tally = evaluated?;
+        (tally.pairs > 0).then(|| {
+            let figures = tally.figures(tally.pairs as f64);
+            EvalMetrics {
+                loss: figures[0].1,
+                figures,
+                units: tally.pairs as u64,
+                unit: "pairs",
+            }
+        })
+    }
 }
 
 /// The recipe with full fine-tuning's method, so that `load_model` loads
@@ -193,8 +217,8 @@ impl<B: AutodiffBackend> Objective<B> for Dpo<B> {
         model: &Llama<B>,
         micro: usize,
         peer: Peer,
-        before: &mut dyn FnMut(u64),
-    ) -> StepOut {
+        hooks: &mut StepHooks<'_>,
+    ) -> Result<StepOut, TrainError> {
         let batches: Vec<_> = (0..micro).map(|_| self.train.next_batch()).collect();
         // Every worker sizes the whole step; each builds the rows of its own
         // micro-batches only.
@@ -210,7 +234,7 @@ impl<B: AutodiffBackend> Objective<B> for Dpo<B> {
             if j % peer.count != peer.rank {
                 continue;
             }
-            before(j as u64);
+            (hooks.before)(j as u64);
             let rows = &Rows::new(all, &batch.pairs, self.seq_len, self.pad_id);
             let reference = self.reference_logps(model, rows);
             let policy = sequence_logps(model, rows, &self.device);
@@ -220,35 +244,20 @@ impl<B: AutodiffBackend> Objective<B> for Dpo<B> {
             let grads = GradientsParams::from_grads(loss.backward(), model);
             accumulator.accumulate(model, grads);
         }
-        StepOut {
+        Ok(StepOut {
             grads: accumulator.grads(),
             units: pairs,
             tokens,
             figures: tally.figures(pairs.max(1) as f64),
-        }
+        })
     }
 
     fn evaluate(
         &mut self,
         model: &Llama<B::InnerBackend>,
         max_batches: u64,
-    ) -> Option<EvalMetrics> {
-        let mut reader = self.validation.take()?;
-        let evaluated = reader.seek(Cursor::default()).ok().map(|()| {
-            let batches = eval_batches(max_batches, reader.batches_in_epoch());
-            self.score(model, &mut reader, batches)
-        });
-        self.validation = Some(reader);
-        let tally = evaluated?;
-        (tally.pairs > 0).then(|| {
-            let figures = tally.figures(tally.pairs as f64);
-            EvalMetrics {
-                loss: figures[0].1,
-                figures,
-                units: tally.pairs as u64,
-                unit: "pairs",
-            }
-        })
+    ) -> Result<Option<EvalMetrics>, TrainError> {
+        Ok(self.validate(model, max_batches))
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod config;
 pub mod dpo;
 pub mod grpo;
+pub mod grpo_loss;
+mod rollout;
 pub mod sft;
 
 use crate::data::Dataset;
@@ -27,9 +29,9 @@ pub struct EvalMetrics {
     pub loss: f64,
     /// Every figure, by the name it is logged under, `loss` first.
     pub figures: Vec<(&'static str, f64)>,
-    /// Tokens (SFT) or pairs (DPO) evaluated.
+    /// Tokens (SFT), pairs (DPO) or completions (GRPO) evaluated.
     pub units: u64,
-    /// What `units` counts: `tokens` or `pairs`.
+    /// What `units` counts: `tokens`, `pairs` or `completions`.
     pub unit: &'static str,
 }
 
@@ -54,6 +56,17 @@ pub struct StepOut {
     pub figures: Vec<(&'static str, f64)>,
 }
 
+/// What the trainer lends an objective for one step.
+pub struct StepHooks<'a> {
+    /// Runs ahead of each micro-batch with its index in the step (it seeds
+    /// dropout, so a micro-batch draws the same masks on any worker).
+    pub before: &'a mut dyn FnMut(u64),
+    /// Sums values across the workers (returns them as they are when
+    /// alone): for sizes known only once a worker has computed its share,
+    /// such as the tokens of sampled completions.
+    pub sum: &'a mut dyn FnMut(Vec<f64>) -> Result<Vec<f64>, TrainError>,
+}
+
 /// A training objective with its data.
 pub trait Objective<B: AutodiffBackend> {
     /// Which one it is.
@@ -67,19 +80,22 @@ pub trait Objective<B: AutodiffBackend> {
     /// Reads the step's `micro` micro-batches (those of every worker: reading
     /// is cheap, and each worker then knows the step's size) and computes
     /// this worker's gradients on its share, every `peer.count`-th from its
-    /// rank. `before` runs ahead of each micro-batch with its index in the
-    /// step (to seed dropout).
+    /// rank. An error (a grader's, an exchange's) stops the run.
     fn step(
         &mut self,
         model: &Llama<B>,
         micro: usize,
         peer: Peer,
-        before: &mut dyn FnMut(u64),
-    ) -> StepOut;
+        hooks: &mut StepHooks<'_>,
+    ) -> Result<StepOut, TrainError>;
     /// Figures on the validation split (at most `max_batches` micro-batches,
-    /// 0 for all); `None` without validation data.
-    fn evaluate(&mut self, model: &Llama<B::InnerBackend>, max_batches: u64)
-    -> Option<EvalMetrics>;
+    /// 0 for all); `None` without validation data. An error (a grader's)
+    /// stops the run.
+    fn evaluate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+        max_batches: u64,
+    ) -> Result<Option<EvalMetrics>, TrainError>;
 }
 
 /// The recipe's objective over `dataset`, on `device`.
@@ -91,6 +107,7 @@ pub fn build<B: AutodiffBackend>(
     Ok(match recipe.objective.kind {
         ObjectiveKind::Sft => Box::new(sft::Sft::<B>::new(recipe, dataset, device)?),
         ObjectiveKind::Dpo => Box::new(dpo::Dpo::<B>::new(recipe, dataset, device)?),
+        ObjectiveKind::Grpo => Box::new(grpo::Grpo::<B>::new(recipe, dataset, device)?),
     })
 }
 

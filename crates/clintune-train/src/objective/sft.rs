@@ -2,7 +2,7 @@
 //! trained token of a step, divided by their count, so that `grad_accum`
 //! micro-batches (or workers) make exactly the update of one larger batch.
 
-use super::{EvalMetrics, Objective, ObjectiveKind, StepOut, eval_batches};
+use super::{EvalMetrics, Objective, ObjectiveKind, StepHooks, StepOut, eval_batches};
 use crate::data::{Dataset, Inputs, reader, trained_tokens, validation_reader};
 use crate::error::TrainError;
 use crate::recipe::Recipe;
@@ -31,50 +31,9 @@ impl<B: AutodiffBackend> Sft<B> {
             device: device.clone(),
         })
     }
-}
 
-impl<B: AutodiffBackend> Objective<B> for Sft<B> {
-    fn kind(&self) -> ObjectiveKind {
-        ObjectiveKind::Sft
-    }
-
-    fn cursor(&self) -> Cursor {
-        self.train.cursor()
-    }
-
-    fn seek(&mut self, cursor: Cursor) -> Result<(), ReaderError> {
-        self.train.seek(cursor)
-    }
-
-    fn batches_in_epoch(&self, epoch: u64) -> u64 {
-        self.train.batches_in_epoch(epoch)
-    }
-
-    fn step(
-        &mut self,
-        model: &Llama<B>,
-        micro: usize,
-        peer: Peer,
-        before: &mut dyn FnMut(u64),
-    ) -> StepOut {
-        let batches: Vec<_> = (0..micro).map(|_| self.train.next_batch()).collect();
-        let tokens: usize = batches.iter().map(trained_tokens).sum();
-        let mine: Vec<(u64, Inputs<B>)> = batches
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| j % peer.count == peer.rank)
-            .map(|(j, b)| (j as u64, Inputs::new(b, &self.device)))
-            .collect();
-        let (grads, loss) = gradients(model, mine, tokens, before);
-        StepOut {
-            grads,
-            units: tokens,
-            tokens,
-            figures: vec![("loss", loss)],
-        }
-    }
-
-    fn evaluate(
+    /// Figures on the validation split; `None` without one.
+    fn validate(
         &mut self,
         model: &Llama<B::InnerBackend>,
         max_batches: u64,
@@ -115,6 +74,56 @@ impl<B: AutodiffBackend> Objective<B> for Sft<B> {
                 unit: "tokens",
             }
         })
+    }
+}
+
+impl<B: AutodiffBackend> Objective<B> for Sft<B> {
+    fn kind(&self) -> ObjectiveKind {
+        ObjectiveKind::Sft
+    }
+
+    fn cursor(&self) -> Cursor {
+        self.train.cursor()
+    }
+
+    fn seek(&mut self, cursor: Cursor) -> Result<(), ReaderError> {
+        self.train.seek(cursor)
+    }
+
+    fn batches_in_epoch(&self, epoch: u64) -> u64 {
+        self.train.batches_in_epoch(epoch)
+    }
+
+    fn step(
+        &mut self,
+        model: &Llama<B>,
+        micro: usize,
+        peer: Peer,
+        hooks: &mut StepHooks<'_>,
+    ) -> Result<StepOut, TrainError> {
+        let batches: Vec<_> = (0..micro).map(|_| self.train.next_batch()).collect();
+        let tokens: usize = batches.iter().map(trained_tokens).sum();
+        let mine: Vec<(u64, Inputs<B>)> = batches
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| j % peer.count == peer.rank)
+            .map(|(j, b)| (j as u64, Inputs::new(b, &self.device)))
+            .collect();
+        let (grads, loss) = gradients(model, mine, tokens, hooks.before);
+        Ok(StepOut {
+            grads,
+            units: tokens,
+            tokens,
+            figures: vec![("loss", loss)],
+        })
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+        max_batches: u64,
+    ) -> Result<Option<EvalMetrics>, TrainError> {
+        Ok(self.validate(model, max_batches))
     }
 }
 
