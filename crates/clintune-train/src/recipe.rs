@@ -27,7 +27,7 @@ pub struct Recipe {
     /// Full fine-tuning or LoRA.
     #[serde(default)]
     pub method: MethodSection,
-    /// What is learnt: supervised fine-tuning or DPO.
+    /// What is learnt: supervised fine-tuning, DPO or GRPO.
     #[serde(default, skip_serializing_if = "ObjectiveSection::is_default")]
     pub objective: ObjectiveSection,
     /// GRPO's settings (with `objective.kind = "grpo"`).

@@ -355,18 +355,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let device = self.device.clone();
         let micro = self.recipe.data.grad_accum * peer.count;
         let watchdog = self.watchdog.clone();
-        let mut sum = |values: Vec<f64>| {
-            if peer.count == 1 {
-                return Ok(values);
-            }
-            let what = || format!("the objective's sizes of step {}", step + 1);
-            let floats = values.iter().map(|&v| v as f32).collect();
-            guarded(watchdog.as_deref(), what, || {
-                all_reduce_sum::<B>(peer, floats, &device)
-            })
-            .map(|sums| sums.into_iter().map(f64::from).collect())
-            .map_err(TrainError::exchange)
-        };
+        let mut sum = |values| sum_across::<B>(peer, watchdog.as_deref(), &device, step, values);
         let mut hooks = StepHooks {
             before: &mut |j| clintune_model::reseed_dropout(mix64(seed ^ j)),
             sum: &mut sum,
@@ -449,6 +438,25 @@ impl<B: AutodiffBackend> Trainer<B> {
 }
 
 /// Sums `values` element-wise across the workers.
+/// `values` summed across the workers (as f32), for an objective during
+/// step `step`; as they are when alone.
+fn sum_across<B: AutodiffBackend>(
+    peer: Peer,
+    watchdog: Option<&Watchdog>,
+    device: &B::Device,
+    step: u64,
+    values: Vec<f64>,
+) -> Result<Vec<f64>, TrainError> {
+    if peer.count == 1 {
+        return Ok(values);
+    }
+    let what = || format!("the objective's sizes of step {}", step + 1);
+    let floats = values.iter().map(|&v| v as f32).collect();
+    guarded(watchdog, what, || all_reduce_sum::<B>(peer, floats, device))
+        .map(|sums| sums.into_iter().map(f64::from).collect())
+        .map_err(TrainError::exchange)
+}
+
 /// Runs the exchange `f` under `watchdog`, if any.
 fn guarded<T>(
     watchdog: Option<&Watchdog>,

@@ -1,20 +1,31 @@
 //! GRPO's advantages, loss, gradient and figures against TRL 1.16's own
 //! `_compute_loss` (`tests/fixtures/grpo/make_golden.py`), for every loss
-//! type, with and without the KL term.
+//! type, with and without the KL term; and through the model, the gradient
+//! of every LoRA matrix against TRL with PEFT and transformers
+//! (`make_lora_golden.py`).
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
+use clintune_model::lora::Target;
+use clintune_model::{Llama, ModelConfig, WeightFiles};
 use clintune_train::objective::grpo::{
-    GrpoInputs, GrpoLossConfig, GrpoLossType, ScaleRewards, advantages, grpo_loss,
+    CompletionRows, GrpoInputs, GrpoLossConfig, GrpoLossType, ScaleRewards, advantages, grpo_loss,
 };
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 type Ad = Autodiff<Flex>;
 
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
 fn golden() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/grpo/golden.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    read_json("grpo/golden.json")
+}
+
+fn read_json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -34,6 +45,11 @@ fn matrix(v: &Value) -> (Vec<f32>, [usize; 2]) {
 fn tensor(v: &Value) -> Tensor<Ad, 2> {
     let (data, shape) = matrix(v);
     Tensor::from_data(TensorData::new(data, shape), &Default::default())
+}
+
+/// A loss type as TRL names it.
+fn loss_type(v: &Value) -> GrpoLossType {
+    serde_json::from_value(v.clone()).unwrap()
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -68,15 +84,8 @@ fn loss_gradient_and_figures_are_trls_for_every_loss_type() {
         .map(|a| a as f32)
         .collect();
     for case in g["losses"].as_array().unwrap() {
-        let loss_type = match case["loss_type"].as_str().unwrap() {
-            "grpo" => GrpoLossType::Grpo,
-            "bnpo" => GrpoLossType::Bnpo,
-            "dr_grpo" => GrpoLossType::DrGrpo,
-            "dapo" => GrpoLossType::Dapo,
-            other => panic!("{other}"),
-        };
         let cfg = GrpoLossConfig {
-            loss_type,
+            loss_type: loss_type(&case["loss_type"]),
             epsilon: g["epsilon"].as_f64().unwrap(),
             epsilon_high: g["epsilon_high"].as_f64().unwrap(),
             beta: case["beta"].as_f64().unwrap(),
@@ -135,4 +144,173 @@ fn loss_gradient_and_figures_are_trls_for_every_loss_type() {
             other => panic!("{what}: kl {other:?}"),
         }
     }
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The fixture Llama with the PEFT adapter (the policy; without it, the
+/// reference).
+fn policy() -> Llama<Ad> {
+    let dir = fixtures().join("llama/llama-gqa-rope3");
+    let config = ModelConfig::load(&dir).unwrap();
+    let weights = WeightFiles::open(&dir).unwrap();
+    Llama::<Ad>::load(&config, &weights, &Default::default())
+        .unwrap()
+        .with_peft_adapter(&fixtures().join("llama/lora-peft"))
+        .unwrap()
+}
+
+/// Per-token values of the completions (`[completions, tokens]`, as TRL
+/// lays them out) placed at their rows' positions (`[rows, seq - 1]`),
+/// `fill`'s value elsewhere.
+fn at_positions(values: &Value, starts: &[usize], fill: &[f32], cols: usize) -> Tensor<Ad, 2> {
+    let (values, [n, tokens]) = matrix(values);
+    let mut out = fill.to_vec();
+    for (i, &start) in starts.iter().enumerate() {
+        for t in 0..tokens.min(cols + 1 - start) {
+            out[i * cols + start - 1 + t] = values[i * tokens + t];
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [n, cols]), &Default::default())
+}
+
+#[test]
+fn lora_gradients_through_the_model_are_trl_and_peft_s_for_every_loss_type() {
+    let g = read_json("grpo/lora_golden.json");
+    let prompts: Vec<Vec<u32>> = g["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let completions: Vec<(usize, Vec<u32>)> = g["completions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .flat_map(|(p, cs)| cs.as_array().unwrap().iter().map(move |c| (p, ids(c))))
+        .collect();
+    let pairs = completions
+        .iter()
+        .map(|(p, c)| (prompts[*p].as_slice(), c.as_slice()));
+    let rows = CompletionRows::new(pairs, g["pad"].as_u64().unwrap() as u32);
+    let starts: Vec<usize> = completions.iter().map(|(p, _)| prompts[*p].len()).collect();
+    let device = Default::default();
+    let model = policy();
+    let reference = rows.logps(&model.clone().without_lora(), &device);
+    let cols = reference.dims()[1];
+    let mask = rows.mask::<Ad>(&device);
+    // Where the mask is 0 the values are never used; the policy's own
+    // there keeps every ratio finite.
+    let detached: Vec<f32> = rows
+        .logps(&model, &device)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let want_ref = at_positions(&g["ref_logps"], &starts, &detached, cols);
+    let ours: Vec<f32> = (reference.clone() * mask.clone())
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let theirs: Vec<f32> = (want_ref * mask.clone())
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let diff = ours
+        .iter()
+        .zip(&theirs)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-4, "reference log-probabilities differ by {diff}");
+    let rewards = floats(&g["rewards"]);
+    let group = g["group"].as_u64().unwrap() as usize;
+    let adv: Vec<f32> = advantages(&rewards, group, ScaleRewards::Group)
+        .into_iter()
+        .map(|a| a as f32)
+        .collect();
+    let lora_grads = read_safetensors(&fixtures().join("grpo/lora_golden.safetensors"));
+    for case in g["losses"].as_array().unwrap() {
+        let name = case["loss_type"].as_str().unwrap();
+        let cfg = GrpoLossConfig {
+            loss_type: loss_type(&case["loss_type"]),
+            epsilon: g["epsilon"].as_f64().unwrap(),
+            epsilon_high: g["epsilon_high"].as_f64().unwrap(),
+            beta: g["beta"].as_f64().unwrap(),
+            max_completion_length: g["max_completion_length"].as_u64().unwrap() as usize,
+        };
+        let n = adv.len();
+        let out = grpo_loss(
+            GrpoInputs {
+                logps: rows.logps(&model, &device),
+                old_logps: at_positions(&g["old_logps"], &starts, &detached, cols),
+                ref_logps: Some(reference.clone().detach()),
+                advantages: Tensor::from_data(TensorData::new(adv.clone(), [n]), &device),
+                mask: mask.clone(),
+                num_items_in_batch: g["num_items_in_batch"].as_f64().unwrap(),
+            },
+            &cfg,
+        );
+        let loss = f64::from(out.loss.clone().into_scalar());
+        assert!(
+            close(loss, case["loss"].as_f64().unwrap(), 1e-5),
+            "{name}: {loss}"
+        );
+        let m = &case["metrics"];
+        assert!(
+            close(
+                out.clip_low,
+                m["clip_ratio/low_mean"].as_f64().unwrap(),
+                1e-6
+            ),
+            "{name}"
+        );
+        assert!(out.clip_low > 0.0, "{name}: the golden clips some ratios");
+        let grads = out.loss.backward();
+        let mut compared = 0;
+        for layer in 0..2 {
+            for target in Target::ALL {
+                let lora = model.linear(layer, target).lora.as_ref().unwrap();
+                for (matrix, param) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
+                    let ours: Vec<f32> = param
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .iter::<f32>()
+                        .collect();
+                    let key = format!("{name}/{layer}.{}.{matrix}", target.module_name());
+                    let theirs = &lora_grads[&key];
+                    let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let diff = ours
+                        .iter()
+                        .zip(theirs)
+                        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(scale > 0.0, "{key}: a zero gradient tests nothing");
+                    assert!(
+                        diff < 1e-5 * scale.max(1.0),
+                        "{key}: differs by {diff} (scale {scale})"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 28);
+    }
+}
+
+/// Every f32 tensor of a safetensors file, by name.
+fn read_safetensors(path: &Path) -> std::collections::HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect()
 }

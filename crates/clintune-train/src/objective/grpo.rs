@@ -121,7 +121,11 @@ impl<B: AutodiffBackend> Grpo<B> {
         groups: &[Group],
         step: &StepSize,
     ) -> (Tensor<B, 1>, Tally) {
-        let rows = CompletionRows::new(&self.rollout, &self.train.items, groups, self.pad_id);
+        let pairs = groups.iter().flat_map(|g| {
+            let prompt = self.rollout.context(&self.train.items[g.prompt].prompt);
+            g.completions.iter().map(move |c| (prompt, c.as_slice()))
+        });
+        let rows = CompletionRows::new(pairs, self.pad_id);
         let rewards: Vec<f64> = groups
             .iter()
             .flat_map(|g| g.rewards.total.iter().copied())
@@ -279,31 +283,30 @@ impl Sums {
 }
 
 /// The completions of a micro-batch as model rows: prompt then completion,
-/// padded on the right to the longest.
-struct CompletionRows {
+/// padded on the right to the longest. Log-probabilities and the mask are
+/// laid out by row position (`[rows, seq - 1]`), not by completion token.
+pub struct CompletionRows {
     rows: Vec<Vec<u32>>,
     /// Per row, 1 where the next token is a completion token.
     weights: Vec<Vec<f32>>,
 }
 
 impl CompletionRows {
-    fn new(rollout: &Rollout, items: &[PromptAnswer], groups: &[Group], pad_id: u32) -> Self {
+    /// Rows of `(prompt, completion)` pairs, padded with `pad_id`.
+    pub fn new<'a>(pairs: impl Iterator<Item = (&'a [u32], &'a [u32])>, pad_id: u32) -> Self {
         let mut rows = Vec::new();
         let mut weights = Vec::new();
-        for group in groups {
-            let prompt = rollout.context(&items[group.prompt].prompt);
-            for c in &group.completions {
-                let mut row = prompt.to_vec();
-                row.extend(c);
-                // Targets are the next tokens: the completion's first is the
-                // target at the prompt's last position.
-                let mut w = vec![0.0; row.len().saturating_sub(1)];
-                for x in w.iter_mut().skip(prompt.len().saturating_sub(1)) {
-                    *x = 1.0;
-                }
-                rows.push(row);
-                weights.push(w);
+        for (prompt, completion) in pairs {
+            let mut row = prompt.to_vec();
+            row.extend(completion);
+            // Targets are the next tokens: the completion's first is the
+            // target at the prompt's last position.
+            let mut w = vec![0.0; row.len().saturating_sub(1)];
+            for x in w.iter_mut().skip(prompt.len().saturating_sub(1)) {
+                *x = 1.0;
             }
+            rows.push(row);
+            weights.push(w);
         }
         let longest = rows.iter().map(Vec::len).max().unwrap_or(2).max(2);
         for (row, w) in rows.iter_mut().zip(&mut weights) {
@@ -314,7 +317,7 @@ impl CompletionRows {
     }
 
     /// Each position's log-probability of its next token, `[rows, seq - 1]`.
-    fn logps<B: Backend>(&self, model: &Llama<B>, device: &B::Device) -> Tensor<B, 2> {
+    pub fn logps<B: Backend>(&self, model: &Llama<B>, device: &B::Device) -> Tensor<B, 2> {
         let (n, seq) = (self.rows.len(), self.rows[0].len());
         let inputs: Vec<Vec<u32>> = self.rows.iter().map(|r| r[..seq - 1].to_vec()).collect();
         let targets: Vec<i64> = self
@@ -327,7 +330,8 @@ impl CompletionRows {
         token_log_probs(model.forward(&Batch::unpacked(&inputs)), targets)
     }
 
-    fn mask<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
+    /// 1 where a position's next token is a completion token.
+    pub fn mask<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
         let (n, cols) = (self.weights.len(), self.weights[0].len());
         Tensor::from_data(TensorData::new(self.weights.concat(), [n, cols]), device)
     }
