@@ -976,6 +976,58 @@ fn grpo_resumes_bit_exactly_and_logs_trl_figures() {
 }
 
 #[test]
+fn grpo_reuses_a_generation_batch_and_pauses_only_between_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let reused = GRPO.replace(
+        "num_generations = 4",
+        "num_generations = 4\nnum_iterations = 2",
+    );
+    let whole = recipe(tmp.path(), "reuse-whole", &data, 6, &reused);
+    ok(train(&whole, &[]));
+    // --stop-after 3 pauses after step 4, the end of a generation batch.
+    let split = recipe(tmp.path(), "reuse-split", &data, 6, &reused);
+    ok(train(&split, &["--stop-after", "3"]));
+    let paused = last_checkpoint(&tmp.path().join("reuse-split"));
+    assert!(paused.ends_with("step-00000004"), "{paused:?}");
+    ok(train(&split, &["--resume"]));
+    same_result(
+        &tmp.path().join("reuse-whole"),
+        &tmp.path().join("reuse-split"),
+    );
+    // Steps 2k+1 and 2k+2 train on the same completions.
+    let run = tmp.path().join("reuse-whole");
+    let (reward, length) = (
+        train_series(&run, "reward"),
+        train_series(&run, "completions/mean_length"),
+    );
+    assert_eq!(reward.len(), 6);
+    for k in [0, 2, 4] {
+        assert_eq!(reward[k], reward[k + 1], "{reward:?}");
+        assert_eq!(length[k], length[k + 1], "{length:?}");
+    }
+    // (A new batch is new samples: seeded, so this holds or fails for good.)
+    assert!(
+        reward[0] != reward[2] || reward[2] != reward[4],
+        "{reward:?}"
+    );
+    // Checkpoints fall between generation batches.
+    let odd = recipe(
+        tmp.path(),
+        "reuse-odd",
+        &data,
+        6,
+        &reused.replace("num_iterations = 2", "num_iterations = 3"),
+    );
+    let o = clintune(&["recipe", "check", &s(&odd)], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("train.checkpoint_every"),
+        "{err}"
+    );
+}
+
+#[test]
 fn grpo_on_two_workers_trains_like_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());

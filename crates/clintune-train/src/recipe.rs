@@ -434,6 +434,16 @@ impl Recipe {
         if self.objective.kind == ObjectiveKind::Grpo {
             self.grpo.validate()?;
             Graders::new(&self.grader).map_err(|e| Invalid::new("grader", e.to_string()))?;
+            let every = self.train.checkpoint_every;
+            if every > 0 && !every.is_multiple_of(self.grpo.num_iterations as u64) {
+                return Err(Invalid::new(
+                    "train.checkpoint_every",
+                    format!(
+                        "must be a multiple of grpo.num_iterations ({}): a checkpoint falls between generation batches",
+                        self.grpo.num_iterations
+                    ),
+                ));
+            }
             if self.grpo.beta > 0.0 && self.method.kind == Method::Full {
                 return Err(Invalid::new(
                     "grpo.beta",

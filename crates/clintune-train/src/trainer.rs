@@ -251,7 +251,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     ) -> Result<RunSummary, TrainError> {
         let started = Instant::now();
         let first_tokens = self.state.tokens;
-        let stop_at = stop_after.map_or(u64::MAX, |n| self.state.step.saturating_add(n));
+        // A pause falls between steps that share data, so resuming needs
+        // none of it.
+        let shared = self.objective.steps_per_batch().max(1);
+        let stop_at = stop_after.map_or(u64::MAX, |n| {
+            self.state.step.saturating_add(n).div_ceil(shared) * shared
+        });
         let mut seen = Seen {
             loss: f64::NAN,
             ..Seen::default()

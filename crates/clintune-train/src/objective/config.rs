@@ -74,7 +74,7 @@ pub struct GrpoSection {
     pub loss_type: GrpoLossType,
     /// `group`, `batch` or `none`.
     pub scale_rewards: ScaleRewards,
-    /// Optimizer steps per generation batch (only 1 is implemented).
+    /// Optimizer steps per generation batch.
     pub num_iterations: usize,
 }
 
@@ -145,11 +145,8 @@ impl GrpoSection {
                 format!("must be 0 or positive, got {}", self.beta),
             ));
         }
-        if self.num_iterations != 1 {
-            return Err(Invalid::new(
-                "grpo.num_iterations",
-                "only 1 is implemented: each generation batch is used for one step",
-            ));
+        if self.num_iterations == 0 {
+            return Err(Invalid::new("grpo.num_iterations", "must be at least 1"));
         }
         Ok(())
     }

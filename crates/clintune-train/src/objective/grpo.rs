@@ -8,8 +8,11 @@
 //! Each worker samples the prompts of its own micro-batches; the sizes the
 //! loss needs from the whole step (DAPO's completion tokens, the batch's
 //! reward deviation) are summed across workers before any loss is taken.
-//! Each generation batch is used for one step (`num_iterations` 1), so the
-//! "old" log-probabilities are the policy's own, detached.
+//! A generation batch is trained on for `num_iterations` steps; with more
+//! than one, the log-probabilities of the policy that sampled it are kept as
+//! the "old" ones (else they are the policy's own, detached). A run stops
+//! and checkpoints only between generation batches, so nothing of one needs
+//! saving.
 
 use super::config::{GrpoSection, ObjectiveKind};
 use super::rollout::{Drawn, Group, Prompts, Rollout, prompt_tail};
@@ -51,7 +54,20 @@ pub struct Grpo<B: AutodiffBackend> {
     lora: bool,
     train: Prompts,
     validation: Vec<PromptAnswer>,
+    /// The generation batch being reused (`num_iterations` > 1).
+    batch: Option<Generation>,
     device: B::Device,
+}
+
+/// A worker's share of a generation batch: its micro-batches' groups (by
+/// index in the step), the old log-probabilities of each (with
+/// `num_iterations` > 1), the whole batch's sums, and the steps left to
+/// take on it.
+struct Generation {
+    mine: Vec<(usize, Vec<Group>)>,
+    old: Vec<Option<Vec<f32>>>,
+    whole: Sums,
+    left: usize,
 }
 
 impl<B: AutodiffBackend> Grpo<B> {
@@ -94,6 +110,7 @@ impl<B: AutodiffBackend> Grpo<B> {
             lora: recipe.method.kind == Method::Lora,
             train: Prompts::new(train, recipe.train.seed, recipe.data.shuffle),
             validation,
+            batch: None,
             device: device.clone(),
         })
     }
@@ -114,18 +131,66 @@ impl<B: AutodiffBackend> Grpo<B> {
             .collect()
     }
 
+    /// The model rows of `groups`' completions.
+    fn rows(&self, groups: &[Group]) -> CompletionRows {
+        let pairs = groups.iter().flat_map(|g| {
+            let prompt = self.rollout.context(&self.train.items[g.prompt].prompt);
+            g.completions.iter().map(move |c| (prompt, c.as_slice()))
+        });
+        CompletionRows::new(pairs, self.pad_id)
+    }
+
+    /// A new generation batch: the step's prompts drawn (by every worker:
+    /// cheap, and it keeps the cursor the same everywhere), this worker's
+    /// sampled and graded, the whole batch's sums exchanged, and with
+    /// `num_iterations` > 1 the sampling policy's log-probabilities kept.
+    fn generate(
+        &mut self,
+        model: &Llama<B>,
+        micro: usize,
+        peer: Peer,
+        hooks: &mut StepHooks<'_>,
+    ) -> Result<Generation, TrainError> {
+        let drawn: Vec<Vec<Drawn>> = (0..micro)
+            .map(|_| (0..self.micro_batch).map(|_| self.train.next()).collect())
+            .collect();
+        let sampler = model.valid();
+        let mut mine = Vec::new();
+        for (j, batch) in drawn.iter().enumerate() {
+            if j % peer.count == peer.rank {
+                mine.push((j, self.groups(&sampler, batch)?));
+            }
+        }
+        let graders = self.names.graders.len();
+        let local = Sums::of(mine.iter().flat_map(|(_, g)| g), graders);
+        let whole = Sums((hooks.sum)(local.0)?);
+        let reused = self.cfg.num_iterations > 1;
+        let old = mine
+            .iter()
+            .map(|(_, groups)| {
+                reused.then(|| {
+                    let logps = self.rows(groups).logps(&sampler, &sampler.device());
+                    logps.into_data().iter::<f32>().collect()
+                })
+            })
+            .collect();
+        Ok(Generation {
+            mine,
+            old,
+            whole,
+            left: self.cfg.num_iterations,
+        })
+    }
+
     /// The loss of `groups` (one micro-batch) and its share of the figures.
     fn micro_loss(
         &self,
         model: &Llama<B>,
         groups: &[Group],
+        old: Option<&[f32]>,
         step: &StepSize,
     ) -> (Tensor<B, 1>, Tally) {
-        let pairs = groups.iter().flat_map(|g| {
-            let prompt = self.rollout.context(&self.train.items[g.prompt].prompt);
-            g.completions.iter().map(move |c| (prompt, c.as_slice()))
-        });
-        let rows = CompletionRows::new(pairs, self.pad_id);
+        let rows = self.rows(groups);
         let rewards: Vec<f64> = groups
             .iter()
             .flat_map(|g| g.rewards.total.iter().copied())
@@ -143,9 +208,16 @@ impl<B: AutodiffBackend> Grpo<B> {
                 .detach()
         });
         let n = advantages.len();
+        // A batch used once was sampled by this very policy.
+        let old_logps = match old {
+            Some(old) => {
+                Tensor::from_data(TensorData::new(old.to_vec(), logps.dims()), &self.device)
+            }
+            None => logps.clone().detach(),
+        };
         let out = grpo_loss(
             GrpoInputs {
-                old_logps: logps.clone().detach(),
+                old_logps,
                 logps,
                 ref_logps: reference,
                 advantages: Tensor::from_data(TensorData::new(advantages, [n]), &self.device),
@@ -439,7 +511,13 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<B> {
     }
 
     fn batches_in_epoch(&self, _epoch: u64) -> u64 {
-        self.train.items.len().div_ceil(self.micro_batch.max(1)) as u64
+        // Each generation batch is trained on num_iterations times.
+        let batches = self.train.items.len().div_ceil(self.micro_batch.max(1));
+        (batches * self.cfg.num_iterations) as u64
+    }
+
+    fn steps_per_batch(&self) -> u64 {
+        self.cfg.num_iterations as u64
     }
 
     fn step(
@@ -449,21 +527,11 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<B> {
         peer: Peer,
         hooks: &mut StepHooks<'_>,
     ) -> Result<StepOut, TrainError> {
-        // Every worker draws the whole step's prompts (cheap, and it keeps
-        // the cursor the same everywhere), then samples its own.
-        let drawn: Vec<Vec<Drawn>> = (0..micro)
-            .map(|_| (0..self.micro_batch).map(|_| self.train.next()).collect())
-            .collect();
-        let sampler = model.valid();
-        let mut mine = Vec::new();
-        for (j, batch) in drawn.iter().enumerate() {
-            if j % peer.count == peer.rank {
-                mine.push((j, self.groups(&sampler, batch)?));
-            }
-        }
-        let graders = self.names.graders.len();
-        let local = Sums::of(mine.iter().flat_map(|(_, g)| g), graders);
-        let whole = Sums((hooks.sum)(local.0)?);
+        let batch = match self.batch.take() {
+            Some(batch) if batch.left > 0 => batch,
+            _ => self.generate(model, micro, peer, hooks)?,
+        };
+        let whole = &batch.whole;
         let groups = micro * self.micro_batch;
         let completions = groups * self.cfg.num_generations;
         let step = StepSize {
@@ -474,9 +542,9 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<B> {
         };
         let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
         let mut tally = Tally::default();
-        for (j, groups) in &mine {
+        for ((j, groups), old) in batch.mine.iter().zip(&batch.old) {
             (hooks.before)(*j as u64);
-            let (loss, t) = self.micro_loss(model, groups, &step);
+            let (loss, t) = self.micro_loss(model, groups, old.as_deref(), &step);
             tally.add(t);
             let grads = GradientsParams::from_grads(loss.backward(), model);
             accumulator.accumulate(model, grads);
@@ -487,6 +555,10 @@ impl<B: AutodiffBackend> Objective<B> for Grpo<B> {
         if peer.rank > 0 {
             whole.iter_mut().for_each(|f| f.1 = 0.0);
         }
+        self.batch = Some(Generation {
+            left: batch.left - 1,
+            ..batch
+        });
         Ok(StepOut {
             grads: accumulator.grads(),
             units: completions,

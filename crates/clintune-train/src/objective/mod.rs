@@ -77,6 +77,12 @@ pub trait Objective<B: AutodiffBackend> {
     fn seek(&mut self, cursor: Cursor) -> Result<(), ReaderError>;
     /// Micro-batches in one epoch of the training split.
     fn batches_in_epoch(&self, epoch: u64) -> u64;
+    /// Steps that share data read once (GRPO's `num_iterations`): a run
+    /// pauses (`--stop-after`) only between such runs of steps, and
+    /// periodic checkpoints fall between them.
+    fn steps_per_batch(&self) -> u64 {
+        1
+    }
     /// Reads the step's `micro` micro-batches (those of every worker: reading
     /// is cheap, and each worker then knows the step's size) and computes
     /// this worker's gradients on its share, every `peer.count`-th from its
