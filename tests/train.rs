@@ -1076,8 +1076,7 @@ fn a_failing_grader_stops_grpo_naming_the_grader_and_line() {
     );
     assert!(!tmp.path().join("grpo-garbage/manifest.json").exists());
 
-    // GRPO's tables are refused where they do not apply, and a KL term
-    // needs LoRA's base as its reference.
+    // GRPO's tables are refused where they do not apply.
     let stray = recipe(
         tmp.path(),
         "stray",
@@ -1091,15 +1090,21 @@ fn a_failing_grader_stops_grpo_naming_the_grader_and_line() {
         !o.status.success() && err.contains("objective.kind = \"grpo\""),
         "{err}"
     );
+}
+
+#[test]
+fn grpo_s_kl_term_starts_at_zero_against_the_base_under_lora_and_full_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
     let kl = GRPO.replace("num_generations = 4", "num_generations = 4\nbeta = 0.04");
-    let full = recipe(
-        tmp.path(),
-        "full-kl",
-        &data,
-        2,
-        &format!("{kl}[method]\nkind = \"full\"\n"),
-    );
-    let o = clintune(&["recipe", "check", &s(&full)], None);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("grpo.beta"), "{err}");
+    for (name, method) in [("kl-lora", ""), ("kl-full", "[method]\nkind = \"full\"\n")] {
+        let r = recipe(tmp.path(), name, &data, 2, &format!("{kl}{method}"));
+        ok(train(&r, &[]));
+        // A fresh adapter adds 0, and full weights start as the base: the
+        // policy is its reference until the first update.
+        let kl = train_series(&tmp.path().join(name), "kl");
+        assert_eq!(kl.len(), 2, "{name}");
+        assert_eq!(kl[0], 0.0, "{name}: {kl:?}");
+        assert!(kl[1] > 0.0, "{name}: {kl:?}");
+    }
 }

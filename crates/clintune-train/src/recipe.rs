@@ -444,12 +444,6 @@ impl Recipe {
                     ),
                 ));
             }
-            if self.grpo.beta > 0.0 && self.method.kind == Method::Full {
-                return Err(Invalid::new(
-                    "grpo.beta",
-                    "a KL term is implemented with method.kind = \"lora\" (the base is the policy without its adapters)",
-                ));
-            }
         } else if !self.grader.is_empty() || !self.grpo.is_default() {
             return Err(Invalid::new(
                 "grader / grpo",

@@ -33,11 +33,35 @@ use std::path::Path;
 /// What the policy is compared with. It runs on the policy's own backend
 /// (untracked, so no graph is built): the same kernels give the same
 /// numbers, and a policy equal to its reference scores exactly 0 rewards.
-enum Reference<B: AutodiffBackend> {
+pub(super) enum Reference<B: AutodiffBackend> {
     /// LoRA: the policy without its adapters.
     AdaptersOff,
     /// Full fine-tuning: the base, frozen.
     Frozen(Box<Llama<B>>),
+}
+
+impl<B: AutodiffBackend> Reference<B> {
+    /// The recipe's reference: the policy without its adapters under LoRA,
+    /// a frozen copy of the base under full fine-tuning.
+    pub(super) fn new(recipe: &Recipe, device: &B::Device) -> Result<Self, TrainError> {
+        Ok(match recipe.method.kind {
+            Method::Lora => Reference::AdaptersOff,
+            Method::Full => {
+                let base = load_model::<B>(&base_only(recipe), None, device)?;
+                let dtype = recipe.hardware.precision.dtype();
+                Reference::Frozen(Box::new(base.no_grad().with_compute_dtype(dtype)))
+            }
+        })
+    }
+
+    /// The reference model beside `policy` during training (a clone shares
+    /// the weights).
+    pub(super) fn beside(&self, policy: &Llama<B>) -> Llama<B> {
+        match self {
+            Reference::AdaptersOff => policy.clone().without_lora(),
+            Reference::Frozen(model) => (**model).clone(),
+        }
+    }
 }
 
 /// DPO over the dataset's pairs.
@@ -69,14 +93,7 @@ impl<B: AutodiffBackend> Dpo<B> {
             Err(e) => return Err(e),
         };
         report_cut(&train, d.seq_len);
-        let reference = match recipe.method.kind {
-            Method::Lora => Reference::AdaptersOff,
-            Method::Full => {
-                let base = load_model::<B>(&base_only(recipe), None, device)?;
-                let dtype = recipe.hardware.precision.dtype();
-                Reference::Frozen(Box::new(base.no_grad().with_compute_dtype(dtype)))
-            }
-        };
+        let reference = Reference::new(recipe, device)?;
         Ok(Self {
             cfg: recipe.objective.clone(),
             seq_len: d.seq_len,
@@ -91,13 +108,11 @@ impl<B: AutodiffBackend> Dpo<B> {
     /// The reference's log-probabilities of `rows` during training, on the
     /// host.
     fn reference_logps(&self, policy: &Llama<B>, rows: &Rows) -> Vec<f32> {
-        let logps = match &self.reference {
-            Reference::AdaptersOff => {
-                sequence_logps(&policy.clone().without_lora(), rows, &self.device)
-            }
-            Reference::Frozen(model) => sequence_logps(model, rows, &self.device),
-        };
-        host(logps)
+        host(sequence_logps(
+            &self.reference.beside(policy),
+            rows,
+            &self.device,
+        ))
     }
 
     /// The same in evaluation, beside a policy on the inner backend.

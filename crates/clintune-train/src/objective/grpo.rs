@@ -15,12 +15,13 @@
 //! saving.
 
 use super::config::{GrpoSection, ObjectiveKind};
+use super::dpo::Reference;
 use super::rollout::{Drawn, Group, Prompts, Rollout, prompt_tail};
 use super::{EvalMetrics, Objective, StepHooks, StepOut, eval_batches};
 use crate::data::Dataset;
 use crate::error::TrainError;
 use crate::grader::Graders;
-use crate::recipe::{Method, Recipe};
+use crate::recipe::Recipe;
 use crate::trainer::Peer;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -51,7 +52,8 @@ pub struct Grpo<B: AutodiffBackend> {
     names: FigureNames,
     pad_id: u32,
     micro_batch: usize,
-    lora: bool,
+    /// The KL term's reference, with `beta` > 0.
+    reference: Option<Reference<B>>,
     train: Prompts,
     validation: Vec<PromptAnswer>,
     /// The generation batch being reused (`num_iterations` > 1).
@@ -107,7 +109,9 @@ impl<B: AutodiffBackend> Grpo<B> {
             cfg: cfg.clone(),
             pad_id: dataset.pad_id(),
             micro_batch: recipe.data.micro_batch,
-            lora: recipe.method.kind == Method::Lora,
+            reference: (cfg.beta > 0.0)
+                .then(|| Reference::new(recipe, device))
+                .transpose()?,
             train: Prompts::new(train, recipe.train.seed, recipe.data.shuffle),
             validation,
             batch: None,
@@ -202,11 +206,12 @@ impl<B: AutodiffBackend> Grpo<B> {
             .map(|a| a as f32)
             .collect();
         let logps = rows.logps(model, &self.device);
-        // Under LoRA the base model is the reference, at no memory cost.
-        let reference = (self.cfg.beta > 0.0 && self.lora).then(|| {
-            rows.logps(&model.clone().without_lora(), &self.device)
-                .detach()
-        });
+        // The base: under LoRA the policy without its adapters, at no memory
+        // cost; under full fine-tuning a frozen copy.
+        let reference = self
+            .reference
+            .as_ref()
+            .map(|r| rows.logps(&r.beside(model), &self.device).detach());
         let n = advantages.len();
         // A batch used once was sampled by this very policy.
         let old_logps = match old {
