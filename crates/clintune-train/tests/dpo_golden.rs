@@ -3,44 +3,19 @@
 //! policy's and reference's log-probabilities, each loss, TRL's figures and
 //! the gradient of every adapter matrix in the first step.
 
-use burn::backend::{Autodiff, Flex};
+mod common;
+
 use clintune_curate::pairs::PairTokens;
 use clintune_model::lora::Target;
 use clintune_model::{Llama, ModelConfig, WeightFiles};
 use clintune_train::objective::dpo::{Rows, pair_figures, pair_losses, sequence_logps};
 use clintune_train::recipe::{DpoLoss, ObjectiveKind, ObjectiveSection};
+use common::{Ad, fixtures, policy, read_safetensors};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-type Ad = Autodiff<Flex>;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn golden() -> Value {
     let text = std::fs::read_to_string(fixtures().join("dpo/golden.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn golden_tensor(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixtures().join("dpo/golden.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    t.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn policy() -> Llama<Ad> {
-    let dir = fixtures().join("llama/llama-gqa-rope3");
-    let config = ModelConfig::load(&dir).unwrap();
-    let weights = WeightFiles::open(&dir).unwrap();
-    Llama::<Ad>::load(&config, &weights, &Default::default())
-        .unwrap()
-        .with_peft_adapter(&fixtures().join("llama/lora-peft"))
-        .unwrap()
 }
 
 fn pairs(g: &Value) -> Vec<PairTokens> {
@@ -124,6 +99,7 @@ fn dpo_matches_trl_losses_figures_and_gradients() {
                 "{name} {figure}: {value} against TRL's {expected}"
             );
         }
+        let golden_grads = read_safetensors("dpo/golden.safetensors");
         let grads = mean.backward();
         let mut compared = 0;
         for layer in 0..2 {
@@ -138,9 +114,9 @@ fn dpo_matches_trl_losses_figures_and_gradients() {
                         .iter::<f32>()
                         .collect();
                     let key = format!("{name}/{layer}.{}.{matrix}", target.module_name());
-                    let theirs = golden_tensor(&key);
+                    let theirs = &golden_grads[&key];
                     let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
-                    let diff = max_diff(&ours, &theirs);
+                    let diff = max_diff(&ours, theirs);
                     assert!(scale > 0.0, "{key}: a zero gradient tests nothing");
                     assert!(
                         diff < 1e-5 * scale.max(1.0),

@@ -4,21 +4,15 @@
 //! of every LoRA matrix against TRL with PEFT and transformers
 //! (`make_lora_golden.py`).
 
-use burn::backend::{Autodiff, Flex};
+mod common;
+
 use burn::prelude::*;
 use clintune_model::lora::Target;
-use clintune_model::{Llama, ModelConfig, WeightFiles};
 use clintune_train::objective::grpo::{
     CompletionRows, GrpoInputs, GrpoLossConfig, GrpoLossType, ScaleRewards, advantages, grpo_loss,
 };
+use common::{Ad, fixtures, policy, read_safetensors};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-type Ad = Autodiff<Flex>;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn golden() -> Value {
     read_json("grpo/golden.json")
@@ -45,6 +39,27 @@ fn matrix(v: &Value) -> (Vec<f32>, [usize; 2]) {
 fn tensor(v: &Value) -> Tensor<Ad, 2> {
     let (data, shape) = matrix(v);
     Tensor::from_data(TensorData::new(data, shape), &Default::default())
+}
+
+/// The golden's advantages, scaled per group.
+fn group_advantages(g: &Value) -> Vec<f32> {
+    let rewards = floats(&g["rewards"]);
+    let group = g["group"].as_u64().unwrap() as usize;
+    advantages(&rewards, group, ScaleRewards::Group)
+        .into_iter()
+        .map(|a| a as f32)
+        .collect()
+}
+
+/// The loss settings of a golden's `case`, with `beta`.
+fn loss_config(g: &Value, case: &Value, beta: f64) -> GrpoLossConfig {
+    GrpoLossConfig {
+        loss_type: loss_type(&case["loss_type"]),
+        epsilon: g["epsilon"].as_f64().unwrap(),
+        epsilon_high: g["epsilon_high"].as_f64().unwrap(),
+        beta,
+        max_completion_length: g["max_completion_length"].as_u64().unwrap() as usize,
+    }
 }
 
 /// A loss type as TRL names it.
@@ -77,20 +92,9 @@ fn advantages_are_trls() {
 #[test]
 fn loss_gradient_and_figures_are_trls_for_every_loss_type() {
     let g = golden();
-    let rewards = floats(&g["rewards"]);
-    let group = g["group"].as_u64().unwrap() as usize;
-    let adv: Vec<f32> = advantages(&rewards, group, ScaleRewards::Group)
-        .into_iter()
-        .map(|a| a as f32)
-        .collect();
+    let adv = group_advantages(&g);
     for case in g["losses"].as_array().unwrap() {
-        let cfg = GrpoLossConfig {
-            loss_type: loss_type(&case["loss_type"]),
-            epsilon: g["epsilon"].as_f64().unwrap(),
-            epsilon_high: g["epsilon_high"].as_f64().unwrap(),
-            beta: case["beta"].as_f64().unwrap(),
-            max_completion_length: g["max_completion_length"].as_u64().unwrap() as usize,
-        };
+        let cfg = loss_config(&g, case, case["beta"].as_f64().unwrap());
         let logps = tensor(&g["logps"]).require_grad();
         let n = adv.len();
         let out = grpo_loss(
@@ -154,18 +158,6 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// The fixture Llama with the PEFT adapter (the policy; without it, the
-/// reference).
-fn policy() -> Llama<Ad> {
-    let dir = fixtures().join("llama/llama-gqa-rope3");
-    let config = ModelConfig::load(&dir).unwrap();
-    let weights = WeightFiles::open(&dir).unwrap();
-    Llama::<Ad>::load(&config, &weights, &Default::default())
-        .unwrap()
-        .with_peft_adapter(&fixtures().join("llama/lora-peft"))
-        .unwrap()
-}
-
 /// Per-token values of the completions (`[completions, tokens]`, as TRL
 /// lays them out) placed at their rows' positions (`[rows, seq - 1]`),
 /// `fill`'s value elsewhere.
@@ -222,22 +214,11 @@ fn lora_gradients_through_the_model_are_trl_and_peft_s_for_every_loss_type() {
         .zip(&theirs)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-4, "reference log-probabilities differ by {diff}");
-    let rewards = floats(&g["rewards"]);
-    let group = g["group"].as_u64().unwrap() as usize;
-    let adv: Vec<f32> = advantages(&rewards, group, ScaleRewards::Group)
-        .into_iter()
-        .map(|a| a as f32)
-        .collect();
-    let lora_grads = read_safetensors(&fixtures().join("grpo/lora_golden.safetensors"));
+    let adv = group_advantages(&g);
+    let lora_grads = read_safetensors("grpo/lora_golden.safetensors");
     for case in g["losses"].as_array().unwrap() {
         let name = case["loss_type"].as_str().unwrap();
-        let cfg = GrpoLossConfig {
-            loss_type: loss_type(&case["loss_type"]),
-            epsilon: g["epsilon"].as_f64().unwrap(),
-            epsilon_high: g["epsilon_high"].as_f64().unwrap(),
-            beta: g["beta"].as_f64().unwrap(),
-            max_completion_length: g["max_completion_length"].as_u64().unwrap() as usize,
-        };
+        let cfg = loss_config(&g, case, g["beta"].as_f64().unwrap());
         let n = adv.len();
         let out = grpo_loss(
             GrpoInputs {
@@ -296,21 +277,4 @@ fn lora_gradients_through_the_model_are_trl_and_peft_s_for_every_loss_type() {
         }
         assert_eq!(compared, 28);
     }
-}
-
-/// Every f32 tensor of a safetensors file, by name.
-fn read_safetensors(path: &Path) -> std::collections::HashMap<String, Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, t)| {
-            let values = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect()
 }
