@@ -6,11 +6,10 @@
 mod common;
 
 use clintune_curate::pairs::PairTokens;
-use clintune_model::lora::Target;
 use clintune_model::{Llama, ModelConfig, WeightFiles};
 use clintune_train::objective::dpo::{Rows, pair_figures, pair_losses, sequence_logps};
 use clintune_train::recipe::{DpoLoss, ObjectiveKind, ObjectiveSection};
-use common::{Ad, fixtures, policy, read_safetensors};
+use common::{Ad, assert_lora_grads, fixtures, policy, read_safetensors};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -101,32 +100,7 @@ fn dpo_matches_trl_losses_figures_and_gradients() {
         }
         let golden_grads = read_safetensors("dpo/golden.safetensors");
         let grads = mean.backward();
-        let mut compared = 0;
-        for layer in 0..2 {
-            for target in Target::ALL {
-                let lora = model.linear(layer, target).lora.as_ref().unwrap();
-                for (matrix, param) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
-                    let ours: Vec<f32> = param
-                        .val()
-                        .grad(&grads)
-                        .unwrap()
-                        .into_data()
-                        .iter::<f32>()
-                        .collect();
-                    let key = format!("{name}/{layer}.{}.{matrix}", target.module_name());
-                    let theirs = &golden_grads[&key];
-                    let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
-                    let diff = max_diff(&ours, theirs);
-                    assert!(scale > 0.0, "{key}: a zero gradient tests nothing");
-                    assert!(
-                        diff < 1e-5 * scale.max(1.0),
-                        "{key}: differs by {diff} (scale {scale})"
-                    );
-                    compared += 1;
-                }
-            }
-        }
-        assert_eq!(compared, 28);
+        assert_lora_grads(&model, &grads, &golden_grads, name);
     }
 }
 

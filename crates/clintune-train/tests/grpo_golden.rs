@@ -7,11 +7,10 @@
 mod common;
 
 use burn::prelude::*;
-use clintune_model::lora::Target;
 use clintune_train::objective::grpo::{
     CompletionRows, GrpoInputs, GrpoLossConfig, GrpoLossType, ScaleRewards, advantages, grpo_loss,
 };
-use common::{Ad, fixtures, policy, read_safetensors};
+use common::{Ad, assert_lora_grads, fixtures, policy, read_safetensors};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -247,34 +246,6 @@ fn lora_gradients_through_the_model_are_trl_and_peft_s_for_every_loss_type() {
         );
         assert!(out.clip_low > 0.0, "{name}: the golden clips some ratios");
         let grads = out.loss.backward();
-        let mut compared = 0;
-        for layer in 0..2 {
-            for target in Target::ALL {
-                let lora = model.linear(layer, target).lora.as_ref().unwrap();
-                for (matrix, param) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
-                    let ours: Vec<f32> = param
-                        .val()
-                        .grad(&grads)
-                        .unwrap()
-                        .into_data()
-                        .iter::<f32>()
-                        .collect();
-                    let key = format!("{name}/{layer}.{}.{matrix}", target.module_name());
-                    let theirs = &lora_grads[&key];
-                    let scale = theirs.iter().fold(0f32, |m, x| m.max(x.abs()));
-                    let diff = ours
-                        .iter()
-                        .zip(theirs)
-                        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                    assert!(scale > 0.0, "{key}: a zero gradient tests nothing");
-                    assert!(
-                        diff < 1e-5 * scale.max(1.0),
-                        "{key}: differs by {diff} (scale {scale})"
-                    );
-                    compared += 1;
-                }
-            }
-        }
-        assert_eq!(compared, 28);
+        assert_lora_grads(&model, &grads, &lora_grads, name);
     }
 }
