@@ -167,32 +167,24 @@ impl<B: Backend> Llama<B> {
         mut on_token: impl FnMut(u32),
     ) -> Generation {
         let mut cache = KvCache::new(self.model.layers.len());
-        let mut rng = SplitMix64(cfg.sampling.seed);
-        let mut tokens = Vec::new();
-        let mut seen = Seen::new(prompt, cfg.sampling.repetition_penalty);
+        let mut row = Row::new(prompt, cfg.sampling.seed, cfg.sampling.repetition_penalty);
         let start = Instant::now();
         let mut logits = self.step(prompt, &mut cache);
         let prefill = start.elapsed();
         let stop = loop {
-            if tokens.len() >= cfg.max_new_tokens {
-                break StopReason::Length;
-            }
             let mut values = logits.into_data().to_vec::<f32>().unwrap_or_default();
-            seen.penalize(&mut values);
-            let next = choose(&values, &cfg.sampling, &mut rng);
-            seen.add(next);
-            tokens.push(next);
-            on_token(next);
-            if cfg.stop_tokens.contains(&next) {
-                break StopReason::StopToken;
+            let drawn = row.tokens.len();
+            let next = row.draw(&mut values, cfg, cache.len() + 1, max_context);
+            if row.tokens.len() > drawn {
+                on_token(next);
             }
-            if cache.len() + 1 >= max_context {
-                break StopReason::Context;
+            if let Some(stop) = row.stop {
+                break stop;
             }
             logits = self.step(&[next], &mut cache);
         };
         Generation {
-            tokens,
+            tokens: row.tokens,
             stop,
             prefill,
             decode: start.elapsed() - prefill,
@@ -205,9 +197,10 @@ impl<B: Backend> Llama<B> {
     /// side as one batch: the prompt runs once and its cache is copied to
     /// every row, then each step runs all rows together. Row `i` draws with
     /// `seeds[i]` (`cfg.sampling.seed` is not used) and ends as
-    /// [`Llama::generate`] would; a finished row rides along until all have
-    /// finished, its further tokens dropped. The result depends only on
-    /// the prompt, the seeds and the weights, not on other work.
+    /// [`Llama::generate`] does (both draw through one `Row`); a finished
+    /// row rides along until all have finished, its further tokens dropped.
+    /// The result depends only on the prompt, the seeds and the weights,
+    /// not on other work.
     pub fn generate_group(
         &self,
         prompt: &[u32],
@@ -298,9 +291,10 @@ impl Row {
         }
     }
 
-    /// Draws the next token from `logits` and says whether the row ends
-    /// here (`cached` tokens are in the cache once it is run), as
-    /// [`Llama::generate`] decides.
+    /// Draws the next token from `logits` and records whether the row ends
+    /// here (`cached` tokens are in the cache once it is run): at a stop
+    /// token, a full context or `max_new_tokens`. A row with
+    /// `max_new_tokens` already drawn draws nothing.
     fn draw(
         &mut self,
         logits: &mut [f32],
